@@ -1,0 +1,367 @@
+"""The YAML config, validated into typed models (pydantic v2).
+
+Unknown keys are errors; every problem is reported with its key path (``domains[2].dkim_selectors``)
+by :func:`load_config`, which raises :class:`ConfigError` with all of them at once. Durations are
+written ``30s``, ``5m``, ``1h``, ``1h30m``, ``500ms``. Secrets are referenced by ``*_env`` or
+``*_file`` keys and read only when a probe needs them (:func:`read_secret`); their values never
+appear in an error message.
+
+Each probe section's model lives here so the whole config surface can be read in one file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from exporter.dnsclient import parse_nameserver
+
+
+class ConfigError(Exception):
+    """The config cannot be used; ``problems`` lists each one as 'key.path: message'."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+# ----- field types ----------------------------------------------------------------------------
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: Any) -> float:
+    """'30s', '5m', '1h30m', '500ms' or a number of seconds -> seconds (float, > 0)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like 30s, 5m or 1h")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        pos = 0
+        seconds = 0.0
+        for m in _DURATION_PART.finditer(text):
+            if m.start() != pos:
+                break
+            seconds += float(m.group(1)) * _UNITS[m.group(2)]
+            pos = m.end()
+        if pos != len(text) or not text:
+            raise ValueError(f"invalid duration {value!r}: expected a duration like 30s, 5m or 1h")
+    else:
+        raise ValueError("expected a duration like 30s, 5m or 1h")
+    if seconds <= 0:
+        raise ValueError("duration must be greater than zero")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def _check_domain(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected a domain name")
+    name = value.strip().rstrip(".").lower()
+    if not name or len(name) > 253:
+        raise ValueError(f"invalid domain name {value!r}")
+    for label in name.split("."):
+        if not label or len(label) > 63 or not re.fullmatch(r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?", label):
+            raise ValueError(f"invalid domain name {value!r}")
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return name
+    raise ValueError(f"expected a domain name, got the IP address {value!r}")
+
+
+DomainName = Annotated[str, BeforeValidator(_check_domain)]
+
+
+def _check_ip(value: Any) -> str:
+    try:
+        return str(ipaddress.ip_address(str(value).strip()))
+    except ValueError:
+        raise ValueError(f"invalid IP address {value!r}") from None
+
+
+IPAddress = Annotated[str, BeforeValidator(_check_ip)]
+
+
+def _check_nameserver(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected 'host' or 'host:port' with an IP address")
+    parse_nameserver(value)
+    return value.strip()
+
+
+Nameserver = Annotated[str, BeforeValidator(_check_nameserver)]
+
+
+def split_host_port(value: str, default_port: int | None = None) -> tuple[str, int]:
+    """'host:port', '[v6]:port' (or 'host' when a default port is given) -> (host, port)."""
+    text = value.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"invalid address {value!r}: expected host:port")
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    elif ":" in text:
+        raise ValueError(f"invalid address {value!r}: write IPv6 addresses as [addr]:port")
+    else:
+        host, port_text = text, ""
+    if not port_text:
+        if default_port is None:
+            raise ValueError(f"invalid address {value!r}: expected host:port")
+        return host, default_port
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"invalid port in {value!r}")
+    if not host:
+        raise ValueError(f"invalid address {value!r}: missing host")
+    return host, int(port_text)
+
+
+def _check_host_port(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected host:port")
+    split_host_port(value)
+    return value.strip()
+
+
+HostPort = Annotated[str, BeforeValidator(_check_host_port)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class SecretRef(_Model):
+    """Mixin for sections with a password given as ``password_env`` or ``password_file``."""
+
+    password_env: str | None = None
+    password_file: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SecretRef:
+        if self.password_env and self.password_file:
+            raise ValueError("give only one of password_env and password_file")
+        return self
+
+    @property
+    def has_secret(self) -> bool:
+        return bool(self.password_env or self.password_file)
+
+    def read_secret(self, where: str) -> str | None:
+        return read_secret(self.password_env, self.password_file, where)
+
+
+def read_secret(env: str | None, file: str | None, where: str) -> str | None:
+    """Read a secret from an environment variable or a file; the value never enters a message."""
+    if env:
+        value = os.environ.get(env)
+        if value is None:
+            raise ValueError(f"{where}: environment variable {env} is not set")
+        return value
+    if file:
+        try:
+            return Path(file).read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise ValueError(f"{where}: cannot read password_file {file}: {exc.strerror}") from None
+    return None
+
+
+# ----- sections -------------------------------------------------------------------------------
+
+
+class GlobalConfig(_Model):
+    interval: Duration = 300.0
+    timeout: Duration = 30.0
+    nameservers: list[Nameserver] = Field(default_factory=list)
+
+
+class DomainConfig(_Model):
+    domain: DomainName
+    dkim_selectors: list[str] = Field(default_factory=list)
+    sending_ips: list[IPAddress] = Field(default_factory=list)
+    interval: Duration | None = None
+    timeout: Duration | None = None
+
+    @field_validator("dkim_selectors")
+    @classmethod
+    def _selectors(cls, value: list[str]) -> list[str]:
+        for sel in value:
+            _check_domain(sel)
+        return [s.strip().lower() for s in value]
+
+
+DEFAULT_IP_ZONES = ["zen.spamhaus.org", "bl.spamcop.net", "b.barracudacentral.org"]
+DEFAULT_DOMAIN_ZONES = ["dbl.spamhaus.org"]
+
+
+class BlacklistsConfig(_Model):
+    ip_zones: list[DomainName] = Field(default_factory=lambda: list(DEFAULT_IP_ZONES))
+    domain_zones: list[DomainName] = Field(default_factory=lambda: list(DEFAULT_DOMAIN_ZONES))
+    interval: Duration | None = 1800.0
+    timeout: Duration | None = None
+
+
+class TlsTargetConfig(_Model):
+    target: HostPort | None = None
+    mx_of: DomainName | None = None
+    starttls: bool | None = None
+    server_name: str | None = None
+    ca_file: str | None = None
+    interval: Duration | None = None
+    timeout: Duration | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> TlsTargetConfig:
+        if (self.target is None) == (self.mx_of is None):
+            raise ValueError("give exactly one of target and mx_of")
+        return self
+
+
+class SesConfig(_Model):
+    region: str
+    identities: list[str] = Field(default_factory=list)
+    endpoint_url: str | None = None
+    interval: Duration | None = None
+    timeout: Duration | None = None
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", value):
+            raise ValueError(f"invalid AWS region {value!r}")
+        return value
+
+
+Security = Literal["starttls", "tls", "none"]
+
+
+class SmtpConfig(SecretRef):
+    host: str
+    port: int = Field(default=587, gt=0, lt=65536)
+    security: Security = "starttls"
+    username: str | None = None
+    ca_file: str | None = None
+
+
+class ImapConfig(SecretRef):
+    host: str
+    port: int = Field(default=993, gt=0, lt=65536)
+    security: Security = "tls"
+    username: str
+    mailbox: str = "INBOX"
+    spam_folder: str | None = None
+    ca_file: str | None = None
+
+
+class RoundtripConfig(_Model):
+    name: str
+    from_: str = Field(alias="from")
+    to: str
+    smtp: SmtpConfig
+    imap: ImapConfig
+    interval: Duration | None = None
+    timeout: Duration | None = None
+
+
+class Config(_Model):
+    global_: GlobalConfig = Field(default_factory=GlobalConfig, alias="global")
+    domains: list[DomainConfig] = Field(default_factory=list)
+    blacklists: BlacklistsConfig | None = None
+    tls: list[TlsTargetConfig] = Field(default_factory=list)
+    ses: list[SesConfig] = Field(default_factory=list)
+    roundtrip: list[RoundtripConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Config:
+        _no_duplicates([d.domain for d in self.domains], "domains", "domain")
+        _no_duplicates([r.name for r in self.roundtrip], "roundtrip", "name")
+        return self
+
+    def interval_of(self, section: Any) -> float:
+        value = getattr(section, "interval", None)
+        return float(value) if value is not None else self.global_.interval
+
+    def timeout_of(self, section: Any) -> float:
+        value = getattr(section, "timeout", None)
+        return float(value) if value is not None else self.global_.timeout
+
+
+def _no_duplicates(values: list[str], section: str, key: str) -> None:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"{section}: duplicate {key} {value!r}")
+        seen.add(value)
+
+
+# ----- loading --------------------------------------------------------------------------------
+
+
+def format_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("function-after", "function-before") or "[" in str(part):
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _format_errors(exc: ValidationError) -> list[str]:
+    problems: list[str] = []
+    for err in exc.errors(include_url=False, include_input=False):
+        where = format_loc(tuple(err["loc"]))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        problems.append(f"{where}: {msg}" if where else msg)
+    return problems
+
+
+def parse_config(data: Any) -> Config:
+    """Validate already-parsed YAML data; raise ConfigError listing every problem."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(["config: the top level must be a mapping"])
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc)) from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config file; raise ConfigError with every problem."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read config: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{path}: {where}invalid YAML: {problem}"]) from None
+    return parse_config(data)

@@ -1,0 +1,55 @@
+"""The ``dns`` probe: DNS authentication of one monitored domain (SPF, DMARC, DKIM, MX).
+
+One target per configured domain. The sub-checks run concurrently over one shared per-cycle
+:class:`~exporter.dnsclient.DnsClient` (so a name asked by two sub-checks is queried once) and
+their results are merged. A sub-check that meets a DNS temporary failure reports an error (so
+``probe_success`` is 0 and nothing is claimed about that record) while the others still publish.
+
+Each sub-check lives in its own module with the signature
+``async def check(domain: DomainConfig, ctx: ProbeContext) -> ProbeResult``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from exporter.config import Config, DomainConfig
+from exporter.probes.base import ProbeContext, ProbeResult, Target
+from exporter.probes.dns import dkim, dmarc, mx, spf
+
+SubCheck = Callable[[DomainConfig, ProbeContext], Awaitable[ProbeResult]]
+
+SUBCHECKS: tuple[tuple[str, SubCheck], ...] = (
+    ("spf", spf.check),
+    ("dmarc", dmarc.check),
+    ("dkim", dkim.check),
+    ("mx", mx.check),
+)
+
+
+class DnsProbe:
+    name = "dns"
+
+    def targets(self, config: Config) -> list[Target]:
+        return [
+            Target(
+                probe=self.name,
+                name=d.domain,
+                settings=d,
+                interval=config.interval_of(d),
+                timeout=config.timeout_of(d),
+            )
+            for d in config.domains
+        ]
+
+    async def run(self, target: Target, ctx: ProbeContext) -> ProbeResult:
+        domain: DomainConfig = target.settings
+        results = await asyncio.gather(*(fn(domain, ctx) for _, fn in SUBCHECKS))
+        merged = ProbeResult()
+        for result in results:
+            merged.merge(result)
+        return merged
+
+
+PROBE = DnsProbe()

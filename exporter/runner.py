@@ -1,0 +1,123 @@
+"""The one place that runs a probe: timing, timeout, success, and catching everything.
+
+:func:`run_probe` wraps every probe run: it gives the probe a fresh per-cycle DNS client, enforces
+the hard timeout, measures the duration, checks the samples against :mod:`exporter.metrics` and
+the findings against :mod:`exporter.findings`, and turns any exception into a failed result with
+a logged reason. Nothing a probe does escapes it (except cancellation of the daemon itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+import dns.asyncresolver
+
+from exporter.config import Config
+from exporter.dnsclient import DnsClient
+from exporter.findings import CATALOGUE
+from exporter.metrics import check_sample_labels
+from exporter.probes.base import Finding, ProbeContext, ProbeKind, ProbeResult, Target
+
+log = logging.getLogger("exporter.runner")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """The outcome of one run of one target, as the collector and status page see it."""
+
+    target: Target
+    result: ProbeResult
+    started: float
+    finished: float
+    duration: float
+
+    @property
+    def success(self) -> bool:
+        return self.result.error is None
+
+
+@dataclass
+class RunnerDeps:
+    """Shared, long-lived dependencies handed to every run."""
+
+    resolver: dns.asyncresolver.Resolver
+    config: Config
+    dns_max_in_flight: int = 64
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+async def run_probe(kind: ProbeKind, target: Target, deps: RunnerDeps) -> RunRecord:
+    """Run one probe once; never raises (but for cancellation of the caller)."""
+    plog = logging.getLogger(f"exporter.probe.{target.probe}")
+    ctx = ProbeContext(
+        dns=DnsClient(deps.resolver, max_in_flight=deps.dns_max_in_flight),
+        timeout=target.timeout,
+        log=plog,
+        config=deps.config,
+    )
+    started = time.time()
+    t0 = time.perf_counter()
+    try:
+        result = await asyncio.wait_for(kind.run(target, ctx), timeout=target.timeout)
+    except TimeoutError:
+        result = ProbeResult(error=f"timed out after {target.timeout:g}s")
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # the one broad catch: a probe bug must not take the daemon down
+        log.exception("probe crashed", extra={"probe": target.probe, "target": target.name})
+        result = ProbeResult(error=f"internal error: {type(exc).__name__}: {exc}")
+    duration = time.perf_counter() - t0
+    result = _validated(result, target)
+    if result.error:
+        plog.warning(
+            "probe failed",
+            extra={"probe": target.probe, "target": target.name, "reason": result.error},
+        )
+    else:
+        plog.debug(
+            "probe succeeded",
+            extra={"probe": target.probe, "target": target.name, "duration": round(duration, 3)},
+        )
+    return RunRecord(target, result, started, time.time(), duration)
+
+
+def _validated(result: ProbeResult, target: Target) -> ProbeResult:
+    """Drop samples and findings that do not match the declared tables, as a probe error."""
+    problems: list[str] = []
+    samples = []
+    for s in result.samples:
+        problem = check_sample_labels(s.metric, tuple(k for k, _ in s.labels))
+        if problem:
+            problems.append(problem)
+        else:
+            samples.append(s)
+    findings: list[Finding] = []
+    seen: set[tuple[str, str]] = set()
+    for f in result.findings:
+        spec = CATALOGUE.get(f.code)
+        if spec is None:
+            problems.append(f"finding code {f.code!r} is not in the catalogue")
+            continue
+        key = (f.code, f.subject)
+        if key not in seen:
+            seen.add(key)
+            findings.append(f)
+    if not problems:
+        result.findings = findings
+        return result
+    for p in problems:
+        log.error("probe bug: %s", p, extra={"probe": target.probe, "target": target.name})
+    error = "internal error: " + "; ".join(dict.fromkeys(problems))
+    return ProbeResult(
+        samples=samples,
+        findings=findings,
+        error=error if result.error is None else f"{result.error}; {error}",
+        details=result.details,
+    )
+
+
+def effective_severity(finding: Finding) -> str:
+    return finding.severity or CATALOGUE[finding.code].severity

@@ -1,0 +1,40 @@
+"""Shared fixtures: a real loopback DNS server, and a probe context pointed at it."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from dnsserver import DnsServer  # noqa: E402
+
+from exporter.config import Config, parse_config  # noqa: E402
+from exporter.dnsclient import DnsClient, make_resolver  # noqa: E402
+from exporter.probes.base import ProbeContext  # noqa: E402
+
+
+@pytest.fixture
+def dns_server() -> Iterator[DnsServer]:
+    """A fresh in-process authoritative DNS server on 127.0.0.1 (UDP+TCP, free port)."""
+    server = DnsServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def make_ctx(server: DnsServer, *, timeout: float = 10.0, lifetime: float = 1.0,
+             config: Config | None = None) -> ProbeContext:
+    """A probe context whose DNS client asks only ``server``."""
+    resolver = make_resolver([server.address], attempt_timeout=lifetime, lifetime=lifetime)
+    return ProbeContext(
+        dns=DnsClient(resolver),
+        timeout=timeout,
+        log=logging.getLogger("test"),
+        config=config or parse_config({"global": {"nameservers": [server.address]}}),
+    )
