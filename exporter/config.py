@@ -79,7 +79,11 @@ def _check_domain(value: Any) -> str:
     if not name or len(name) > 253:
         raise ValueError(f"invalid domain name {value!r}")
     for label in name.split("."):
-        if not label or len(label) > 63 or not re.fullmatch(r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?", label):
+        if (
+            not label
+            or len(label) > 63
+            or not re.fullmatch(r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?", label)
+        ):
             raise ValueError(f"invalid domain name {value!r}")
     try:
         ipaddress.ip_address(name)
@@ -220,12 +224,21 @@ class BlacklistsConfig(_Model):
     timeout: Duration | None = None
 
 
-class TlsTargetConfig(_Model):
+class TlsTargetConfig(SecretRef):
+    """One ``tls`` entry: a ``host:port`` target, or ``mx_of`` (every MX host, port 25).
+
+    ``starttls`` defaults to true except on port 465 (implicit TLS). ``username`` with
+    ``password_env``/``password_file`` adds an SMTP AUTH check (only over a valid certificate).
+    ``ehlo_name`` is the name sent in EHLO (default: this machine's host name, no DNS lookup).
+    """
+
     target: HostPort | None = None
     mx_of: DomainName | None = None
     starttls: bool | None = None
-    server_name: str | None = None
+    server_name: DomainName | IPAddress | None = None
     ca_file: str | None = None
+    username: str | None = None
+    ehlo_name: str | None = None
     interval: Duration | None = None
     timeout: Duration | None = None
 
@@ -233,13 +246,57 @@ class TlsTargetConfig(_Model):
     def _one_of(self) -> TlsTargetConfig:
         if (self.target is None) == (self.mx_of is None):
             raise ValueError("give exactly one of target and mx_of")
+        if self.mx_of is not None:
+            for key in ("server_name", "username", "password_env", "password_file"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"{key} cannot be used with mx_of (it probes every MX host)")
+            if self.starttls is False:
+                raise ValueError("mx_of probes port 25 with STARTTLS; starttls cannot be false")
+        if bool(self.username) != self.has_secret:
+            raise ValueError("the SMTP AUTH check needs both username and password_env/_file")
+        ehlo = self.ehlo_name
+        if ehlo is not None and not re.fullmatch(r"[A-Za-z0-9.\-\[\]:_]+", ehlo):
+            raise ValueError(f"invalid ehlo_name {self.ehlo_name!r}")
         return self
+
+    @property
+    def use_starttls(self) -> bool:
+        """STARTTLS unless disabled, or unset on port 465 (implicit TLS)."""
+        if self.starttls is not None:
+            return self.starttls
+        return self.target is None or split_host_port(self.target)[1] != 465
+
+
+_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+
+
+def _check_url(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"https?://[^\s/@]+(/\S*)?", value):
+        raise ValueError(f"invalid URL {value!r}: expected http(s)://host[:port][/path]")
+    return value
 
 
 class SesConfig(_Model):
+    """One AWS account and region to watch (the ``ses`` probe).
+
+    Credentials come from the standard AWS chain (environment, ``profile`` or the default
+    profile, container/instance role, IRSA web identity); ``role_arn`` is then assumed with them.
+    ``endpoint_url`` applies to every AWS API the probe calls; ``cloudwatch_endpoint_url`` and
+    ``sts_endpoint_url`` override it for CloudWatch and STS (e.g. when only SES has a VPC
+    endpoint). ``name`` (default: the region) is the target name and the ``region`` label; entries
+    that share a region need distinct names.
+    """
+
     region: str
+    name: str | None = None
     identities: list[str] = Field(default_factory=list)
     endpoint_url: str | None = None
+    cloudwatch_endpoint_url: str | None = None
+    sts_endpoint_url: str | None = None
+    profile: str | None = None
+    role_arn: str | None = None
+    external_id: str | None = None
+    max_attempts: int = Field(default=3, ge=1, le=10)
     interval: Duration | None = None
     timeout: Duration | None = None
 
@@ -249,6 +306,39 @@ class SesConfig(_Model):
         if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", value):
             raise ValueError(f"invalid AWS region {value!r}")
         return value
+
+    @field_validator("endpoint_url", "cloudwatch_endpoint_url", "sts_endpoint_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return _check_url(value)
+
+    @field_validator("role_arn")
+    @classmethod
+    def _role(cls, value: str | None) -> str | None:
+        if value is not None and not _ROLE_ARN.fullmatch(value):
+            raise ValueError(
+                f"invalid role ARN {value!r}: expected arn:aws:iam::<12-digit account>:role/<name>"
+            )
+        return value
+
+    @field_validator("identities")
+    @classmethod
+    def _identities(cls, value: list[str]) -> list[str]:
+        out = [v.strip() for v in value]
+        for ident in out:
+            if not ident or any(c.isspace() for c in ident):
+                raise ValueError(f"invalid SES identity {ident!r}: expected a domain or address")
+        return out
+
+    @model_validator(mode="after")
+    def _external_id_needs_role(self) -> SesConfig:
+        if self.external_id is not None and self.role_arn is None:
+            raise ValueError("external_id needs role_arn")
+        return self
+
+    @property
+    def target_name(self) -> str:
+        return self.name or self.region
 
 
 Security = Literal["starttls", "tls", "none"]

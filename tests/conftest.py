@@ -11,11 +11,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from dnsserver import DnsServer  # noqa: E402
+from dnsserver import DnsServer
 
-from exporter.config import Config, parse_config  # noqa: E402
-from exporter.dnsclient import DnsClient, make_resolver  # noqa: E402
-from exporter.probes.base import ProbeContext  # noqa: E402
+from exporter.config import Config, parse_config
+from exporter.dnsclient import DnsClient, make_resolver
+from exporter.probes.base import ProbeContext
 
 
 @pytest.fixture
@@ -28,8 +28,9 @@ def dns_server() -> Iterator[DnsServer]:
         server.stop()
 
 
-def make_ctx(server: DnsServer, *, timeout: float = 10.0, lifetime: float = 1.0,
-             config: Config | None = None) -> ProbeContext:
+def make_ctx(
+    server: DnsServer, *, timeout: float = 10.0, lifetime: float = 1.0, config: Config | None = None
+) -> ProbeContext:
     """A probe context whose DNS client asks only ``server``."""
     resolver = make_resolver([server.address], attempt_timeout=lifetime, lifetime=lifetime)
     return ProbeContext(

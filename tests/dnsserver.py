@@ -62,7 +62,9 @@ class DnsServer:
         """Add a TXT record from a raw value, split into 255-byte strings and quoted."""
         raw = value.encode()
         parts = [raw[i : i + 255] for i in range(0, len(raw), 255)] or [b""]
-        quoted = " ".join('"' + p.decode().replace("\\", "\\\\").replace('"', '\\"') + '"' for p in parts)
+        quoted = " ".join(
+            '"' + p.decode().replace("\\", "\\\\").replace('"', '\\"') + '"' for p in parts
+        )
         self.add(name, "TXT", quoted)
 
     def set_records(self, name: str, entries: Iterable[tuple[str, str]]) -> None:
@@ -201,7 +203,9 @@ class DnsServer:
         return any(k.endswith(suffix) for k in self.records)
 
     def _rrset(self, name: str, rdtype: str, texts: list[str]) -> dns.rrset.RRset:
-        rrset = dns.rrset.RRset(dns.name.from_text(name), dns.rdataclass.IN, dns.rdatatype.from_text(rdtype))
+        rrset = dns.rrset.RRset(
+            dns.name.from_text(name), dns.rdataclass.IN, dns.rdatatype.from_text(rdtype)
+        )
         for text in texts:
             rrset.add(dns.rdata.from_text(dns.rdataclass.IN, rrset.rdtype, text), self.ttl)
         return rrset

@@ -1,0 +1,222 @@
+"""The running exporter: the schedule, config reloads and the HTTP server.
+
+Where the schedule is: :meth:`Exporter._sync_jobs` keeps one APScheduler job per (probe, target),
+each run once right after start (with a small jitter) and then every ``interval`` with jitter,
+``max_instances=1`` so a job never overlaps itself, the probe's hard timeout enforced by
+:func:`exporter.runner.run_probe`.
+
+Reload (SIGHUP or ``POST /-/reload``) parses the config file again; only a config that parsed
+replaces the running one. Jobs of unchanged targets keep their schedule and results; removed
+targets lose their jobs and series.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from exporter.collector import StateCollector, make_registry
+from exporter.config import Config, ConfigError, load_config
+from exporter.dnsclient import make_resolver
+from exporter.probes import PROBES
+from exporter.probes.base import Target
+from exporter.runner import RunnerDeps, run_probe
+from exporter.state import State
+from exporter.web import status_page
+
+log = logging.getLogger("exporter")
+
+FIRST_RUN_JITTER = 2.0
+"""Seconds over which the first runs after start are spread."""
+
+
+def all_targets(config: Config) -> list[Target]:
+    """Every (probe, target) of the config, in registry order."""
+    out: list[Target] = []
+    for kind in PROBES.values():
+        out.extend(kind.targets(config))
+    return out
+
+
+def resolver_for(config: Config) -> RunnerDeps:
+    lifetime = min(5.0, config.global_.timeout)
+    resolver = make_resolver(
+        config.global_.nameservers, attempt_timeout=min(2.0, lifetime), lifetime=lifetime
+    )
+    return RunnerDeps(resolver=resolver, config=config)
+
+
+@dataclass
+class Exporter:
+    config_path: Path
+    config: Config
+    state: State = field(default_factory=State)
+    reload_ok: bool = True
+    reload_ts: float = field(default_factory=time.time)
+    started: bool = False
+    _deps: RunnerDeps | None = None
+    _scheduler: AsyncIOScheduler | None = None
+
+    def __post_init__(self) -> None:
+        self._deps = resolver_for(self.config)
+        self.registry = make_registry(
+            StateCollector(self.state.records, lambda: (self.reload_ok, self.reload_ts))
+        )
+
+    # ----- schedule ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
+        self._scheduler.start()
+        self._sync_jobs(all_targets(self.config))
+        self.started = True
+        log.info("exporter started", extra={"targets": len(self.state.targets)})
+
+    def stop(self) -> None:
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+
+    def _sync_jobs(self, targets: list[Target]) -> None:
+        assert self._scheduler is not None
+        old = dict(self.state.targets)
+        self.state.set_targets(targets)
+        wanted = {_job_id(t): t for t in targets}
+        for job in self._scheduler.get_jobs():
+            target = wanted.get(job.id)
+            if target is None or old.get(target.key) != target:
+                job.remove()
+        existing = {job.id for job in self._scheduler.get_jobs()}
+        now = datetime.now(UTC)
+        for job_id, target in wanted.items():
+            if job_id in existing:
+                continue
+            first = now + timedelta(seconds=random.uniform(0, FIRST_RUN_JITTER))
+            self._scheduler.add_job(
+                self._run_job,
+                IntervalTrigger(seconds=target.interval, jitter=_jitter(target.interval)),
+                args=[target],
+                id=job_id,
+                name=job_id,
+                next_run_time=first,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=max(1, int(target.interval)),
+            )
+            self.state.next_run[target.key] = first.timestamp()
+
+    async def _run_job(self, target: Target) -> None:
+        deps = self._deps
+        assert deps is not None
+        try:
+            record = await run_probe(PROBES[target.probe], target, deps)
+        except asyncio.CancelledError:
+            # Shutdown cancels runs in flight; that is not an error worth a traceback.
+            log.debug("probe run cancelled", extra={"probe": target.probe, "target": target.name})
+            return
+        self.state.record(record)
+        self._note_next_run(target)
+
+    def _note_next_run(self, target: Target) -> None:
+        if self._scheduler is None:
+            return
+        job = self._scheduler.get_job(_job_id(target))
+        if job is not None and job.next_run_time is not None:
+            self.state.next_run[target.key] = job.next_run_time.timestamp()
+
+    # ----- reload -----------------------------------------------------------------------------
+    def reload(self) -> tuple[bool, str]:
+        """Re-read the config file; on any problem keep the running config."""
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            self.reload_ok = False
+            for problem in exc.problems:
+                log.error("config reload failed, keeping the running config",
+                          extra={"problem": problem})  # fmt: skip
+            return False, "\n".join(exc.problems)
+        self.config = config
+        self._deps = resolver_for(config)
+        self._sync_jobs(all_targets(config))
+        self.reload_ok = True
+        self.reload_ts = time.time()
+        log.info("config reloaded", extra={"targets": len(self.state.targets)})
+        return True, "config reloaded"
+
+    # ----- HTTP -------------------------------------------------------------------------------
+    def make_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/-/healthy", self._healthy)
+        app.router.add_get("/-/ready", self._ready)
+        app.router.add_post("/-/reload", self._reload)
+        app.router.add_get("/", self._index)
+        return app
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _healthy(self, request: web.Request) -> web.Response:
+        return web.Response(text="Healthy.\n")
+
+    async def _ready(self, request: web.Request) -> web.Response:
+        if not self.started:
+            return web.Response(status=503, text="Not ready.\n")
+        return web.Response(text="Ready.\n")
+
+    async def _reload(self, request: web.Request) -> web.Response:
+        ok, message = self.reload()
+        return web.Response(status=200 if ok else 500, text=message + "\n")
+
+    async def _index(self, request: web.Request) -> web.Response:
+        html = status_page(self.state, self.reload_ok, self.config_path)
+        return web.Response(text=html, content_type="text/html")
+
+
+def _job_id(target: Target) -> str:
+    return f"{target.probe}:{target.name}"
+
+
+def _jitter(interval: float) -> float:
+    """Up to 10% of the interval, at most 30 s."""
+    return min(30.0, interval * 0.1)
+
+
+async def serve(
+    exporter: Exporter,
+    host: str,
+    port: int,
+    ssl_context: object | None = None,
+    middlewares: list[object] | None = None,
+) -> None:
+    """Run the exporter until SIGINT/SIGTERM; SIGHUP reloads."""
+    app = exporter.make_app()
+    if middlewares:
+        app.middlewares.extend(middlewares)  # type: ignore[arg-type]
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)  # type: ignore[arg-type]
+    await site.start()
+    log.info("listening", extra={"address": f"{host}:{port}"})
+    exporter.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGHUP, exporter.reload)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        exporter.stop()
+        await runner.cleanup()

@@ -1,0 +1,49 @@
+"""The latest results of the targets in the current config, and a short history of each.
+
+Written by the scheduler's jobs, read by the collector, the status page and ``check``. Only
+targets of the current config are kept: :meth:`State.set_targets` (called on load and reload)
+drops the records of targets that left the config, so their series disappear from ``/metrics``.
+Everything runs on one event loop, so no locking is needed.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+
+from exporter.probes.base import Target
+from exporter.runner import RunRecord
+
+HISTORY = 20
+
+
+@dataclass
+class State:
+    targets: dict[tuple[str, str], Target] = field(default_factory=dict)
+    latest: dict[tuple[str, str], RunRecord] = field(default_factory=dict)
+    history: dict[tuple[str, str], collections.deque[RunRecord]] = field(default_factory=dict)
+    next_run: dict[tuple[str, str], float] = field(default_factory=dict)
+    generation: int = 0
+    """Bumped whenever a result or the target set changes (lets readers skip unchanged work)."""
+
+    def set_targets(self, targets: list[Target]) -> None:
+        """Replace the target set; keep results of targets that stay with the same settings."""
+        new = {t.key: t for t in targets}
+        for key in list(self.latest):
+            if key not in new or new[key] != self.targets.get(key):
+                self.latest.pop(key, None)
+                self.history.pop(key, None)
+                self.next_run.pop(key, None)
+        self.targets = new
+        self.generation += 1
+
+    def record(self, rec: RunRecord) -> None:
+        key = rec.target.key
+        if self.targets.get(key) != rec.target:
+            return  # a run that finished after its target was removed or changed by a reload
+        self.latest[key] = rec
+        self.history.setdefault(key, collections.deque(maxlen=HISTORY)).append(rec)
+        self.generation += 1
+
+    def records(self) -> list[RunRecord]:
+        return [self.latest[k] for k in self.targets if k in self.latest]
