@@ -27,10 +27,11 @@ class State:
     """Bumped whenever a result or the target set changes (lets readers skip unchanged work)."""
 
     def set_targets(self, targets: list[Target]) -> None:
-        """Replace the target set; keep results of targets that stay with the same settings."""
+        """Replace the target set; results of targets that stay are kept until their next run
+        (even when their settings changed), those of removed targets are dropped."""
         new = {t.key: t for t in targets}
         for key in list(self.latest):
-            if key not in new or new[key] != self.targets.get(key):
+            if key not in new:
                 self.latest.pop(key, None)
                 self.history.pop(key, None)
                 self.next_run.pop(key, None)
@@ -39,8 +40,8 @@ class State:
 
     def record(self, rec: RunRecord) -> None:
         key = rec.target.key
-        if self.targets.get(key) != rec.target:
-            return  # a run that finished after its target was removed or changed by a reload
+        if key not in self.targets:
+            return  # a run that finished after a reload removed its target
         self.latest[key] = rec
         self.history.setdefault(key, collections.deque(maxlen=HISTORY)).append(rec)
         self.generation += 1
