@@ -52,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="TLS and basic auth config (Prometheus exporter-toolkit format)",
     )
+    parser.add_argument(
+        "--shard",
+        dest="shard",
+        default=None,
+        metavar="I/N",
+        help="run only shard I of N (targets split by a stable hash)",
+    )
     parser.add_argument("--log.level", dest="log_level", default="info", choices=list(LEVELS))
     parser.add_argument(
         "--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"]
@@ -63,6 +70,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from exporter import check, demo
+
+    # check's own usage errors exit 3 (UNKNOWN): 1 and 2 mean warning and critical there.
+    sub._parser_class, plain = check.CheckArgumentParser, sub._parser_class
+    try:
+        chk = sub.add_parser(
+            "check", help="run the probes once and print a diagnosis with fixes (exit 0/1/2/3)"
+        )
+    finally:
+        sub._parser_class = plain
+    check.add_arguments(chk)
+    chk.set_defaults(handler=check.run)
+    dem = sub.add_parser("demo", help="start an offline lab with sample defects and serve it")
+    demo.add_arguments(dem)
+    dem.set_defaults(handler=demo.run)
     try:
         from exporter.spf import command as spf_command
     except ImportError:  # the SPF engine is optional only while it is being written
@@ -101,7 +123,7 @@ def _print_problems(path: str, exc: ConfigError) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from exporter.daemon import Exporter, serve
+    from exporter.daemon import Exporter, Shard, serve
     from exporter.webconfig import WebConfigError, load_web_config
 
     try:
@@ -119,7 +141,12 @@ def _serve(args: argparse.Namespace) -> int:
     except WebConfigError as exc:
         print(f"--web.config.file: {exc}", file=sys.stderr)
         return 1
-    exporter = Exporter(config_path=Path(args.config_file), config=config)
+    try:
+        shard = Shard.parse(args.shard) if args.shard else None
+    except ValueError as exc:
+        print(f"--shard: {exc}", file=sys.stderr)
+        return 1
+    exporter = Exporter(config_path=Path(args.config_file), config=config, shard=shard)
     try:
         asyncio.run(
             serve(

@@ -17,6 +17,7 @@ import logging
 import random
 import signal
 import time
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,7 +34,7 @@ from exporter.probes import PROBES
 from exporter.probes.base import Target
 from exporter.runner import RunnerDeps, run_probe
 from exporter.state import State
-from exporter.web import status_page
+from exporter.web import status_page, target_page
 
 log = logging.getLogger("exporter")
 
@@ -47,6 +48,31 @@ def all_targets(config: Config) -> list[Target]:
     for kind in PROBES.values():
         out.extend(kind.targets(config))
     return out
+
+
+@dataclass(frozen=True)
+class Shard:
+    """``--shard I/N``: this replica runs the targets whose stable hash falls in slice I of N.
+
+    The hash is CRC-32 of ``probe:target``, so every replica with the same config agrees on the
+    split without talking to the others, and N replicas cover every target exactly once.
+    """
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        index_text, sep, count_text = text.partition("/")
+        if not (sep and index_text.isdigit() and count_text.isdigit()):
+            raise ValueError(f"invalid shard {text!r}: expected I/N, e.g. 1/3")
+        index, count = int(index_text), int(count_text)
+        if not 1 <= index <= count:
+            raise ValueError(f"invalid shard {text!r}: I must be between 1 and N")
+        return cls(index, count)
+
+    def owns(self, target: Target) -> bool:
+        return zlib.crc32(f"{target.probe}:{target.name}".encode()) % self.count == self.index - 1
 
 
 def resolver_for(config: Config) -> RunnerDeps:
@@ -65,6 +91,7 @@ class Exporter:
     reload_ok: bool = True
     reload_ts: float = field(default_factory=time.time)
     started: bool = False
+    shard: Shard | None = None
     _deps: RunnerDeps | None = None
     _scheduler: AsyncIOScheduler | None = None
 
@@ -78,13 +105,20 @@ class Exporter:
     def start(self) -> None:
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._scheduler.start()
-        self._sync_jobs(all_targets(self.config))
+        self._sync_jobs(self.targets(self.config))
         self.started = True
         log.info("exporter started", extra={"targets": len(self.state.targets)})
 
     def stop(self) -> None:
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=False)
+
+    def targets(self, config: Config) -> list[Target]:
+        """The targets of ``config`` this replica runs (all of them unless sharded)."""
+        targets = all_targets(config)
+        if self.shard is None:
+            return targets
+        return [t for t in targets if self.shard.owns(t)]
 
     def _sync_jobs(self, targets: list[Target]) -> None:
         assert self._scheduler is not None
@@ -146,7 +180,7 @@ class Exporter:
             return False, "\n".join(exc.problems)
         self.config = config
         self._deps = resolver_for(config)
-        self._sync_jobs(all_targets(config))
+        self._sync_jobs(self.targets(config))
         self.reload_ok = True
         self.reload_ts = time.time()
         log.info("config reloaded", extra={"targets": len(self.state.targets)})
@@ -160,6 +194,7 @@ class Exporter:
         app.router.add_get("/-/ready", self._ready)
         app.router.add_post("/-/reload", self._reload)
         app.router.add_get("/", self._index)
+        app.router.add_get("/target", self._target)
         return app
 
     async def _metrics(self, request: web.Request) -> web.Response:
@@ -180,6 +215,13 @@ class Exporter:
 
     async def _index(self, request: web.Request) -> web.Response:
         html = status_page(self.state, self.reload_ok, self.config_path)
+        return web.Response(text=html, content_type="text/html")
+
+    async def _target(self, request: web.Request) -> web.Response:
+        probe, name = request.query.get("probe", ""), request.query.get("name", "")
+        html = target_page(self.state, probe, name)
+        if html is None:
+            return web.Response(status=404, text=f"no target {probe} {name} in the config\n")
         return web.Response(text=html, content_type="text/html")
 
 

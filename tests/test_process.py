@@ -242,3 +242,21 @@ def test_bad_listen_address_and_bad_config_exit_1(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "--web.listen-address" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_shards_cover_every_target_exactly_once() -> None:
+    from exporter.config import parse_config
+    from exporter.daemon import Exporter, Shard, all_targets
+
+    config = parse_config({"domains": [{"domain": f"d{i}.example"} for i in range(200)]})
+    every = {t.key for t in all_targets(config)}
+    seen: list[tuple[str, str]] = []
+    for i in (1, 2, 3):
+        exp = Exporter(config_path=Path("x"), config=config, shard=Shard(i, 3))
+        mine = [t.key for t in exp.targets(config)]
+        assert abs(len(mine) - len(every) / 3) < len(every) * 0.1  # a roughly even split
+        seen += mine
+    assert sorted(seen) == sorted(every)
+    for bad in ("0/3", "4/3", "1", "a/b", "1/0"):
+        with pytest.raises(ValueError):
+            Shard.parse(bad)
