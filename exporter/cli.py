@@ -132,7 +132,9 @@ def _serve(args: argparse.Namespace) -> int:
         _print_problems(args.config_file, exc)
         return 1
     try:
-        host, port = split_host_port(args.listen)
+        # ":9866" (the default) means every interface, as in Prometheus.
+        listen = args.listen
+        host, port = split_host_port("0.0.0.0" + listen if listen.startswith(":") else listen)
     except ValueError as exc:
         print(f"--web.listen-address: {exc}", file=sys.stderr)
         return 1
