@@ -7,6 +7,8 @@ Data is a flat map of names to records, so one server can serve many unrelated d
 RFC 7208 suite needs that). Behaviours beyond plain answers, per name:
 
 * ``timeout`` — never answer (any type);
+* ``timeout_other_types`` — answer the types the name has records of, never answer the others
+  (the RFC 7208 suite's ``TIMEOUT`` after a name's records);
 * ``servfail`` / ``refused`` — answer with that RCODE;
 * CNAMEs are followed within the server's data, as an authoritative server for all zones would.
 
@@ -43,9 +45,12 @@ class DnsServer:
 
     records: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     timeout: set[str] = field(default_factory=set)
+    timeout_other_types: set[str] = field(default_factory=set)
     servfail: set[str] = field(default_factory=set)
     refused: set[str] = field(default_factory=set)
     ttl: int = 300
+    shuffle: bool = True
+    """Shuffle records within an RRset as dnspython does by default (False: zone order)."""
     port: int = 0
     queries: list[tuple[str, str]] = field(default_factory=list)
     _loop: asyncio.AbstractEventLoop | None = None
@@ -153,6 +158,10 @@ class DnsServer:
         self.queries.append((qname, qtype))
         if qname in self.timeout:
             return None
+        if qname in self.timeout_other_types and qtype not in {
+            t for t, _ in self.records.get(qname, [])
+        }:
+            return None
         response = dns.message.make_response(query)
         response.flags |= dns.flags.AA
         if qname in self.servfail:
@@ -166,7 +175,7 @@ class DnsServer:
         if payload is not None:
             payload = max(512, query.payload if query.edns >= 0 else 512)
         try:
-            return response.to_wire(max_size=payload or 65535)
+            return response.to_wire(max_size=payload or 65535, want_shuffle=self.shuffle)
         except dns.exception.TooBig:
             response.answer.clear()
             response.authority.clear()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 
+from dns.rdtypes.ANY.MX import MX
+
 from exporter.config import DomainConfig
 from exporter.dnsclient import DnsTempError
 from exporter.probes.base import Finding, ProbeContext, ProbeResult, sample
@@ -38,8 +40,9 @@ async def check(domain: DomainConfig, ctx: ProbeContext) -> ProbeResult:
     except DnsTempError as exc:
         return dns_failure("MX", exc)
     mx = sorted(
-        (int(getattr(rd, "preference", 0)), rd.exchange.to_text().rstrip(".").lower())
+        (rd.preference, rd.exchange.to_text().rstrip(".").lower())
         for rd in answer.rdatas
+        if isinstance(rd, MX)
     )
     lines = [f"{pref} {host or '.'}" for pref, host in mx]
     result.samples.append(sample("mx_records", len(mx), domain=name))
