@@ -59,3 +59,7 @@ def setup_logging(level: str = "info", fmt: str = "logfmt") -> None:
         logging.DEBUG if level == "debug" else logging.WARNING
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # botocore logs whole requests (headers included, so session tokens) at DEBUG: keep it and
+    # its HTTP stack quiet whatever --log.level says.
+    for name in ("botocore", "boto3", "urllib3", "s3transfer"):
+        logging.getLogger(name).setLevel(logging.WARNING)

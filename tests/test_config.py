@@ -100,7 +100,7 @@ def test_secret_sources_are_exclusive_and_never_echoed(
         "from": "a@example.com",
         "to": "b@example.net",
         "smtp": {"host": "smtp.example.com", "password_env": "A", "password_file": "/x"},
-        "imap": {"host": "imap.example.net", "username": "b"},
+        "imap": {"host": "imap.example.net", "username": "b", "password_env": "IMAP_PW"},
     }
     assert problems({"roundtrip": [rt]}) == [
         "roundtrip[0].smtp: give only one of password_env and password_file"
