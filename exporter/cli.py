@@ -85,10 +85,8 @@ def _add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     dem = sub.add_parser("demo", help="start an offline lab with sample defects and serve it")
     demo.add_arguments(dem)
     dem.set_defaults(handler=demo.run)
-    try:
-        from exporter.spf import command as spf_command
-    except ImportError:  # the SPF engine is optional only while it is being written
-        return
+    from exporter.spf import command as spf_command
+
     spf = sub.add_parser("spf", help="evaluate RFC 7208 check_host() for an IP and sender")
     spf_command.add_arguments(spf)
     spf.set_defaults(handler=spf_command.run)

@@ -25,7 +25,7 @@ from pathlib import Path
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from exporter.collector import StateCollector, make_registry
 from exporter.config import Config, ConfigError, load_config
@@ -97,9 +97,10 @@ class Exporter:
 
     def __post_init__(self) -> None:
         self._deps = resolver_for(self.config)
-        self.registry = make_registry(
-            StateCollector(self.state.records, lambda: (self.reload_ok, self.reload_ts))
+        self.collector = StateCollector(
+            self.state.records, lambda: (self.reload_ok, self.reload_ts)
         )
+        self.registry = make_registry(self.collector)
 
     # ----- schedule ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -198,7 +199,7 @@ class Exporter:
         return app
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        body = generate_latest(self.registry)
+        body = self.collector.exposition()  # generate_latest's bytes, formatted incrementally
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthy(self, request: web.Request) -> web.Response:

@@ -1,82 +1,246 @@
-"""The ``/`` status page: every target's last result, findings with their fixes, last error,
-duration and next run. Plain server-rendered HTML, no external assets, escaped throughout.
+"""The status pages: ``/`` (every target) and ``/target?probe=P&name=N`` (one target's history).
+
+Plain server-rendered HTML with inline CSS: no scripts, no external assets, so the page works
+through any proxy, on a phone, and with nothing but the exporter reachable. Every value that
+comes from a probe or the config is escaped. Target settings are never rendered (they may name
+secret files or variables); only what probes report — findings, evidence, errors — is shown,
+and probes keep secrets out of those (SPEC.md).
+
+Targets are listed worst first (critical, warning, not yet run, ok), each with its state, its
+findings with the catalogue's explanation and fix, the evidence the probe saw, its last error,
+the time and duration of its last run, and its next run. The detail page adds the recent
+history of runs, like blackbox_exporter's "recent probes".
 """
 
 from __future__ import annotations
 
 import html
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import urlencode
 
 from exporter import __version__
-from exporter.findings import CATALOGUE
-from exporter.state import State
+from exporter.findings import CRITICAL, INFO, WARNING
+from exporter.probes.base import Target
+from exporter.report import OK, ReportFinding, target_status
+from exporter.runner import RunRecord
+from exporter.state import HISTORY, State
+
+PENDING = "pending"
+_ORDER = {CRITICAL: 0, WARNING: 1, PENDING: 2, OK: 3}
+_LABELS = {CRITICAL: "FAIL", WARNING: "WARN", PENDING: "PENDING", OK: "PASS"}
 
 _CSS = """
-body{font-family:system-ui,sans-serif;margin:1rem;max-width:72rem;color:#222}
-h1{font-size:1.3rem}table{border-collapse:collapse;width:100%}
-td,th{border-bottom:1px solid #ddd;padding:.35rem .5rem;text-align:left;vertical-align:top}
-.ok{color:#1a7f37;font-weight:600}.fail{color:#b42318;font-weight:600}
-.pending{color:#777}.critical{color:#b42318}.warning{color:#9a6700}.info{color:#0969da}
-.fix{color:#555;font-size:.9em}code{font-size:.9em;word-break:break-all}
-@media (max-width:40rem){td,th{display:block;border:0}
-tr{border-bottom:1px solid #ddd;display:block}}
+*{box-sizing:border-box}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;padding:1rem;
+max-width:64rem;color:#1f2328;background:#fff;line-height:1.4}
+h1{font-size:1.25rem;margin:.2rem 0}h2{font-size:1.05rem;margin:1.2rem 0 .4rem}
+a{color:#0550ae}code,.ev{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;
+font-size:.85em;overflow-wrap:anywhere}
+.meta{color:#59636e;font-size:.9em}
+.summary span{display:inline-block;margin:.1rem .6rem .1rem 0}
+.card{border:1px solid #d1d9e0;border-left-width:6px;border-radius:6px;padding:.6rem .8rem;
+margin:.7rem 0}
+.card.critical{border-left-color:#cf222e}.card.warning{border-left-color:#bf8700}
+.card.ok{border-left-color:#1a7f37}.card.pending{border-left-color:#8c959f}
+.head{display:flex;flex-wrap:wrap;gap:.3rem .6rem;align-items:baseline}
+.name{font-weight:600;overflow-wrap:anywhere}
+.badge{font-weight:700;font-size:.8em;padding:.05rem .45rem;border-radius:1rem;color:#fff}
+.badge.critical{background:#cf222e}.badge.warning{background:#9a6700}
+.badge.ok{background:#1a7f37}.badge.pending{background:#6e7781}
+.sev{font-weight:700;font-size:.8em;text-transform:uppercase}
+.sev.critical{color:#cf222e}.sev.warning{color:#9a6700}.sev.info{color:#0969da}
+ul.findings{list-style:none;padding:0;margin:.4rem 0}
+ul.findings li{padding:.35rem 0;border-top:1px solid #eef1f4}
+.fix{background:#f6f8fa;border-radius:4px;padding:.2rem .4rem;margin-top:.2rem}
+.error{color:#9a6700;margin:.3rem 0}.error b{color:#1f2328}
+dl.evidence{display:grid;grid-template-columns:max-content 1fr;gap:.1rem .8rem;margin:.3rem 0}
+dl.evidence dt{color:#59636e;font-size:.85em}dl.evidence dd{margin:0}
+table{border-collapse:collapse;width:100%;font-size:.9em}
+td,th{border-bottom:1px solid #d1d9e0;padding:.3rem .4rem;text-align:left;vertical-align:top}
+.warnbox{background:#fff8c5;border:1px solid #d4a72c;border-radius:6px;padding:.5rem .8rem}
+@media (max-width:40rem){body{padding:.6rem}
+dl.evidence{grid-template-columns:1fr}dl.evidence dd{margin-bottom:.3rem}
+table.history thead{display:none}table.history tr{display:block;border-bottom:1px solid #d1d9e0;
+padding:.3rem 0}table.history td{display:block;border:0;padding:.1rem 0}}
 """
 
+e = html.escape
 
-def _ago(ts: float, now: float) -> str:
+
+def _when(ts: float, now: float) -> str:
+    """Relative time with the absolute UTC time as a tooltip."""
     delta = ts - now
     secs = abs(int(delta))
-    text = f"{secs}s" if secs < 120 else f"{secs // 60}m" if secs < 7200 else f"{secs // 3600}h"
-    return f"in {text}" if delta > 0 else f"{text} ago"
+    if secs < 120:
+        text = f"{secs}s"
+    elif secs < 7200:
+        text = f"{secs // 60}m"
+    elif secs < 172800:
+        text = f"{secs // 3600}h"
+    else:
+        text = f"{secs // 86400}d"
+    rel = f"in {text}" if delta > 0 else f"{text} ago"
+    iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+    return f'<time datetime="{iso}" title="{iso}">{rel}</time>'
 
 
-def status_page(state: State, reload_ok: bool, config_path: Path) -> str:
-    now = time.time()
-    e = html.escape
-    rows: list[str] = []
-    for key, target in state.targets.items():
-        rec = state.latest.get(key)
-        nxt = state.next_run.get(key)
-        next_text = _ago(nxt, now) if nxt else "-"
-        if rec is None:
-            rows.append(
-                f"<tr><td>{e(target.probe)}</td><td>{e(target.name)}</td>"
-                f'<td class="pending">pending</td><td></td><td>-</td><td>{next_text}</td></tr>'
-            )
-            continue
-        status = '<span class="ok">ok</span>' if rec.success else '<span class="fail">failed</span>'
-        items: list[str] = []
-        if rec.result.error:
-            items.append(f'<li class="fail">error: {e(rec.result.error)}</li>')
-        for f in rec.result.findings:
-            spec = CATALOGUE[f.code]
-            sev = f.severity or spec.severity
-            subject = f" ({e(f.subject)})" if f.subject else ""
-            evidence = f"<br><code>{e(f.evidence)}</code>" if f.evidence else ""
-            items.append(
-                f'<li><span class="{sev}">{sev}</span> <b>{e(f.code)}</b>{subject}: '
-                f'{e(spec.summary)}{evidence}<br><span class="fix">Fix: {e(spec.fix)}</span></li>'
-            )
-        found = f"<ul>{''.join(items)}</ul>" if items else "no findings"
-        rows.append(
-            f"<tr><td>{e(target.probe)}</td><td>{e(target.name)}</td><td>{status}</td>"
-            f"<td>{found}</td><td>{_ago(rec.finished, now)} ({rec.duration:.2f}s)</td>"
-            f"<td>{next_text}</td></tr>"
-        )
-    reload = (
-        ""
-        if reload_ok
-        else '<p class="fail">The last config reload failed; the previous config is running.</p>'
+def _status(rec: RunRecord | None) -> str:
+    return PENDING if rec is None else target_status(rec)
+
+
+def _badge(status: str) -> str:
+    return f'<span class="badge {status}">{_LABELS[status]}</span>'
+
+
+def target_href(target: Target) -> str:
+    return "target?" + urlencode({"probe": target.probe, "name": target.name})
+
+
+def _findings(rec: RunRecord) -> str:
+    findings = sorted(
+        (ReportFinding.of(f) for f in rec.result.findings),
+        key=lambda f: ({CRITICAL: 0, WARNING: 1, INFO: 2}.get(f.severity, 9), f.code, f.subject),
     )
+    if not findings:
+        return "" if rec.result.error else '<p class="meta">No findings.</p>'
+    items = []
+    for f in findings:
+        subject = f' <span class="meta">({e(f.subject)})</span>' if f.subject else ""
+        evidence = (
+            f'<div>Evidence: <span class="ev">{e(f.evidence)}</span></div>' if f.evidence else ""
+        )
+        items.append(
+            f'<li><span class="sev {f.severity}">{f.severity}</span> '
+            f"<code>{e(f.code)}</code>{subject}<div>{e(f.summary)}</div>{evidence}"
+            f'<div class="fix"><b>Fix:</b> {e(f.fix)}</div></li>'
+        )
+    return f'<ul class="findings">{"".join(items)}</ul>'
+
+
+def _evidence(details: dict[str, str], *, open_: bool) -> str:
+    if not details:
+        return ""
+    rows = "".join(f'<dt>{e(k)}</dt><dd class="ev">{e(v)}</dd>' for k, v in sorted(details.items()))
+    attr = " open" if open_ else ""
+    return (
+        f"<details{attr}><summary>What the probe saw ({len(details)})</summary>"
+        f'<dl class="evidence">{rows}</dl></details>'
+    )
+
+
+def _error(rec: RunRecord) -> str:
+    if rec.result.error is None:
+        return ""
+    return (
+        f'<p class="error"><b>Could not tell:</b> {e(rec.result.error)}'
+        '<br><span class="meta">Not a verdict on the target: the probe did not finish'
+        " (network path, nameservers, timeout).</span></p>"
+    )
+
+
+def _card(target: Target, rec: RunRecord | None, next_run: float | None, now: float,
+          *, link: bool, open_evidence: bool) -> str:  # fmt: skip
+    status = _status(rec)
+    name = e(target.name)
+    if link:
+        name = f'<a href="{e(target_href(target))}">{name}</a>'
+    meta: list[str] = []
+    if rec is not None:
+        meta.append(f"last run {_when(rec.finished, now)} · took {rec.duration:.2f}s")
+    else:
+        meta.append("not run yet")
+    meta.append(f"next run {_when(next_run, now)}" if next_run else "next run -")
+    body = ""
+    if rec is not None:
+        body = _error(rec) + _findings(rec) + _evidence(rec.result.details, open_=open_evidence)
+    return (
+        f'<section class="card {status}"><div class="head">{_badge(status)}'
+        f'<span class="meta">{e(target.probe)}</span><span class="name">{name}</span></div>'
+        f'<div class="meta">{" · ".join(meta)}</div>{body}</section>'
+    )
+
+
+def _page(title: str, body: str) -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Email deliverability exporter</title><style>{_CSS}</style></head>
-<body><h1>Email deliverability exporter {e(__version__)}</h1>
-<p>Config <code>{e(str(config_path))}</code> · <a href="metrics">metrics</a></p>{reload}
-<table><thead><tr><th>probe</th><th>target</th><th>state</th><th>findings</th>
-<th>last run</th><th>next run</th></tr></thead><tbody>
-{"".join(rows) or '<tr><td colspan="6">No targets configured.</td></tr>'}
-</tbody></table></body></html>
+<title>{e(title)}</title><style>{_CSS}</style></head>
+<body>{body}</body></html>
 """
+
+
+def _summary(statuses: Iterable[str]) -> str:
+    counts = {s: 0 for s in _ORDER}
+    for s in statuses:
+        counts[s] += 1
+    parts = [f"<span>{_badge(s)} {counts[s]}</span>" for s in _ORDER if counts[s]]
+    return f'<p class="summary">{"".join(parts)}</p>' if parts else ""
+
+
+def status_page(state: State, reload_ok: bool, config_path: Path) -> str:
+    """``/``: every target of the running config, worst first."""
+    now = time.time()
+    entries = []
+    for key, target in state.targets.items():
+        rec = state.latest.get(key)
+        entries.append((_ORDER[_status(rec)], target.probe, target.name, target, rec))
+    entries.sort(key=lambda x: x[:3])
+    cards = [
+        _card(t, rec, state.next_run.get(t.key), now, link=True, open_evidence=False)
+        for *_, t, rec in entries
+    ]
+    reload = (
+        ""
+        if reload_ok
+        else '<p class="warnbox">The last config reload failed; the previous config is still'
+        " running. See the log for the problems.</p>"
+    )
+    body = (
+        f"<h1>Email deliverability</h1>"
+        f'<p class="meta">deliverability-exporter {e(__version__)} · config'
+        f' <code>{e(str(config_path))}</code> · <a href="metrics">metrics</a>'
+        f' · <a href="">refresh</a></p>{reload}'
+        f"{_summary(_status(rec) for *_, rec in entries)}"
+        + ("".join(cards) or "<p>No targets configured.</p>")
+    )
+    return _page("Email deliverability exporter", body)
+
+
+def target_page(state: State, probe: str, name: str) -> str | None:
+    """``/target?probe=P&name=N``: the latest result in full, then the recent runs.
+
+    None when no such target is in the config.
+    """
+    target = state.targets.get((probe, name))
+    if target is None:
+        return None
+    now = time.time()
+    rec = state.latest.get(target.key)
+    card = _card(target, rec, state.next_run.get(target.key), now, link=False, open_evidence=True)
+    rows = []
+    for run in reversed(state.history.get(target.key, ())):
+        status = target_status(run)
+        codes = ", ".join(dict.fromkeys(f.code for f in run.result.findings)) or "-"
+        rows.append(
+            f"<tr><td>{_when(run.finished, now)}</td><td>{_badge(status)}</td>"
+            f"<td>{'yes' if run.success else 'no'}</td><td>{run.duration:.2f}s</td>"
+            f"<td><code>{e(codes)}</code></td><td>{e(run.result.error or '')}</td></tr>"
+        )
+    history = (
+        '<table class="history"><thead><tr><th>finished</th><th>state</th><th>completed</th>'
+        "<th>duration</th><th>findings</th><th>error</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+        if rows
+        else "<p>No runs yet.</p>"
+    )
+    body = (
+        f'<p class="meta"><a href="./">&larr; all targets</a></p>'
+        f"<h1>{e(probe)} · {e(name)}</h1>"
+        f'<p class="meta">every {target.interval:g}s · timeout {target.timeout:g}s</p>'
+        f"{card}<h2>Recent runs</h2>"
+        f'<p class="meta">Newest first; the last {HISTORY} are kept.</p>{history}'
+    )
+    return _page(f"{probe} {name} — email deliverability", body)

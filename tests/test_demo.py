@@ -1,0 +1,295 @@
+"""``deliverability-exporter demo``: started as a real process, its metrics scraped and its status
+page fetched; and the lab servers it is made of (DNS, SMTP with STARTTLS, certificates)."""
+
+from __future__ import annotations
+
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiosmtplib
+import dns.asyncquery
+import dns.flags
+import dns.message
+import dns.rcode
+import pytest
+from cryptography import x509
+from cryptography.x509.verification import PolicyBuilder, Store
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.demo import BLACKLIST_ZONE, LISTED_IP, lab_zones, start_lab
+from exporter.findings import CATALOGUE
+from exporter.lab.certs import LabCA
+from exporter.lab.dns import LabDnsServer, zone_text
+from exporter.probes import PROBES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# ----- the demo process -----------------------------------------------------------------------
+
+
+class Demo:
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "exporter", "demo", "--web.listen-address", "127.0.0.1:0"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.banner: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+
+    def wait_banner(self, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                assert self.proc.poll() is None, "the demo exited early"
+                continue
+            self.banner.append(line)
+            if line.startswith("The first results appear"):
+                text = "".join(self.banner)
+                m = re.search(r"Status page\s+(http://127\.0\.0\.1:\d+/)", text)
+                assert m is not None, text
+                return m.group(1)
+        raise AssertionError("no banner from the demo: " + "".join(self.banner))
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                return self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+                raise
+        return self.proc.returncode
+
+
+@pytest.fixture
+def demo() -> Iterator[Demo]:
+    d = Demo()
+    try:
+        yield d
+    finally:
+        d.stop()
+
+
+def get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        assert resp.status == 200
+        return str(resp.read().decode())
+
+
+def findings_of(metrics: str) -> set[tuple[str, str, str]]:
+    out = set()
+    for fam in text_string_to_metric_families(metrics):
+        for s in fam.samples:
+            if s.name == "deliverability_finding" and s.value == 1:
+                out.add((s.labels["probe"], s.labels["target"], s.labels["code"]))
+    return out
+
+
+def expected_findings(banner: str) -> set[tuple[str, str, str]]:
+    want = {
+        ("dns", "weak.example", "dmarc_policy_none"),
+        ("dns", "weak.example", "dmarc_no_rua"),
+        ("dns", "weak.example", "dkim_key_weak"),
+        ("dns", "weak.example", "mx_host_is_cname"),
+        ("dns", "broken.example", "dmarc_missing"),
+        ("dns", "broken.example", "dkim_key_missing"),
+        ("dns", "broken.example", "mx_host_unresolvable"),
+    }
+    if "spf_all_pass" in CATALOGUE:
+        want.add(("dns", "broken.example", "spf_all_pass"))
+    if "spf_too_many_lookups" in CATALOGUE:
+        want.add(("dns", "broken.example", "spf_too_many_lookups"))
+    if "dnsbl" in PROBES:
+        want.add(("dnsbl", LISTED_IP, "ip_listed"))
+    if "tls" in PROBES:
+        m = re.search(r"(mail\.weak\.example:\d+)", banner)
+        assert m is not None, banner
+        want.add(("tls", m.group(1), "tls_cert_expiring"))
+    return want
+
+
+def test_demo_serves_metrics_findings_and_the_status_page(demo: Demo) -> None:
+    base = demo.wait_banner()
+    banner = "".join(demo.banner)
+    assert "deliverability-exporter check --nameserver 127.0.0.1:" in banner
+    want = expected_findings(banner)
+    must_run = {("dns", d) for d in ("healthy.example", "weak.example", "broken.example")}
+    if "tls" in PROBES:
+        m = re.search(r"(mail\.healthy\.example:\d+)", banner)
+        assert m is not None
+        must_run.add(("tls", m.group(1)))
+    deadline = time.monotonic() + 40
+    seen: set[tuple[str, str, str]] = set()
+    success: dict[tuple[str, str], float] = {}
+    while time.monotonic() < deadline:
+        metrics = get(base + "metrics")
+        seen = findings_of(metrics)
+        success = {
+            (s.labels["probe"], s.labels["target"]): s.value
+            for fam in text_string_to_metric_families(metrics)
+            for s in fam.samples
+            if s.name == "deliverability_probe_success"
+        }
+        if want <= seen and must_run <= set(success):
+            break
+        time.sleep(0.5)
+    if not (want <= seen and must_run <= set(success)):
+        # Say what the probes saw, to tell a lab problem from a probe problem.
+        missing = want - seen
+        pages = [get(base + f"target?probe={p}&name={t}") for p, t, _ in missing]
+        raise AssertionError(
+            f"missing findings: {missing}; not run: {must_run - set(success)}\n"
+            + "\n".join(" ".join(re.sub("<[^>]+>", " ", x).split()) for x in pages)
+        )
+    # The healthy domain and its TLS server ran to completion and have no findings.
+    assert all(success[k] == 1 for k in must_run if "healthy" in k[1])
+    assert not [f for f in seen if f[1] in ("healthy.example", "127.0.0.1")]
+    assert not [f for f in seen if f[0] == "tls" and "healthy" in f[1]]
+
+    page = get(base)
+    for name in ("healthy.example", "weak.example", "broken.example"):
+        assert name in page
+    assert "dmarc_missing" in page
+    assert "Publish a TXT record at _dmarc.&lt;domain&gt;" in page  # the fix, escaped
+    detail = get(base + "target?probe=dns&name=broken.example")
+    assert "Recent runs" in detail and "dmarc_missing" in detail
+    assert demo.stop() == 0
+
+
+# ----- the lab servers ------------------------------------------------------------------------
+
+
+async def ask(
+    server: LabDnsServer, name: str, rdtype: str, *, tcp: bool = False
+) -> dns.message.Message:
+    query = dns.message.make_query(name, rdtype, use_edns=0, payload=1232)
+    if tcp:
+        return await dns.asyncquery.tcp(query, "127.0.0.1", timeout=5, port=server.port)
+    return await dns.asyncquery.udp(query, "127.0.0.1", timeout=5, port=server.port)
+
+
+async def test_lab_dns_answers_like_an_authoritative_server() -> None:
+    big = "v=spf1 " + " ".join(f"ip4:198.51.100.{i}" for i in range(200)) + " -all"
+    raw = big.encode()
+    chunks = " ".join(f'"{raw[i : i + 255].decode()}"' for i in range(0, len(raw), 255))
+    server = await LabDnsServer(
+        [
+            zone_text(
+                "lab.example",
+                [
+                    "www A 127.0.0.1",
+                    "alias CNAME www.lab.example.",
+                    "a.b.deep A 127.0.0.2",
+                    f"big TXT {chunks}",
+                ],
+            )
+        ]
+    ).start()
+    try:
+        resp = await ask(server, "alias.lab.example", "A")
+        assert resp.rcode() == dns.rcode.NOERROR and resp.flags & dns.flags.AA
+        assert [r.to_text() for r in resp.answer] == [
+            "alias.lab.example. 300 IN CNAME www.lab.example.",
+            "www.lab.example. 300 IN A 127.0.0.1",
+        ]
+        nx = await ask(server, "nothing.lab.example", "A")
+        assert nx.rcode() == dns.rcode.NXDOMAIN and nx.authority[0].rdtype == 6  # SOA
+        nodata = await ask(server, "www.lab.example", "MX")
+        assert nodata.rcode() == dns.rcode.NOERROR and not nodata.answer and nodata.authority
+        ent = await ask(server, "b.deep.lab.example", "A")  # an empty non-terminal exists
+        assert ent.rcode() == dns.rcode.NOERROR and not ent.answer
+        refused = await ask(server, "example.org", "A")
+        assert refused.rcode() == dns.rcode.REFUSED
+        truncated = await ask(server, "big.lab.example", "TXT")
+        assert truncated.flags & dns.flags.TC and not truncated.answer
+        whole = await ask(server, "big.lab.example", "TXT", tcp=True)
+        assert b"".join(whole.answer[0][0].strings).decode() == big
+    finally:
+        await server.stop()
+
+
+async def test_lab_serves_the_demo_blacklist_per_rfc_5782() -> None:
+    server = await LabDnsServer(lab_zones()).start()
+    try:
+        listed = await ask(server, f"2.0.0.127.{BLACKLIST_ZONE}", "A")
+        assert [r.to_text() for r in listed.answer[0]] == ["127.0.0.2"]
+        clean = await ask(server, f"1.0.0.127.{BLACKLIST_ZONE}", "A")
+        assert clean.rcode() == dns.rcode.NXDOMAIN
+    finally:
+        await server.stop()
+
+
+def test_lab_certificates_verify_with_the_lab_ca() -> None:
+    ca = LabCA()
+    issued = ca.issue("mail.lab.example", "127.0.0.1", days=5)
+    leaf = x509.load_pem_x509_certificate(issued.cert_pem)
+    verifier = (
+        PolicyBuilder()
+        .store(Store([ca.cert]))
+        .build_server_verifier(x509.DNSName("mail.lab.example"))
+    )
+    chain = verifier.verify(leaf, [])
+    assert chain[-1] == ca.cert
+    remaining = leaf.not_valid_after_utc - leaf.not_valid_before_utc
+    assert 5.9 < remaining.total_seconds() / 86400 < 6.1  # from yesterday to 5 days ahead
+
+
+async def test_lab_smtp_offers_starttls_and_refuses_mail(tmp_path: Path) -> None:
+    lab = await start_lab(tmp_path)
+    try:
+        if "tls" not in PROBES:
+            assert not lab.smtp
+            return
+        server = lab.smtp["mail.healthy.example"]
+        import ssl
+
+        client_ctx = ssl.create_default_context(cafile=str(tmp_path / "lab-ca.pem"))
+        smtp = aiosmtplib.SMTP(
+            hostname="127.0.0.1",
+            port=server.port,
+            start_tls=False,
+            tls_context=client_ctx,
+            timeout=10,
+        )
+        await smtp.connect()
+        try:
+            await smtp.ehlo(hostname="probe.test")
+            assert smtp.supports_extension("starttls")
+            code, _ = await smtp.execute_command(b"MAIL", b"FROM:<a@b.example>")
+            assert code == 530
+            await smtp.starttls(server_hostname="mail.healthy.example")
+            await smtp.ehlo(hostname="probe.test")
+            assert not smtp.supports_extension("starttls")
+            ssl_object = smtp.transport.get_extra_info("ssl_object") if smtp.transport else None
+            assert ssl_object is not None and ssl_object.version() in ("TLSv1.2", "TLSv1.3")
+            code, _ = await smtp.execute_command(b"MAIL", b"FROM:<a@b.example>")
+            assert code == 554
+        finally:
+            await smtp.quit()
+        config = lab.config()
+        assert [t.target for t in config.tls] == [
+            f"{host}:{s.port}" for host, s in lab.smtp.items()
+        ]
+        assert config.global_.nameservers == [lab.dns.address]
+    finally:
+        await lab.stop()
