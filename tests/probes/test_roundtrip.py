@@ -46,10 +46,14 @@ from exporter.probes.base import Target
 from exporter.probes.roundtrip import HEADER, RoundtripProbe
 from exporter.runner import RunnerDeps, RunRecord, run_probe
 
-pytestmark = pytest.mark.skipif(
-    not (shutil.which("dovecot") and Path("/usr/lib/postfix/sbin/master").exists()),
-    reason="needs Debian packages dovecot-imapd dovecot-lmtpd postfix",
-)
+
+@pytest.fixture(autouse=True, scope="module")
+def _servers_installed() -> None:
+    # A failure, not a skip: scripts/test installs them, and a skip must not look green.
+    assert shutil.which("dovecot") and Path("/usr/lib/postfix/sbin/master").exists(), (
+        "needs Debian packages dovecot-imapd dovecot-lmtpd postfix (scripts/test installs them)"
+    )
+
 
 USER = "probe@example.test"
 IMAP_PASSWORD = "imap-S3cret-pw"
