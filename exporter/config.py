@@ -12,6 +12,7 @@ Each probe section's model lives here so the whole config surface can be read in
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 from pathlib import Path
@@ -45,6 +46,9 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
+MAX_DURATION = 365 * 86400.0
+
+
 def parse_duration(value: Any) -> float:
     """'30s', '5m', '1h30m', '500ms' or a number of seconds -> seconds (float, > 0)."""
     if isinstance(value, bool):
@@ -66,6 +70,9 @@ def parse_duration(value: Any) -> float:
         raise ValueError("expected a duration like 30s, 5m or 1h")
     if seconds <= 0:
         raise ValueError("duration must be greater than zero")
+    # NaN, infinity and centuries pass "> 0" but crash the scheduler's date arithmetic.
+    if not math.isfinite(seconds) or seconds > MAX_DURATION:
+        raise ValueError("duration must be at most 365d")
     return seconds
 
 
@@ -214,14 +221,89 @@ class DomainConfig(_Model):
 
 
 DEFAULT_IP_ZONES = ["zen.spamhaus.org", "bl.spamcop.net", "b.barracudacentral.org"]
+"""Widely used by receivers, free for low-volume use, still active (SORBS shut down in 2024)."""
 DEFAULT_DOMAIN_ZONES = ["dbl.spamhaus.org"]
 
 
+def _check_dnsbl_code(value: Any) -> str:
+    try:
+        addr = ipaddress.IPv4Address(str(value).strip())
+    except ValueError:
+        raise ValueError(f"invalid DNSBL return code {value!r}: expected 127.x.y.z") from None
+    if addr not in ipaddress.IPv4Network("127.0.0.0/8"):
+        raise ValueError(f"DNSBL return code {value!r} is outside 127.0.0.0/8")
+    return str(addr)
+
+
+DnsblCode = Annotated[str, BeforeValidator(_check_dnsbl_code)]
+
+
+class DnsblZoneConfig(_Model):
+    """Knowledge about one blacklist zone; extends or overrides the built-in table
+    (exporter/probes/dnsbl_zones.py)."""
+
+    zone: DomainName
+    codes: dict[DnsblCode, str] = Field(default_factory=dict)
+    """Listing codes and their meaning; empty = any 127.0.0.0/8 answer but error codes."""
+    error_codes: dict[DnsblCode, str] = Field(default_factory=dict)
+    """Codes that are errors (refusals), never listings; added to the built-in ones."""
+    delist_url: str | None = None
+    """Where to request removal; '{target}' is replaced by the IP or domain."""
+    self_test: bool = True
+    """False for a zone without RFC 5782 test entries."""
+    test_listed: str | None = None
+    """Self-test entry that must be listed (an IP for IP zones, a name for domain zones)."""
+    test_unlisted: str | None = None
+
+    @field_validator("delist_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"https?://", value):
+            raise ValueError("delist_url must start with http:// or https://")
+        return value
+
+    @model_validator(mode="after")
+    def _tests(self) -> DnsblZoneConfig:
+        if (self.test_listed is None) != (self.test_unlisted is None):
+            raise ValueError("give both test_listed and test_unlisted, or neither")
+        if self.test_listed is not None and self.test_unlisted is not None:
+            kinds = {_is_ip(self.test_listed), _is_ip(self.test_unlisted)}
+            if len(kinds) != 1:
+                raise ValueError("test_listed and test_unlisted must both be IPs or both names")
+            if not kinds.pop():
+                _check_domain(self.test_listed)
+                _check_domain(self.test_unlisted)
+        return self
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 class BlacklistsConfig(_Model):
+    """The ``dnsbl`` probe: enabled by the section's presence (``blacklists: {}`` = defaults)."""
+
     ip_zones: list[DomainName] = Field(default_factory=lambda: list(DEFAULT_IP_ZONES))
     domain_zones: list[DomainName] = Field(default_factory=lambda: list(DEFAULT_DOMAIN_ZONES))
     interval: Duration | None = 1800.0
     timeout: Duration | None = None
+    max_in_flight: int = Field(default=64, ge=1, le=1024)
+    """Blacklist queries in flight at once, over all targets."""
+    zones: list[DnsblZoneConfig] = Field(default_factory=list)
+
+    @field_validator("ip_zones", "domain_zones")
+    @classmethod
+    def _dedupe(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _unique_zones(self) -> BlacklistsConfig:
+        _no_duplicates([z.zone for z in self.zones], "zones", "zone")
+        return self
 
 
 class TlsTargetConfig(SecretRef):
@@ -283,8 +365,8 @@ class SesConfig(_Model):
     profile, container/instance role, IRSA web identity); ``role_arn`` is then assumed with them.
     ``endpoint_url`` applies to every AWS API the probe calls; ``cloudwatch_endpoint_url`` and
     ``sts_endpoint_url`` override it for CloudWatch and STS (e.g. when only SES has a VPC
-    endpoint). ``name`` (default: the region) is the target name and the ``region`` label; entries
-    that share a region need distinct names.
+    endpoint). ``name`` (default: the region) is the target name and the ``region`` label of the
+    metrics (see :mod:`exporter.probes.ses` for entries that share a region).
     """
 
     region: str
@@ -336,40 +418,93 @@ class SesConfig(_Model):
             raise ValueError("external_id needs role_arn")
         return self
 
-    @property
-    def target_name(self) -> str:
-        return self.name or self.region
-
 
 Security = Literal["starttls", "tls", "none"]
 
 
+def _check_mail_host(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("expected a host name or IP address")
+    host = value.strip().rstrip(".")
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        return _check_domain(host)
+
+
+MailHost = Annotated[str, BeforeValidator(_check_mail_host)]
+
+
+def _check_address(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[^@\s<>\"(),;:]+@[^@\s<>\"(),;:]+", value):
+        raise ValueError(f"expected a mail address like user@example.com, got {value!r}")
+    return value
+
+
+MailAddress = Annotated[str, BeforeValidator(_check_address)]
+
+
+def _check_folder(value: Any) -> str:
+    if not isinstance(value, str) or not value or not value.isascii() or not value.isprintable():
+        raise ValueError(
+            "expected a folder name in printable ASCII (e.g. INBOX, Junk, [Gmail]/Spam)"
+        )
+    return value
+
+
+Folder = Annotated[str, BeforeValidator(_check_folder)]
+
+
 class SmtpConfig(SecretRef):
-    host: str
+    host: MailHost
     port: int = Field(default=587, gt=0, lt=65536)
     security: Security = "starttls"
     username: str | None = None
     ca_file: str | None = None
+    helo: str | None = None
+    """EHLO name; default the machine's host name when it is a FQDN, else the sender's domain."""
+
+    @model_validator(mode="after")
+    def _password_with_username(self) -> SmtpConfig:
+        if self.username and not self.has_secret:
+            raise ValueError("username needs password_env or password_file")
+        return self
 
 
 class ImapConfig(SecretRef):
-    host: str
+    host: MailHost
     port: int = Field(default=993, gt=0, lt=65536)
     security: Security = "tls"
     username: str
-    mailbox: str = "INBOX"
-    spam_folder: str | None = None
+    mailbox: Folder = "INBOX"
+    spam_folder: Folder | None = None
     ca_file: str | None = None
+    poll_interval: Duration = 5.0
+    """How often to search when the server lacks IDLE (with IDLE new mail is pushed)."""
+
+    @model_validator(mode="after")
+    def _needs_password(self) -> ImapConfig:
+        if not self.has_secret:
+            raise ValueError("give password_env or password_file")
+        return self
 
 
 class RoundtripConfig(_Model):
     name: str
-    from_: str = Field(alias="from")
-    to: str
+    from_: MailAddress = Field(alias="from")
+    to: MailAddress
     smtp: SmtpConfig
     imap: ImapConfig
     interval: Duration | None = None
     timeout: Duration | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        # The name goes into the probe's mail header and its IMAP searches.
+        if not re.fullmatch(r"[A-Za-z0-9._:@+-]{1,64}", value):
+            raise ValueError("name must be 1-64 characters of letters, digits and . _ : @ + -")
+        return value
 
 
 class Config(_Model):
@@ -384,6 +519,7 @@ class Config(_Model):
     def _unique(self) -> Config:
         _no_duplicates([d.domain for d in self.domains], "domains", "domain")
         _no_duplicates([r.name for r in self.roundtrip], "roundtrip", "name")
+        _no_duplicates([s.name for s in self.ses if s.name], "ses", "name")
         return self
 
     def interval_of(self, section: Any) -> float:

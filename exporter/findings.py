@@ -47,6 +47,82 @@ CATALOGUE: dict[str, FindingSpec] = _catalogue(
     F("spf_missing", "dns", CRITICAL,
       "The domain publishes no SPF record (no TXT record starting with v=spf1).",
       "Publish one TXT record at the domain, e.g. 'v=spf1 include:<your provider> -all'."),
+    F("spf_multiple_records", "dns", CRITICAL,
+      "More than one TXT record starts with v=spf1; receivers return permerror (RFC 7208 §4.5)"
+      " and SPF fails for all mail.",
+      "Merge the records into one: keep a single 'v=spf1 ... -all' with every include and"
+      " ip4/ip6 term, and delete the others."),
+    F("spf_syntax_error", "dns", CRITICAL,
+      "The SPF record does not parse (RFC 7208 §4.6/§12); receivers return permerror.",
+      "Fix the term named in the evidence: terms are separated by single spaces, mechanisms are"
+      " all/include/a/mx/ptr/ip4/ip6/exists, domains end in a real top-level label."),
+    F("spf_strings_joined_wrong", "dns", CRITICAL,
+      "The record is split into several strings that receivers join with no space (RFC 7208"
+      " §3.3), which glues two terms together.",
+      "End each string with a space (or start the next with one) where the record is split."),
+    F("spf_too_many_lookups", "dns", CRITICAL,
+      "The include/redirect tree needs more than 10 DNS-querying terms; receivers stop with"
+      " permerror (RFC 7208 §4.6.4).",
+      "Flatten the includes named in the evidence into ip4:/ip6: terms (or drop unused"
+      " providers, or move a provider to a subdomain) until the count is 10 or less."),
+    F("spf_lookups_near_limit", "dns", WARNING,
+      "The SPF tree uses 9 or 10 of the 10 allowed DNS lookups; a provider adding one include"
+      " breaks SPF.",
+      "Flatten the largest include into ip4:/ip6: terms or remove unused ones to leave headroom."),
+    F("spf_too_many_void_lookups", "dns", CRITICAL,
+      "More than 2 terms point at names that do not exist or have no records; receivers return"
+      " permerror (RFC 7208 §4.6.4).",
+      "Remove or correct the a/mx/exists/include terms listed in the evidence."),
+    F("spf_include_no_spf", "dns", CRITICAL,
+      "An include: or redirect= target publishes no SPF record (or is not a domain name);"
+      " receivers return permerror when they reach it (RFC 7208 §5.2, §6.1).",
+      "Correct the target's spelling, or remove the term if the provider is no longer used."),
+    F("spf_include_invalid", "dns", CRITICAL,
+      "An included or redirected SPF record is broken (syntax error or several records);"
+      " receivers return permerror when they reach it.",
+      "Ask the provider to fix its record, or replace the include with its ip4:/ip6: ranges."),
+    F("spf_include_loop", "dns", CRITICAL,
+      "The include/redirect chain comes back to a domain already on it; receivers hit the"
+      " lookup limit and return permerror.",
+      "Remove the include or redirect that points back up the chain shown in the evidence."),
+    F("spf_mx_too_many_records", "dns", CRITICAL,
+      "An mx term points at a domain with more than 10 MX records; receivers return permerror"
+      " (RFC 7208 §4.6.4).",
+      "Replace the mx term with ip4:/ip6: terms for the hosts that send mail."),
+    F("spf_lookup_temperror", "dns", WARNING,
+      "A DNS lookup inside the SPF tree failed temporarily (timeout, SERVFAIL); receivers seeing"
+      " the same get temperror and defer or reject mail.",
+      "Check the DNS servers of the name in the evidence; if it belongs to a provider, ask them."),
+    F("spf_all_pass", "dns", CRITICAL,
+      "The effective 'all' is +all: every host on the internet may send as the domain.",
+      "End the record with -all (or ~all while rolling out) after listing your senders."),
+    F("spf_all_neutral", "dns", WARNING,
+      "The effective 'all' is ?all: unlisted hosts get neutral, which protects nothing.",
+      "End the record with -all (or ~all while rolling out)."),
+    F("spf_no_all", "dns", WARNING,
+      "The record has no 'all' and no redirect: unlisted hosts get neutral (RFC 7208 §4.7).",
+      "End the record with -all (or ~all while rolling out)."),
+    F("spf_terms_after_all", "dns", INFO,
+      "Terms after 'all' (including a redirect) are never evaluated.",
+      "Move them before 'all' if they are needed, otherwise delete them."),
+    F("spf_ptr_used", "dns", WARNING,
+      "The record uses the ptr mechanism, which RFC 7208 §5.5 says SHOULD NOT be used: it is slow"
+      " and many receivers ignore or penalise it.",
+      "Replace ptr with ip4:/ip6: (or a:) terms for the sending hosts."),
+    F("spf_record_long", "dns", WARNING,
+      "The SPF record is near or over the size limits (255-byte strings, 450-byte record of"
+      " RFC 7208 §3.4, 512-byte UDP answer); some receivers cannot read oversized answers.",
+      "Shorten the record: flatten or drop includes, merge ip4 ranges into CIDR blocks, or move"
+      " other TXT records at the name elsewhere."),
+    F("spf_ip_not_permitted", "dns", CRITICAL,
+      "A configured sending IP does not get 'pass' from check_host(); its mail fails SPF (and"
+      " DMARC unless DKIM aligns).",
+      "Add the IP (ip4:/ip6:) or its provider's include to the record, or remove the IP from"
+      " sending_ips if it no longer sends."),
+    F("spf_ip_temperror", "dns", WARNING,
+      "check_host() for a configured sending IP ended in temperror: a DNS lookup in the SPF tree"
+      " failed, so receivers may defer its mail.",
+      "See the lookup trail in the details; check the DNS servers of the failing name."),
     # --- dns: DMARC (exporter/probes/dns/dmarc.py) --------------------------------------------
     F("dmarc_missing", "dns", CRITICAL,
       "No DMARC record applies to the domain (none at _dmarc.<domain> nor at its organizational"
@@ -80,6 +156,11 @@ CATALOGUE: dict[str, FindingSpec] = _catalogue(
     F("dmarc_subdomain_policy_weaker", "dns", INFO,
       "The subdomain policy (sp=) is weaker than p=, so spoofed subdomains are treated leniently.",
       "Set sp= to the same strength as p= (or remove it to inherit p=)."),
+    F("dmarc_report_destination_unauthorized", "dns", WARNING,
+      "A rua/ruf address is in another organization's domain that has not authorized receiving"
+      " reports for this domain (RFC 7489 §7.1), so receivers send it no reports.",
+      "Ask the report receiver to publish TXT 'v=DMARC1' at <domain>._report._dmarc.<their"
+      " domain>, or use an address in your own domain."),
     # --- dns: DKIM (exporter/probes/dns/dkim.py) ----------------------------------------------
     F("dkim_key_missing", "dns", CRITICAL,
       "No DKIM key is published for a configured selector; mail signed with it fails DKIM.",
@@ -125,9 +206,168 @@ CATALOGUE: dict[str, FindingSpec] = _catalogue(
       "A null MX ('0 .') is published together with other MX records (RFC 7505 §3 forbids it).",
       "Remove either the null MX or the other MX records."),
     # --- dnsbl (exporter/probes/dnsbl.py) -----------------------------------------------------
+    F("ip_listed", "dnsbl", CRITICAL,
+      "A sending IP is listed on a DNS blacklist: receivers that use the list reject its mail or"
+      " file it as spam. The evidence names the list, its return code's meaning and its reason.",
+      "Find and stop the cause first (compromised account or host, open relay, mail to bought or"
+      " stale addresses), then request removal at the list's delisting page given in the"
+      " evidence. Some lists (SpamCop) expire listings by themselves once the spam stops."),
+    F("domain_listed", "dnsbl", CRITICAL,
+      "A monitored domain is listed on a domain blacklist: mail from it or naming it is rejected"
+      " or filed as spam. The evidence names the list, its return code's meaning and its reason.",
+      "Find the cause (spam naming the domain, a compromised website or open redirect, a phishing"
+      " page), clean it up, then request removal at the list's delisting page given in the"
+      " evidence."),
+    F("dnsbl_query_refused", "dnsbl", WARNING,
+      "A blacklist answered with an error code instead of an answer (Spamhaus 127.255.255.254:"
+      " query through a public or open resolver; 127.255.255.255: too many queries; URIBL/SURBL"
+      " 127.0.0.1). Whether the target is listed is unknown; an error code is never counted as a"
+      " listing.",
+      "Use your own recursive resolver (e.g. unbound on the exporter's host) that asks the lists"
+      " directly, and point global.nameservers at it: lists refuse queries that come through"
+      " public resolvers (8.8.8.8, 1.1.1.1, 9.9.9.9) or a busy ISP resolver. For high volumes use"
+      " the list's registered or paid access (Spamhaus DQS, Barracuda's free registration)."),
+    F("dnsbl_zone_unhealthy", "dnsbl", WARNING,
+      "A blacklist zone fails the RFC 5782 self-test through your resolver (127.0.0.2 not listed,"
+      " or 127.0.0.1 listed) or answers with addresses outside 127.0.0.0/8 (the resolver rewrites"
+      " NXDOMAIN); its answers are not trusted, so listings on it cannot be seen.",
+      "Use your own recursive resolver that does not rewrite NXDOMAIN (no ad or search"
+      " redirection) and point global.nameservers at it; check the zone's spelling; remove zones"
+      " that have shut down (SORBS, for one) from blacklists.ip_zones / domain_zones."),
     # --- tls (exporter/probes/tls.py) ---------------------------------------------------------
+    F("tls_cert_expiring", "tls", WARNING,
+      "A certificate in the chain expires soon (warning under 21 days, critical under 7).",
+      "Renew the certificate (check that automatic renewal, e.g. certbot or your ACME client,"
+      " runs and that the mail server is reloaded afterwards to pick up the new file)."),
+    F("tls_cert_expired", "tls", CRITICAL,
+      "The server presents an expired certificate (leaf or intermediate); senders that require"
+      " TLS or honour MTA-STS refuse to deliver.",
+      "Install a renewed certificate and its current intermediates, then reload the mail server."),
+    F("tls_cert_not_yet_valid", "tls", CRITICAL,
+      "The leaf certificate's validity starts in the future (or the server's clock is wrong).",
+      "Check the certificate's notBefore and the clocks of the issuing and probing machines."),
+    F("tls_cert_untrusted", "tls", CRITICAL,
+      "The certificate chain does not lead to a trusted root (self-signed, unknown CA, missing"
+      " intermediate, or a certificate the verifier rejects).",
+      "Use a certificate from a public CA and configure the full chain (leaf plus intermediates)"
+      " on the server; for a private CA set ca_file on the target."),
+    F("tls_cert_hostname_mismatch", "tls", CRITICAL,
+      "The certificate does not cover the name the server is reached by (MX host or target"
+      " host, or server_name).",
+      "Issue a certificate whose subjectAltName includes that host name, or point the MX record"
+      " or clients at a name the certificate covers."),
+    F("tls_starttls_not_offered", "tls", CRITICAL,
+      "The SMTP server does not advertise STARTTLS, so mail and passwords travel in clear and"
+      " senders that require TLS (MTA-STS, DANE) cannot deliver.",
+      "Enable STARTTLS on the server (postfix: smtpd_tls_security_level = may, with"
+      " smtpd_tls_cert_file and smtpd_tls_key_file set)."),
+    F("tls_version_old", "tls", WARNING,
+      "The best TLS version the server negotiates is older than TLS 1.2.",
+      "Enable TLS 1.2 and 1.3 on the server (postfix: smtpd_tls_protocols = >=TLSv1.2) and"
+      " update its TLS library if needed."),
+    F("tls_handshake_failed", "tls", CRITICAL,
+      "The server answered but the TLS handshake failed with a TLS error (no common protocol or"
+      " cipher, bad certificate or key, or the server aborted).",
+      "Check the server's TLS settings and log for the handshake error shown in the evidence."),
+    F("smtp_auth_failed", "tls", CRITICAL,
+      "SMTP AUTH with the configured credentials was rejected (or no AUTH mechanism usable by"
+      " the probe was offered).",
+      "Check the account and password (rotated secret, locked or expired account) and that the"
+      " server offers AUTH PLAIN or LOGIN after STARTTLS."),
     # --- ses (exporter/probes/ses.py) ---------------------------------------------------------
+    F("ses_quota_high", "ses", WARNING,
+      "Messages sent in the last 24 hours are above 80% of the SES 24-hour quota (critical from"
+      " 95%); at 100% SES rejects every send with 'Daily message quota exceeded'.",
+      "Request a higher sending quota (Service Quotas console: Amazon SES 'Sending quota', or the"
+      " SES console's 'Request an increase'), and hold back bulk or non-urgent mail meanwhile."),
+    F("ses_sandbox", "ses", WARNING,
+      "The SES account is in the sandbox in this region: it can send only to verified addresses,"
+      " at most 200 messages a day, so mail to customers is refused.",
+      "Request production access (SES console: Account dashboard > Request production access, or"
+      " 'aws sesv2 put-account-details --production-access-enabled ...'); if this region is not"
+      " meant to send, remove it from the config."),
+    F("ses_sending_paused", "ses", CRITICAL,
+      "Sending is disabled for the account in this region: every send is refused.",
+      "If AWS paused it, read the notice in the SES console's Reputation metrics page and your"
+      " e-mail, fix the cause and reply to the case; if it was paused on purpose, resume with"
+      " 'aws sesv2 put-account-sending-attributes --sending-enabled'."),
+    F("ses_probation", "ses", WARNING,
+      "AWS has put the SES account under review (enforcement status PROBATION): mail still"
+      " flows, but sending is paused if the bounce or complaint problem is not fixed in time.",
+      "Open the SES Reputation metrics page for the cause, clean the recipient list (stop sending"
+      " to addresses that bounced or complained, use the suppression list), then reply to the"
+      " review notice describing the fix."),
+    F("ses_shutdown", "ses", CRITICAL,
+      "AWS has shut down sending for the SES account (enforcement status SHUTDOWN).",
+      "Follow the instructions in the shutdown notice (SES console, AWS Health, account e-mail):"
+      " fix the cause and open a case asking AWS to review and restore sending."),
+    F("ses_bounce_rate_high", "ses", CRITICAL,
+      "The SES reputation bounce rate is above 5% (warning from 2%); AWS reviews accounts above"
+      " 5% and may pause sending above 10%.",
+      "Stop sending to addresses that hard-bounced (enable the account-level suppression list),"
+      " validate addresses at sign-up with double opt-in, and remove stale lists."),
+    F("ses_complaint_rate_high", "ses", CRITICAL,
+      "The SES reputation complaint rate is above 0.1% (warning from 0.05%); AWS reviews"
+      " accounts above 0.1% and may pause sending above 0.5%.",
+      "Send only mail recipients asked for, add a List-Unsubscribe header and honour it, process"
+      " complaint notifications (SNS) by suppressing the address, and check which messages draw"
+      " complaints."),
+    F("ses_identity_not_verified", "ses", CRITICAL,
+      "A configured SES identity (domain or address) is not verified, or does not exist in the"
+      " region (warning while verification is pending or could not be checked): SES refuses to"
+      " send from it.",
+      "Create the identity in this region if missing, then publish the verification DNS records"
+      " (DKIM CNAMEs) or click the link sent to the address; 'aws sesv2 get-email-identity"
+      " --email-identity <name>' shows the status."),
+    F("ses_identity_dkim_not_verified", "ses", WARNING,
+      "DKIM is not verified for a configured SES identity (critical when verification failed):"
+      " mail is not DKIM-signed with the domain, so DMARC alignment may fail.",
+      "Publish the three DKIM CNAME records shown for the identity in the SES console (Easy"
+      " DKIM), or the TXT record of your own key (BYODKIM), and keep them published."),
     # --- roundtrip (exporter/probes/roundtrip.py) ---------------------------------------------
+    F("roundtrip_connect_failed", "roundtrip", WARNING,
+      "The round trip could not reach the SMTP or IMAP server (name not resolved, connection"
+      " refused or timed out, connection lost); whether mail arrives is unknown.",
+      "Check the host and port in the roundtrip section, that the server is up, and that"
+      " firewalls let the exporter reach it; the evidence names the server and the error."),
+    F("roundtrip_tls_failed", "roundtrip", WARNING,
+      "The TLS handshake with the SMTP or IMAP server failed (certificate untrusted, expired or"
+      " for another name; STARTTLS not offered; protocol mismatch).",
+      "Fix the server's certificate (see the tls probe), or set security to match the port"
+      " (starttls for 587/143, tls for 465/993), or give ca_file for a private CA."),
+    F("roundtrip_auth_failed", "roundtrip", WARNING,
+      "The SMTP server refused the probe's credentials (or offers no AUTH on this connection).",
+      "Check smtp.username and the password behind password_env/password_file; many servers"
+      " offer AUTH only after STARTTLS."),
+    F("roundtrip_send_rejected", "roundtrip", CRITICAL,
+      "The SMTP server rejected the probe's message (the evidence has the SMTP code and reply);"
+      " mail through this path is not going out. 4xx (temporary) rejections are warnings.",
+      "Read the server's reply: relay denied (authenticate or allow the sender), sender or"
+      " recipient refused (check from/to), policy or content rejections (check the server's"
+      " logs)."),
+    F("roundtrip_not_delivered", "roundtrip", CRITICAL,
+      "The probe's message was accepted for delivery but did not appear in the mailbox (nor the"
+      " spam folder) before the timeout.",
+      "Look for the message's probe id in the sending server's queue and logs (deferred,"
+      " bounced?) and in the recipient's quarantine; raise the timeout if delivery is merely"
+      " slow. A late arrival is cleaned up by the next run."),
+    F("roundtrip_imap_login_failed", "roundtrip", WARNING,
+      "The IMAP server refused the probe's login, so the mailbox cannot be watched.",
+      "Check imap.username and the password behind password_env/password_file (app passwords"
+      " are often required when the account has two-factor authentication)."),
+    F("roundtrip_in_spam", "roundtrip", WARNING,
+      "The probe's message was delivered to the spam folder.",
+      "Check the receiver's verdict in Authentication-Results (spf/dkim/dmarc) and the sending"
+      " IP's blacklist status; fix the failing authentication first."),
+    F("roundtrip_auth_fail", "roundtrip", WARNING,
+      "The receiver's Authentication-Results show a failing spf, dkim or dmarc result for the"
+      " probe's message (dmarc fail is critical: receivers may quarantine or reject such mail).",
+      "Fix the method named in the subject: publish/extend the SPF record for the sending IP,"
+      " sign with a published DKIM key, align the From domain with SPF or DKIM for DMARC."),
+    F("roundtrip_spam_folder_missing", "roundtrip", WARNING,
+      "The configured spam folder does not exist (SELECT failed), so spam placement is not"
+      " watched.",
+      "Set imap.spam_folder to the server's junk folder name (Junk, Spam, [Gmail]/Spam...)."),
 )  # fmt: skip
 
 

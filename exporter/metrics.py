@@ -97,6 +97,12 @@ METRICS: dict[str, MetricSpec] = _table(
     M("tls_version_info", "The negotiated TLS version (1 for the current one).",
       ("target", "version")),
     M("smtp_starttls_offered", "1 if the SMTP server advertises STARTTLS in its EHLO reply.", T),
+    M("tls_cert_info", "The leaf certificate presented (always 1).",
+      ("target", "subject", "issuer", "serial", "fingerprint_sha256")),
+    M("tls_cert_hostname_match", "1 if the leaf certificate matches the name checked.", T),
+    M("tls_cert_chain_trusted", "1 if the presented chain leads to a trusted root (judged"
+      " inside the certificates' validity, so an expired certificate may still chain).", T),
+    M("smtp_auth_success", "1 if SMTP AUTH with the configured credentials succeeded.", T),
     # --- ses ----------------------------------------------------------------------------------
     M("ses_max_24h_send", "SES sending quota: messages per 24 hours.", R),
     M("ses_max_send_rate", "SES maximum send rate, messages per second.", R),
@@ -119,6 +125,8 @@ METRICS: dict[str, MetricSpec] = _table(
     M("roundtrip_spam", "1 when the message was found in the spam folder.", T),
     M("roundtrip_auth_result", "State set of the receiver's Authentication-Results.",
       ("target", "method", "result")),
+    M("roundtrip_stale_messages_deleted", "Earlier probe messages (late arrivals of timed-out"
+      " runs) this run found and deleted.", T),
 )  # fmt: skip
 
 ALL_METRICS: dict[str, MetricSpec] = {**EXPORTER_METRICS, **METRICS}

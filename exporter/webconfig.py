@@ -96,6 +96,10 @@ class WebConfig(_M):
         return basic_auth
 
 
+_DUMMY_HASH = b"$2b$10$6iYuF2eq9qQdYX3EUQVHoeOAk4.ApgOt.ht9cs6y0t2vgPguB1dOi"
+"""bcrypt of a password no one uses (cost 10, as ``htpasswd -B`` makes by default)."""
+
+
 def _check(header: str, users: dict[str, bytes], verified: set[bytes]) -> bool:
     scheme, _, encoded = header.partition(" ")
     if scheme.lower() != "basic" or not encoded:
@@ -108,10 +112,12 @@ def _check(header: str, users: dict[str, bytes], verified: set[bytes]) -> bool:
     except (ValueError, UnicodeDecodeError):
         return False
     hashed = users.get(user)
-    if not sep or hashed is None:
+    if not sep:
         return False
     try:
-        ok = bcrypt.checkpw(password.encode(), hashed)
+        # An unknown user pays for a bcrypt check too, so timing does not reveal which user
+        # names exist (as the exporter-toolkit does).
+        ok = bcrypt.checkpw(password.encode(), hashed or _DUMMY_HASH) and hashed is not None
     except ValueError:
         return False
     if ok and len(verified) < 1024:

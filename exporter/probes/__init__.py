@@ -8,12 +8,16 @@ Nothing in the scheduler, the HTTP server or the collector changes.
 
 from __future__ import annotations
 
-from exporter.probes import dns
+from exporter.probes import dns, dnsbl, roundtrip, ses, tls
 from exporter.probes.base import ProbeKind
 
 PROBES: dict[str, ProbeKind] = {
     kind.name: kind
     for kind in (
         dns.PROBE,
+        dnsbl.PROBE,
+        roundtrip.PROBE,
+        ses.PROBE,
+        tls.PROBE,
     )
 }

@@ -287,7 +287,8 @@ async def probe_endpoint(
     except ValueError as exc:  # a certificate cryptography cannot parse
         failure = f"cannot parse the server's certificate: {exc}"
     except OSError as exc:
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        # A reset mid-handshake comes as a ConnectionResetError with no errno and no text.
+        reason = os.strerror(exc.errno) if exc.errno else (str(exc) or type(exc).__name__)
         failure = f"{session.stage}: {reason}"
     finally:
         if failure or tls_failure:

@@ -13,6 +13,7 @@ import base64
 import binascii
 from dataclasses import dataclass
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
@@ -79,7 +80,8 @@ def parse_key(text: str) -> DkimKey:
         raise DkimKeyError(f"unknown key type k={key_type}")
     try:
         key = load_der_public_key(der)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        # UnsupportedAlgorithm: well-formed DER naming an algorithm OpenSSL does not know.
         raise DkimKeyError("p= does not hold a DER-encoded RSA public key") from None
     if not isinstance(key, rsa.RSAPublicKey):
         raise DkimKeyError("k=rsa but p= holds a non-RSA key")
