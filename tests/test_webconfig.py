@@ -41,7 +41,8 @@ def start(tmp_path: Path, web_config: str) -> tuple[subprocess.Popen[str], int]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "exporter", "--config.file", str(tmp_path / "config.yaml"),
-         "--web.config.file", str(tmp_path / "web.yaml"), "--web.listen-address", f"127.0.0.1:{port}"],
+         "--web.config.file", str(tmp_path / "web.yaml"),
+         "--web.listen-address", f"127.0.0.1:{port}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 20
@@ -82,7 +83,8 @@ def test_tls_and_basic_auth_on_every_endpoint(tmp_path: Path, ca: trustme.CA, pr
     cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
     proc, port = start(
         tmp_path,
-        f"tls_server_config:\n  cert_file: {tmp_path}/server.pem\n  key_file: {tmp_path}/server.pem\n"
+        f"tls_server_config:\n  cert_file: {tmp_path}/server.pem\n"
+        f"  key_file: {tmp_path}/server.pem\n"
         f"basic_auth_users:\n  prometheus: '{HASH}'\n",
     )
     procs.append(proc)
@@ -109,7 +111,8 @@ def test_client_certificates_required(tmp_path: Path, ca: trustme.CA, procs: lis
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     proc, port = start(
         tmp_path,
-        f"tls_server_config:\n  cert_file: {tmp_path}/server.pem\n  key_file: {tmp_path}/server.pem\n"
+        f"tls_server_config:\n  cert_file: {tmp_path}/server.pem\n"
+        f"  key_file: {tmp_path}/server.pem\n"
         f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {tmp_path}/ca.pem\n",
     )
     procs.append(proc)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 
 import pytest
-from conftest import make_ctx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from dnsserver import DnsServer
@@ -33,9 +32,9 @@ KEY_2048 = rsa_key(2048)
 KEY_1024 = rsa_key(1024)
 # cryptography refuses to generate keys under 1024 bits; build a 512-bit public key directly.
 KEY_512 = base64.b64encode(
-    rsa.RSAPublicNumbers(65537, (1 << 511) | 0x1F3).public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    rsa.RSAPublicNumbers(65537, (1 << 511) | 0x1F3)
+    .public_key()
+    .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 ).decode()
 
 
