@@ -3,15 +3,24 @@
 A custom ``Collector`` (client_python's recommended pattern): each scrape builds fresh
 ``GaugeMetricFamily`` objects from the current :class:`~exporter.state.State`, so a target removed
 from the config simply disappears. A scrape never triggers network work.
+
+``/metrics`` is served by :meth:`StateCollector.exposition`, which gives the same bytes as
+``generate_latest`` but formats each run record only once: the text of a record's samples is
+kept until that target's next run, and a scrape only joins the kept fragments (and returns the
+previous body when nothing changed). With 1,000 domains (about 40,000 series) this turns a
+scrape from about a second of CPU into tens of milliseconds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import cast
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString as _untyped_go_float
 
 from exporter import __version__
 from exporter.findings import CATALOGUE
@@ -62,6 +71,153 @@ def record_families(records: Iterable[RunRecord]) -> list[Metric]:
     return out
 
 
+RECORD_FAMILIES = ("probe_success", "probe_duration_seconds", "probe_last_run_timestamp_seconds")
+"""Families every record has exactly one sample in (one per target: never duplicated)."""
+_ALWAYS = (*RECORD_FAMILIES, "finding")
+
+
+class _Families(Collector):
+    """A collector over a given list of families (to format them with ``generate_latest``)."""
+
+    def __init__(self, families: Sequence[Metric] = ()) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.families
+
+
+_Fragment = dict[str, tuple["array[int]", str]]
+"""Family name -> (hashes of the series keys, the lines) of one record, as ``generate_latest``
+writes them. Hashes rather than the keys keep the cache at about the size of the text itself;
+a hash seen twice is checked against the real keys before a series is dropped."""
+
+
+class Exposition:
+    """Renders run records as ``generate_latest`` would, formatting each record only once."""
+
+    def __init__(self) -> None:
+        self._fragments: dict[tuple[str, str], tuple[RunRecord, _Fragment]] = {}
+        self._headers: dict[str, str] = {}
+        self._last: tuple[tuple[int, ...], bytes, bytes] | None = None
+
+    def _format(self, families: Sequence[Metric]) -> _Fragment:
+        """Each family's series as ``generate_latest`` writes gauges whose metric and label
+        names are valid legacy names (all of ours: :mod:`exporter.metrics` checks them)."""
+        out: _Fragment = {}
+        for family in families:
+            hashes = array("q")
+            lines: list[str] = []
+            for s in family.samples:
+                key = s.name
+                if s.labels:
+                    key += (
+                        "{"
+                        + ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(s.labels.items()))
+                        + "}"
+                    )
+                hashes.append(hash(key))
+                lines.append(f"{key} {_go_float(s.value)}\n")
+            if lines:
+                out[family.name] = (hashes, "".join(lines))
+        return out
+
+    def _fragment(self, rec: RunRecord) -> _Fragment:
+        kept = self._fragments.get(rec.target.key)
+        if kept is not None and kept[0] is rec:
+            return kept[1]
+        fragment = self._format(record_families([rec]))
+        self._fragments[rec.target.key] = (rec, fragment)
+        return fragment
+
+    def render(self, head: Sequence[Metric], records: Sequence[RunRecord]) -> bytes:
+        """``head`` families (formatted on every call) followed by ``records``' families."""
+        head_text = generate_latest(_registry_of(head))
+        identity = tuple(id(r) for r in records)
+        if self._last is not None and self._last[0] == identity and self._last[1] == head_text:
+            return self._last[2]
+        fragments = [self._fragment(r) for r in records]
+        live = {r.target.key for r in records}
+        for gone in [k for k in self._fragments if k not in live]:
+            del self._fragments[gone]
+        if not self._headers:
+            self._headers = _headers()
+        parts: list[str] = []
+        names = [n for n in METRICS if n not in _ALWAYS]
+        for name in (*_ALWAYS, *names):
+            family = PREFIX + (EXPORTER_METRICS.get(name) or METRICS[name]).name
+            lines: list[str] = []
+            dedupe = name not in RECORD_FAMILIES
+            seen: set[int] = set()
+            keys: set[str] | None = None
+            for fragment in fragments:
+                entry = fragment.get(family)
+                if entry is None:
+                    continue
+                hashes, joined = entry
+                if not dedupe:
+                    lines.append(joined)
+                elif seen.isdisjoint(hashes):
+                    seen.update(hashes)
+                    lines.append(joined)
+                else:
+                    # The same series from two records: the first one wins, as in
+                    # record_families(). Compare the real keys (a hash may collide).
+                    if keys is None:
+                        keys = {_key(line) for text in lines for line in _lines(text)}
+                    for line in _lines(joined):
+                        key = _key(line)
+                        if key not in keys:
+                            keys.add(key)
+                            seen.add(hash(key))
+                            lines.append(line)
+                    continue
+                if keys is not None:
+                    keys.update(_key(line) for line in _lines(joined))
+            if lines or name in _ALWAYS:
+                parts.append(self._headers[family])
+                parts.extend(lines)
+        body = head_text + "".join(parts).encode()
+        self._last = (identity, head_text, body)
+        return body
+
+
+_go_float = cast(Callable[[float], str], _untyped_go_float)
+"""prometheus_client's float formatting (``1.0``, ``+Inf``, ``NaN``), typed."""
+
+
+def _lines(text: str) -> list[str]:
+    return text.splitlines(keepends=True)
+
+
+def _key(line: str) -> str:
+    """The series of an exposition line: all but the value."""
+    return line[: line.rindex(" ")]
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _headers() -> dict[str, str]:
+    """The ``# HELP`` and ``# TYPE`` lines of every family, as ``generate_latest`` writes them."""
+    names = [*EXPORTER_METRICS, *METRICS]
+    text = generate_latest(_registry_of([_family(n) for n in names])).decode()
+    out: dict[str, str] = {}
+    header: list[str] = []
+    for line in text.splitlines(keepends=True):
+        header.append(line)
+        if line.startswith("# TYPE "):
+            out[line.split(" ", 3)[2]] = "".join(header)
+            header = []
+    return out
+
+
+def _registry_of(families: Sequence[Metric]) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(families))
+    return registry
+
+
 class StateCollector(Collector):
     """Collects the exporter's own health and the latest results from ``records()``."""
 
@@ -72,8 +228,17 @@ class StateCollector(Collector):
     ) -> None:
         self._records = records
         self._reload_status = reload_status
+        self._exposition = Exposition()
+
+    def exposition(self) -> bytes:
+        """The text exposition of :meth:`collect`, byte for byte, from kept fragments."""
+        return self._exposition.render(list(self._head()), self._records())
 
     def collect(self) -> Iterator[Metric]:
+        yield from self._head()
+        yield from record_families(self._records())
+
+    def _head(self) -> Iterator[Metric]:
         build = _family("build_info")
         build.add_metric([__version__], 1.0)
         yield build
@@ -84,7 +249,6 @@ class StateCollector(Collector):
         reload_ts = _family("config_last_reload_success_timestamp_seconds")
         reload_ts.add_metric([], when)
         yield reload_ts
-        yield from record_families(self._records())
 
 
 def make_registry(collector: StateCollector) -> CollectorRegistry:
@@ -95,5 +259,4 @@ def make_registry(collector: StateCollector) -> CollectorRegistry:
 
 def exposition(records: list[RunRecord]) -> str:
     """The Prometheus text exposition of ``records`` (as served on ``/metrics``)."""
-    registry = make_registry(StateCollector(lambda: records, lambda: (True, 0.0)))
-    return generate_latest(registry).decode()
+    return StateCollector(lambda: records, lambda: (True, 0.0)).exposition().decode()

@@ -584,7 +584,8 @@ def load_config(path: str | Path) -> Config:
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read config: {exc.strerror}"]) from None
     try:
-        data = yaml.safe_load(text)
+        # The C loader when libyaml is there: seconds faster on a 10,000-domain config.
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""

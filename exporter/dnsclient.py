@@ -9,22 +9,44 @@ A thin layer over dnspython's async resolver that gives probes what they need an
 * a cache for the lifetime of one client (one probe cycle), holding in-flight lookups too, so a
   cycle never asks the same question twice even when sub-checks run concurrently;
 * a semaphore bounding the number of queries in flight;
-* the configured nameservers (``host`` or ``host:port``) applied to every lookup.
+* the configured nameservers (``host`` or ``host:port``) applied to every lookup;
+* optionally a :class:`SharedDns` (the runner gives every probe run one, shared by all runs of a
+  config): plain-DNS lookups then go out over a few shared UDP sockets (:class:`_UdpTransport`)
+  with one bound on queries in flight over all runs, and definite answers are shared between
+  runs for :data:`SHARED_MAX_AGE` seconds, so the SPF includes of a provider that 1,000
+  monitored domains share are asked once per burst of runs, not 1,000 times.
+
+Why a hand-written UDP transport next to dnspython's resolver: the resolver opens, binds and
+closes a socket per query and runs its whole resolution machinery each time, about 1 ms of CPU
+per lookup here, which made a cycle of 1,000 domains CPU-bound (bench/README.md). The transport
+keeps a connected socket per nameserver (renewed every :data:`QUERIES_PER_SOCKET` questions, for
+source-port randomness), writes the query itself (header, the name as dnspython encodes it, an
+EDNS OPT record), matches replies by ID, QR flag and question, and leaves the rest to dnspython:
+``from_wire``, ``resolve_chaining`` (CNAME chains) and TCP on truncation, so answers read exactly
+as the resolver's do (tests/test_dnsclient_shared.py compares them).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
+import socket
+import struct
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+import dns.asyncquery
 import dns.asyncresolver
+import dns.entropy
 import dns.exception
+import dns.flags
 import dns.message
 import dns.name
 import dns.nameserver
+import dns.rcode
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
@@ -145,6 +167,8 @@ class DnsClient:
     resolver: dns.asyncresolver.Resolver
     max_in_flight: int = 64
     stats: DnsStats = field(default_factory=DnsStats)
+    shared: SharedDns | None = None
+    """Transport and short-lived answers shared with the other runs (None: this client alone)."""
     _cache: dict[tuple[str, str], asyncio.Future[DnsAnswer]] = field(default_factory=dict)
     _sem: asyncio.Semaphore | None = None
 
@@ -175,6 +199,13 @@ class DnsClient:
         if self._sem is None:
             self._sem = asyncio.Semaphore(self.max_in_flight)
         async with self._sem:
+            if self.shared is not None and self.shared.enabled:
+                answer, asked = await self.shared.lookup(name, rdtype)
+                if asked:
+                    self.stats.queries += 1
+                else:
+                    self.stats.cache_hits += 1
+                return answer
             self.stats.queries += 1
             try:
                 ans = await self.resolver.resolve(
@@ -196,6 +227,10 @@ class DnsClient:
                 raise DnsTempError(name, rdtype, type(exc).__name__) from None
             except (OSError, ValueError) as exc:
                 raise DnsTempError(name, rdtype, f"{type(exc).__name__}: {exc}") from None
+        if ans.response.flags & dns.flags.TC:
+            # Truncated even over TCP (the answer does not fit in 64 KiB): an empty answer
+            # section here is no evidence that the records do not exist.
+            raise DnsTempError(name, rdtype, "truncated answer")
         rrset = ans.rrset
         if rrset is None or len(rrset) == 0:
             return DnsAnswer(name, rdtype, "nodata")
@@ -207,6 +242,384 @@ class DnsClient:
             tuple(rrset),
             canonical_name="" if canonical == name else canonical,
         )
+
+
+SHARED_MAX_AGE = 15.0
+"""Seconds a definite answer is shared between runs: long enough for a burst of runs that start
+together (the first cycle, a reload), far below any probe interval, so each regular run still
+sees the DNS of its own minute."""
+SHARED_MAX_ENTRIES = 200_000
+SHARED_MAX_IN_FLIGHT = 256
+"""Queries on the wire at once over all runs; the rest wait their turn (waiting does not count
+against a query's own timeout, only against its run's)."""
+
+
+class SharedDns:
+    """What every probe run of one config shares: UDP sockets and a short-lived answer cache.
+
+    Used only when every configured nameserver is plain DNS (``host[:port]``), otherwise
+    :attr:`enabled` is False and clients ask dnspython's resolver as before. The transport
+    follows the resolver's semantics (nameservers in order, SERVFAIL/REFUSED move on to the next,
+    CNAME chains followed, TCP on truncation, ``timeout`` per attempt and ``lifetime`` per
+    question). Temporary failures are never shared beyond the lookups already waiting for them.
+    Runs hold it with :meth:`acquire`/:meth:`release`; the sockets close when no run holds it.
+    """
+
+    def __init__(
+        self,
+        resolver: dns.asyncresolver.Resolver,
+        *,
+        max_in_flight: int = SHARED_MAX_IN_FLIGHT,
+        max_age: float = SHARED_MAX_AGE,
+        max_entries: int = SHARED_MAX_ENTRIES,
+    ) -> None:
+        self.resolver = resolver
+        self.servers = _do53_servers(resolver)
+        self.max_in_flight = max_in_flight
+        self.max_age = max_age
+        self.max_entries = max_entries
+        self._answers: OrderedDict[tuple[str, str], tuple[float, DnsAnswer]] = OrderedDict()
+        self._inflight: dict[tuple[str, str], asyncio.Future[DnsAnswer]] = {}
+        self._sem: asyncio.Semaphore | None = None
+        self._udp: _UdpTransport | None = None
+        self._udp_loop: asyncio.AbstractEventLoop | None = None
+        self._users = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.servers is not None
+
+    def acquire(self) -> None:
+        self._users += 1
+
+    def release(self) -> None:
+        self._users -= 1
+        if self._users <= 0:
+            self._users = 0
+            self._close()
+
+    async def lookup(self, name: str, rdtype: str) -> tuple[DnsAnswer, bool]:
+        """The answer and whether a query was sent for it (False: shared with another run)."""
+        key = (name, rdtype)
+        loop = asyncio.get_running_loop()
+        hit = self._answers.get(key)
+        if hit is not None and hit[0] > loop.time():
+            return hit[1], False
+        fut = self._inflight.get(key)
+        asked = fut is None
+        if fut is None:
+            fut = loop.create_task(self._ask(*self._transport(loop), name, rdtype))
+            self._inflight[key] = fut
+            fut.add_done_callback(lambda f: self._settled(key, f))
+        return await asyncio.shield(fut), asked
+
+    def _settled(self, key: tuple[str, str], fut: asyncio.Future[DnsAnswer]) -> None:
+        if self._inflight.get(key) is fut:
+            del self._inflight[key]
+        if fut.cancelled() or fut.exception() is not None:  # marks the error as retrieved
+            return
+        now = fut.get_loop().time()
+        answers = self._answers
+        answers.pop(key, None)
+        answers[key] = (now + self.max_age, fut.result())
+        # Entries are kept in expiry order: drop the expired ones (and the oldest when full).
+        while answers:
+            first = next(iter(answers.values()))
+            if first[0] > now and len(answers) <= self.max_entries:
+                break
+            answers.popitem(last=False)
+
+    def _transport(
+        self, loop: asyncio.AbstractEventLoop
+    ) -> tuple[_UdpTransport, asyncio.Semaphore]:
+        if self._udp is None or self._sem is None or self._udp_loop is not loop:
+            self._close()
+            assert self.servers is not None
+            self._udp = _UdpTransport(
+                loop,
+                self.servers,
+                attempt_timeout=self.resolver.timeout,
+                lifetime=self.resolver.lifetime,
+                payload=self.resolver.payload if self.resolver.edns >= 0 else 512,
+            )
+            self._udp_loop = loop
+            self._sem = asyncio.Semaphore(self.max_in_flight)
+        return self._udp, self._sem
+
+    async def _ask(
+        self, udp: _UdpTransport, sem: asyncio.Semaphore, name: str, rdtype: str
+    ) -> DnsAnswer:
+        async with sem:
+            return await udp.query(name, rdtype)
+
+    def _close(self) -> None:
+        udp, self._udp, self._udp_loop = self._udp, None, None
+        inflight, self._inflight = self._inflight, {}
+        # Nobody waits for these any more (or their event loop is gone: then so are they).
+        with contextlib.suppress(RuntimeError):
+            for fut in inflight.values():
+                fut.cancel()
+        if udp is not None:
+            udp.close()
+
+
+QUERIES_PER_SOCKET = 512
+RECEIVE_BUFFER = 1 << 20
+_ID = struct.Struct("!H")
+_HEADER = struct.Struct("!HHHHHH")
+"""ID, flags (RD), one question, no answer or authority, one additional (OPT)."""
+_QUESTION_TAIL = struct.Struct("!HH")
+_OPT = struct.Struct("!BHHIH")
+"""Root name, type OPT, payload size, extended rcode/version/flags 0, no options."""
+
+
+@dataclass
+class _Request:
+    name: str
+    rdtype: str
+    question: bytes
+    opt: bytes = b""
+
+
+class _UdpTransport:
+    """Questions over connected UDP sockets, one current socket per nameserver.
+
+    Follows dnspython's resolver: nameservers in order; one that answers SERVFAIL, REFUSED or
+    garbage, or is unreachable, is dropped for that question; an attempt that times out moves on
+    to the next; the question gives up ``lifetime`` seconds after it was first sent.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        servers: Sequence[tuple[str, int]],
+        *,
+        attempt_timeout: float,
+        lifetime: float,
+        payload: int,
+    ) -> None:
+        self.loop = loop
+        self.servers = list(servers)
+        self.attempt_timeout = attempt_timeout
+        self.lifetime = lifetime
+        self.payload = payload
+        self._current: dict[tuple[str, int], _UdpSocket] = {}
+        self._all: set[_UdpSocket] = set()
+
+    async def query(self, name: str, rdtype: str) -> DnsAnswer:
+        try:
+            wire_name = dns.name.from_text(name).to_wire()
+            qtype = dns.rdatatype.from_text(rdtype)
+        except (dns.exception.DNSException, ValueError) as exc:
+            raise DnsTempError(name, rdtype, type(exc).__name__) from None
+        assert wire_name is not None
+        # The question (case as asked) and an EDNS OPT record advertising our payload size:
+        # what dnspython's make_query writes, without building a Message for each query.
+        request = _Request(name, rdtype, wire_name + _QUESTION_TAIL.pack(qtype, 1))
+        request.opt = _OPT.pack(0, 41, self.payload, 0, 0)
+        deadline = self.loop.time() + self.lifetime
+        candidates = list(self.servers)
+        errors: list[str] = []
+        turn = 0
+        while candidates:
+            remaining = deadline - self.loop.time()
+            if remaining <= 0:
+                break
+            server = candidates[turn % len(candidates)]
+            try:
+                response = await self._exchange(server, request, deadline)
+            except (TimeoutError, dns.exception.Timeout):
+                turn += 1
+                continue
+            except OSError as exc:
+                errors.append(exc.strerror or type(exc).__name__)
+                candidates.remove(server)
+                continue
+            except EOFError:  # TCP retry: the server closed the connection without an answer
+                errors.append("connection closed")
+                candidates.remove(server)
+                continue
+            except (dns.exception.DNSException, ValueError) as exc:
+                errors.append(f"malformed reply ({type(exc).__name__})")
+                candidates.remove(server)
+                continue
+            if response.flags & dns.flags.TC:
+                # Truncated even over TCP: an empty answer is no evidence of absence.
+                raise DnsTempError(name, rdtype, "truncated answer")
+            rcode = response.rcode()
+            if rcode == dns.rcode.NXDOMAIN:
+                return DnsAnswer(name, rdtype, "nxdomain")
+            if rcode != dns.rcode.NOERROR:
+                errors.append(dns.rcode.to_text(rcode))
+                candidates.remove(server)
+                continue
+            try:
+                if not isinstance(response, dns.message.QueryMessage):
+                    raise ValueError("not a query reply")
+                chain = response.resolve_chaining()
+            except (dns.exception.DNSException, ValueError) as exc:
+                errors.append(type(exc).__name__)
+                candidates.remove(server)
+                continue
+            if chain.answer is None or len(chain.answer) == 0:
+                return DnsAnswer(name, rdtype, "nodata")
+            canonical = normalize_name(chain.canonical_name.to_text())
+            return DnsAnswer(
+                name,
+                rdtype,
+                "ok",
+                tuple(chain.answer),
+                canonical_name="" if canonical == name else canonical,
+            )
+        if candidates or not errors:
+            raise DnsTempError(name, rdtype, "timeout")
+        raise DnsTempError(name, rdtype, "; ".join(dict.fromkeys(errors)))
+
+    async def _exchange(
+        self, server: tuple[str, int], request: _Request, deadline: float
+    ) -> dns.message.Message:
+        """One attempt: UDP, then TCP when the reply is truncated. TimeoutError when no reply
+        came within the attempt timeout."""
+        sock = self._socket(server)
+        qid, fut = sock.send(request)
+        wait = min(self.attempt_timeout, deadline - self.loop.time())
+        timer = self.loop.call_later(wait, _time_out, fut)
+        try:
+            wire = await fut
+        finally:
+            timer.cancel()
+            sock.forget(qid, fut)
+        # The socket matched the ID and the question; the reply flag is checked here.
+        response = dns.message.from_wire(wire, ignore_trailing=True)
+        if not response.flags & dns.flags.QR:
+            raise ValueError("not a reply")
+        if response.flags & dns.flags.TC:
+            tcp_query = dns.message.make_query(
+                request.name, request.rdtype, use_edns=0, payload=self.payload
+            )
+            budget = max(0.0, deadline - self.loop.time())
+            response = await dns.asyncquery.tcp(
+                tcp_query, server[0], timeout=budget, port=server[1]
+            )
+        return response
+
+    def _socket(self, server: tuple[str, int]) -> _UdpSocket:
+        sock = self._current.get(server)
+        if sock is None or sock.retired or sock.closed:
+            sock = _UdpSocket(self.loop, server, self._all)
+            self._current[server] = sock
+        return sock
+
+    def close(self) -> None:
+        for sock in list(self._all):
+            sock.close()
+        self._current.clear()
+
+
+def _time_out(fut: asyncio.Future[bytes]) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError())
+
+
+class _UdpSocket:
+    """One connected non-blocking UDP socket, its questions in flight by message ID."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, server: tuple[str, int], registry: set[_UdpSocket]
+    ) -> None:
+        family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            self.sock.setblocking(False)
+            # Room for the replies to every question in flight while the loop is busy: the
+            # default buffer (about 200 KiB) drops replies that then cost a 2 s retry.
+            with contextlib.suppress(OSError):
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+            self.sock.connect(server)  # UDP: sets the peer (replies from others are dropped)
+            loop.add_reader(self.sock.fileno(), self._readable)
+        except BaseException:
+            self.sock.close()
+            raise
+        self.loop = loop
+        self.registry = registry
+        registry.add(self)
+        self.pending: dict[int, tuple[bytes, asyncio.Future[bytes]]] = {}
+        self.sent = 0
+        self.retired = False
+        self.closed = False
+
+    def send(self, request: _Request) -> tuple[int, asyncio.Future[bytes]]:
+        qid = dns.entropy.random_16()
+        while qid in self.pending:
+            qid = dns.entropy.random_16()
+        wire = _HEADER.pack(qid, 0x0100, 1, 0, 0, 1) + request.question + request.opt
+        fut: asyncio.Future[bytes] = self.loop.create_future()
+        self.pending[qid] = (request.question.lower(), fut)
+        self.sent += 1
+        if self.sent >= QUERIES_PER_SOCKET:
+            self.retired = True
+        # A full socket buffer is as good as a lost datagram: the attempt times out.
+        with contextlib.suppress(BlockingIOError):
+            self.sock.send(wire)
+        return qid, fut
+
+    def forget(self, qid: int, fut: asyncio.Future[bytes]) -> None:
+        entry = self.pending.get(qid)
+        if entry is not None and entry[1] is fut:
+            del self.pending[qid]
+        if self.retired and not self.pending:
+            self.close()
+
+    def _readable(self) -> None:
+        while not self.closed:
+            try:
+                data = self.sock.recv(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                # An ICMP error on a connected socket concerns the nameserver itself.
+                pending, self.pending = self.pending, {}
+                for _, fut in pending.values():
+                    if not fut.done():
+                        fut.set_exception(exc)
+                return
+            if len(data) < 12:
+                continue
+            entry = self.pending.get(_ID.unpack_from(data)[0])
+            if entry is None:
+                continue
+            question, fut = entry
+            # Only the reply to this very question: same name (case-insensitively), type, class.
+            if data[12 : 12 + len(question)].lower() != question or fut.done():
+                continue
+            fut.set_result(data)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.registry.discard(self)
+        with contextlib.suppress(RuntimeError):  # its event loop is already closed
+            self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+        pending, self.pending = self.pending, {}
+        with contextlib.suppress(RuntimeError):  # the event loop is already closed
+            for _, fut in pending.values():
+                if not fut.done():
+                    fut.set_exception(ConnectionError("socket closed"))
+
+
+def _do53_servers(resolver: dns.asyncresolver.Resolver) -> list[tuple[str, int]] | None:
+    """(host, port) of each nameserver, or None when one of them is not plain DNS."""
+    out: list[tuple[str, int]] = []
+    for ns in resolver.nameservers:
+        if isinstance(ns, str):
+            out.append((ns, resolver.port))
+        elif isinstance(ns, dns.nameserver.Do53Nameserver):
+            out.append((ns.address, ns.port))
+        else:
+            return None
+    return out or None
 
 
 def _no_nameservers_reason(exc: dns.resolver.NoNameservers) -> str:

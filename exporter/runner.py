@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import dns.asyncresolver
 
 from exporter.config import Config
-from exporter.dnsclient import DnsClient
+from exporter.dnsclient import DnsClient, SharedDns
 from exporter.findings import CATALOGUE
 from exporter.metrics import check_sample_labels
 from exporter.probes.base import Finding, ProbeContext, ProbeKind, ProbeResult, Target
@@ -47,19 +47,42 @@ class RunnerDeps:
     config: Config
     dns_max_in_flight: int = 64
     extra: dict[str, object] = field(default_factory=dict)
+    dns_shared: SharedDns | None = None
+    """UDP sockets and short-lived answers shared by every run (made from ``resolver``)."""
+    max_concurrent_runs: int = 128
+    """Runs in progress at once; more wait for a slot, and a run's timeout starts with its slot.
+    Keeps the event loop responsive when thousands of targets fall due together (the first
+    cycle, a reload), so DNS replies are read before their timers fire."""
+    _slots: asyncio.Semaphore | None = field(default=None, repr=False)
+    _slots_loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.dns_shared is None:
+            self.dns_shared = SharedDns(self.resolver)
+
+    def run_slots(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots_loop is not loop:
+            self._slots = asyncio.Semaphore(self.max_concurrent_runs)
+            self._slots_loop = loop
+        return self._slots
 
 
 async def run_probe(kind: ProbeKind, target: Target, deps: RunnerDeps) -> RunRecord:
     """Run one probe once; never raises (but for cancellation of the caller)."""
     plog = logging.getLogger(f"exporter.probe.{target.probe}")
     ctx = ProbeContext(
-        dns=DnsClient(deps.resolver, max_in_flight=deps.dns_max_in_flight),
+        dns=DnsClient(deps.resolver, max_in_flight=deps.dns_max_in_flight, shared=deps.dns_shared),
         timeout=target.timeout,
         log=plog,
         config=deps.config,
     )
+    slots = deps.run_slots()
+    await slots.acquire()
     started = time.time()
     t0 = time.perf_counter()
+    if deps.dns_shared is not None:
+        deps.dns_shared.acquire()
     try:
         result = await asyncio.wait_for(kind.run(target, ctx), timeout=target.timeout)
     except TimeoutError:
@@ -69,6 +92,10 @@ async def run_probe(kind: ProbeKind, target: Target, deps: RunnerDeps) -> RunRec
     except Exception as exc:  # the one broad catch: a probe bug must not take the daemon down
         log.exception("probe crashed", extra={"probe": target.probe, "target": target.name})
         result = ProbeResult(error=f"internal error: {type(exc).__name__}: {exc}")
+    finally:
+        slots.release()
+        if deps.dns_shared is not None:
+            deps.dns_shared.release()
     duration = time.perf_counter() - t0
     result = _validated(result, target)
     if result.error:

@@ -9,9 +9,10 @@ Everything runs on one event loop, so no locking is needed.
 from __future__ import annotations
 
 import collections
+import dataclasses
 from dataclasses import dataclass, field
 
-from exporter.probes.base import Target
+from exporter.probes.base import ProbeResult, Target
 from exporter.runner import RunRecord
 
 HISTORY = 20
@@ -43,7 +44,12 @@ class State:
         if key not in self.targets:
             return  # a run that finished after a reload removed its target
         self.latest[key] = rec
-        self.history.setdefault(key, collections.deque(maxlen=HISTORY)).append(rec)
+        # History keeps what the status page shows of past runs (state, findings, error), not
+        # their samples: at 1,000 domains the full records would cost hundreds of MB.
+        slim = dataclasses.replace(
+            rec, result=ProbeResult(findings=rec.result.findings, error=rec.result.error)
+        )
+        self.history.setdefault(key, collections.deque(maxlen=HISTORY)).append(slim)
         self.generation += 1
 
     def records(self) -> list[RunRecord]:

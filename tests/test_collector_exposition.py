@@ -1,0 +1,52 @@
+"""The fast ``/metrics`` renderer gives exactly ``generate_latest``'s bytes, and reuses work."""
+
+from __future__ import annotations
+
+from prometheus_client import generate_latest
+
+from exporter.collector import StateCollector, make_registry
+from exporter.probes.base import Finding, ProbeResult, Target, sample, state_set
+from exporter.runner import RunRecord
+
+
+def _record(probe: str, name: str, value: float, *, error: str | None = None) -> RunRecord:
+    result = ProbeResult(
+        samples=[
+            sample("spf_records", value, domain=name),
+            *state_set("dmarc_policy", "reject", ("none", "quarantine", "reject"), "policy",
+                       domain=name),
+            # The same series from two targets: the first record wins.
+            sample("dnsbl_zone_healthy", 1.0, zone="bl.example"),
+            sample("dkim_key_bits", 2048, domain=name, selector='we"ird\\sel\nx'),
+        ],
+        findings=[Finding("dmarc_policy_none"), Finding("spf_missing", severity="warning")],
+        error=error,
+    )  # fmt: skip
+    target = Target(probe, name, None, 60.0, 10.0)
+    return RunRecord(target, result, 1000.0, 1000.5 + value, 0.5)
+
+
+def test_exposition_equals_generate_latest_and_follows_changes() -> None:
+    records = [_record("dns", "a.example", 1), _record("dns", "b example", 2, error="boom")]
+    status = {"ok": True}
+    collector = StateCollector(lambda: records, lambda: (status["ok"], 123.0))
+    registry = make_registry(collector)
+    assert collector.exposition() == generate_latest(registry)
+    first = collector.exposition()
+    assert collector.exposition() is first  # nothing changed: the same body
+
+    records[1] = _record("dns", "b example", 3)  # a new run of one target
+    records.append(_record("dnsbl", "192.0.2.1", 4))
+    body = collector.exposition()
+    assert body != first
+    assert body == generate_latest(registry)
+    status["ok"] = False  # the head families are always fresh
+    assert collector.exposition() == generate_latest(registry)
+
+    del records[0]  # a target left the config: its series go
+    body = collector.exposition()
+    assert body == generate_latest(registry)
+    assert b'domain="a.example"' not in body
+
+    records.clear()
+    assert collector.exposition() == generate_latest(registry)

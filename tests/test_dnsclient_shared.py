@@ -1,0 +1,94 @@
+"""The shared DNS transport and short-lived cache (:class:`exporter.dnsclient.SharedDns`).
+
+Against the real loopback test server: answers read exactly as the plain dnspython path reads
+them (records, NXDOMAIN, NODATA, CNAME chains, truncation then TCP, SERVFAIL and timeouts as
+temporary failures), and runs that share a :class:`SharedDns` ask a name once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from dnsserver import DnsServer
+
+from exporter.dnsclient import DnsClient, DnsTempError, SharedDns, make_resolver
+
+
+@pytest.fixture
+def server(dns_server: DnsServer) -> DnsServer:
+    dns_server.add_txt("a.example", "v=spf1 -all")
+    dns_server.add("www.example", "CNAME", "host.example.")
+    dns_server.add("host.example", "A", "192.0.2.1")
+    dns_server.add("nodata.example", "A", "192.0.2.2")
+    dns_server.add_txt("big.example", "x" * 3000)  # over any UDP payload: TC, then TCP
+    dns_server.servfail.add("broken.example")
+    dns_server.timeout.add("slow.example")
+    return dns_server
+
+
+def _clients(server: DnsServer, n: int = 1) -> tuple[list[DnsClient], list[DnsClient]]:
+    resolver = make_resolver([server.address], attempt_timeout=0.3, lifetime=0.6)
+    shared = SharedDns(resolver)
+    assert shared.enabled
+    shared.acquire()
+    return (
+        [DnsClient(resolver, shared=shared) for _ in range(n)],
+        [DnsClient(resolver) for _ in range(n)],
+    )
+
+
+async def test_answers_read_as_the_resolver_reads_them(server: DnsServer) -> None:
+    (fast,), (plain,) = _clients(server)
+    for name, rdtype in [
+        ("a.example", "TXT"),
+        ("www.example", "A"),
+        ("nodata.example", "TXT"),
+        ("missing.example", "A"),
+        ("big.example", "TXT"),
+    ]:
+        ours, theirs = await fast.query(name, rdtype), await plain.query(name, rdtype)
+        assert (ours.status, ours.canonical_name) == (theirs.status, theirs.canonical_name)
+        assert sorted(r.to_text() for r in ours.rdatas) == sorted(
+            r.to_text() for r in theirs.rdatas
+        )
+    assert (await fast.query("www.example", "A")).canonical_name == "host.example"
+    assert (await fast.query("big.example", "TXT")).texts() == ["x" * 3000]
+    assert (await fast.query("missing.example", "A")).status == "nxdomain"
+    assert (await fast.query("nodata.example", "TXT")).status == "nodata"
+
+
+async def test_temporary_failures_are_errors_and_not_shared(server: DnsServer) -> None:
+    (one, two), _ = _clients(server, 2)
+    with pytest.raises(DnsTempError, match="SERVFAIL"):
+        await one.query("broken.example", "TXT")
+    with pytest.raises(DnsTempError, match="timeout"):
+        await one.query("slow.example", "TXT")
+    before = len(server.queries)
+    with pytest.raises(DnsTempError, match="SERVFAIL"):
+        await two.query("broken.example", "TXT")
+    assert len(server.queries) == before + 1  # asked again: failures are never cached
+
+
+async def test_runs_sharing_it_ask_a_name_once(server: DnsServer) -> None:
+    clients, _ = _clients(server, 5)
+    answers = await asyncio.gather(*(c.query("a.example", "TXT") for c in clients))
+    assert {a.texts()[0] for a in answers} == {"v=spf1 -all"}
+    assert server.queries.count(("a.example", "TXT")) == 1
+    assert sum(c.stats.queries for c in clients) == 1
+    assert sum(c.stats.cache_hits for c in clients) == 4
+    await clients[0].query("a.example", "TXT")  # its own per-run cache
+    later = DnsClient(clients[0].resolver, shared=clients[0].shared)
+    await later.query("a.example", "TXT")  # within SHARED_MAX_AGE: shared
+    assert server.queries.count(("a.example", "TXT")) == 1
+
+
+async def test_shared_answers_expire(server: DnsServer) -> None:
+    resolver = make_resolver([server.address], attempt_timeout=0.3, lifetime=0.6)
+    shared = SharedDns(resolver, max_age=0.05)
+    shared.acquire()
+    await DnsClient(resolver, shared=shared).query("a.example", "TXT")
+    await asyncio.sleep(0.1)
+    await DnsClient(resolver, shared=shared).query("a.example", "TXT")
+    assert server.queries.count(("a.example", "TXT")) == 2
+    shared.release()
