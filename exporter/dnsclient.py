@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import os
 import socket
 import struct
 from collections import OrderedDict
@@ -40,7 +41,6 @@ from typing import Literal
 
 import dns.asyncquery
 import dns.asyncresolver
-import dns.entropy
 import dns.exception
 import dns.flags
 import dns.message
@@ -367,7 +367,7 @@ QUERIES_PER_SOCKET = 512
 RECEIVE_BUFFER = 1 << 20
 _ID = struct.Struct("!H")
 _HEADER = struct.Struct("!HHHHHH")
-"""ID, flags (RD), one question, no answer or authority, one additional (OPT)."""
+"""ID, flags (RD), one question, no answer or authority, one additional (OPT) or none."""
 _QUESTION_TAIL = struct.Struct("!HH")
 _OPT = struct.Struct("!BHHIH")
 """Root name, type OPT, payload size, extended rcode/version/flags 0, no options."""
@@ -387,6 +387,12 @@ class _UdpTransport:
     Follows dnspython's resolver: nameservers in order; one that answers SERVFAIL, REFUSED or
     garbage, or is unreachable, is dropped for that question; an attempt that times out moves on
     to the next; the question gives up ``lifetime`` seconds after it was first sent.
+
+    Also the transport of the dnsbl probe (:mod:`exporter.probes.dnsbl_lookup`), which asks
+    without EDNS (``payload=None``), names the nameserver in each error (``server_in_errors``),
+    takes a reply whose header says NXDOMAIN as one without parsing it (``bare_nxdomain``: most
+    blacklist answers are, and parsing them was most of the CPU of a cycle) and passes the name
+    already in wire form.
     """
 
     def __init__(
@@ -396,19 +402,28 @@ class _UdpTransport:
         *,
         attempt_timeout: float,
         lifetime: float,
-        payload: int,
+        payload: int | None,
+        server_in_errors: bool = False,
+        bare_nxdomain: bool = False,
     ) -> None:
         self.loop = loop
         self.servers = list(servers)
         self.attempt_timeout = attempt_timeout
         self.lifetime = lifetime
         self.payload = payload
+        """EDNS payload size advertised (None: no EDNS)."""
+        self.server_in_errors = server_in_errors
+        self.bare_nxdomain = bare_nxdomain
+        self.sent = 0
+        """Datagrams sent (retries included)."""
         self._current: dict[tuple[str, int], _UdpSocket] = {}
         self._all: set[_UdpSocket] = set()
 
-    async def query(self, name: str, rdtype: str) -> DnsAnswer:
+    async def query(self, name: str, rdtype: str, wire_name: bytes | None = None) -> DnsAnswer:
+        """``wire_name``: ``name`` already in wire form (None: encoded here)."""
         try:
-            wire_name = dns.name.from_text(name).to_wire()
+            if wire_name is None:
+                wire_name = dns.name.from_text(name).to_wire()
             qtype = dns.rdatatype.from_text(rdtype)
         except (dns.exception.DNSException, ValueError) as exc:
             raise DnsTempError(name, rdtype, type(exc).__name__) from None
@@ -416,7 +431,8 @@ class _UdpTransport:
         # The question (case as asked) and an EDNS OPT record advertising our payload size:
         # what dnspython's make_query writes, without building a Message for each query.
         request = _Request(name, rdtype, wire_name + _QUESTION_TAIL.pack(qtype, 1))
-        request.opt = _OPT.pack(0, 41, self.payload, 0, 0)
+        if self.payload is not None:
+            request.opt = _OPT.pack(0, 41, self.payload, 0, 0)
         deadline = self.loop.time() + self.lifetime
         candidates = list(self.servers)
         errors: list[str] = []
@@ -432,17 +448,19 @@ class _UdpTransport:
                 turn += 1
                 continue
             except OSError as exc:
-                errors.append(exc.strerror or type(exc).__name__)
+                errors.append(self._error(server, exc.strerror or type(exc).__name__))
                 candidates.remove(server)
                 continue
             except EOFError:  # TCP retry: the server closed the connection without an answer
-                errors.append("connection closed")
+                errors.append(self._error(server, "connection closed"))
                 candidates.remove(server)
                 continue
             except (dns.exception.DNSException, ValueError) as exc:
-                errors.append(f"malformed reply ({type(exc).__name__})")
+                errors.append(self._error(server, f"malformed reply ({type(exc).__name__})"))
                 candidates.remove(server)
                 continue
+            if response is None:
+                return DnsAnswer(name, rdtype, "nxdomain")
             if response.flags & dns.flags.TC:
                 # Truncated even over TCP: an empty answer is no evidence of absence.
                 raise DnsTempError(name, rdtype, "truncated answer")
@@ -450,7 +468,7 @@ class _UdpTransport:
             if rcode == dns.rcode.NXDOMAIN:
                 return DnsAnswer(name, rdtype, "nxdomain")
             if rcode != dns.rcode.NOERROR:
-                errors.append(dns.rcode.to_text(rcode))
+                errors.append(self._error(server, dns.rcode.to_text(rcode)))
                 candidates.remove(server)
                 continue
             try:
@@ -458,7 +476,7 @@ class _UdpTransport:
                     raise ValueError("not a query reply")
                 chain = response.resolve_chaining()
             except (dns.exception.DNSException, ValueError) as exc:
-                errors.append(type(exc).__name__)
+                errors.append(self._error(server, type(exc).__name__))
                 candidates.remove(server)
                 continue
             if chain.answer is None or len(chain.answer) == 0:
@@ -475,13 +493,20 @@ class _UdpTransport:
             raise DnsTempError(name, rdtype, "timeout")
         raise DnsTempError(name, rdtype, "; ".join(dict.fromkeys(errors)))
 
+    def _error(self, server: tuple[str, int], reason: str) -> str:
+        if not self.server_in_errors:
+            return reason
+        host, port = server
+        return f"{host}:{port}: {reason}" if port != 53 else f"{host}: {reason}"
+
     async def _exchange(
         self, server: tuple[str, int], request: _Request, deadline: float
-    ) -> dns.message.Message:
+    ) -> dns.message.Message | None:
         """One attempt: UDP, then TCP when the reply is truncated. TimeoutError when no reply
-        came within the attempt timeout."""
+        came within the attempt timeout; None for a bare NXDOMAIN (only with ``bare_nxdomain``)."""
         sock = self._socket(server)
         qid, fut = sock.send(request)
+        self.sent += 1
         wait = min(self.attempt_timeout, deadline - self.loop.time())
         timer = self.loop.call_later(wait, _time_out, fut)
         try:
@@ -490,12 +515,19 @@ class _UdpTransport:
             timer.cancel()
             sock.forget(qid, fut)
         # The socket matched the ID and the question; the reply flag is checked here.
+        if self.bare_nxdomain:
+            flags = _ID.unpack_from(wire, 2)[0]
+            if flags & 0x8000 and not flags & 0x0200 and flags & 0x000F == dns.rcode.NXDOMAIN:
+                return None
         response = dns.message.from_wire(wire, ignore_trailing=True)
         if not response.flags & dns.flags.QR:
             raise ValueError("not a reply")
         if response.flags & dns.flags.TC:
             tcp_query = dns.message.make_query(
-                request.name, request.rdtype, use_edns=0, payload=self.payload
+                request.name,
+                request.rdtype,
+                use_edns=False if self.payload is None else 0,
+                payload=self.payload,
             )
             budget = max(0.0, deadline - self.loop.time())
             response = await dns.asyncquery.tcp(
@@ -514,6 +546,17 @@ class _UdpTransport:
         for sock in list(self._all):
             sock.close()
         self._current.clear()
+
+
+_ids: list[int] = []
+
+
+def _random_id() -> int:
+    """A message ID from the OS's CSPRNG, drawn 1,024 at a time (one syscall, not one each)."""
+    if not _ids:
+        raw = os.urandom(2048)
+        _ids.extend(struct.unpack(f"!{len(raw) // 2}H", raw))
+    return _ids.pop()
 
 
 def _time_out(fut: asyncio.Future[bytes]) -> None:
@@ -549,10 +592,11 @@ class _UdpSocket:
         self.closed = False
 
     def send(self, request: _Request) -> tuple[int, asyncio.Future[bytes]]:
-        qid = dns.entropy.random_16()
+        qid = _random_id()
         while qid in self.pending:
-            qid = dns.entropy.random_16()
-        wire = _HEADER.pack(qid, 0x0100, 1, 0, 0, 1) + request.question + request.opt
+            qid = _random_id()
+        wire = _HEADER.pack(qid, 0x0100, 1, 0, 0, 1 if request.opt else 0)
+        wire += request.question + request.opt
         fut: asyncio.Future[bytes] = self.loop.create_future()
         self.pending[qid] = (request.question.lower(), fut)
         self.sent += 1
@@ -580,8 +624,7 @@ class _UdpSocket:
                 # An ICMP error on a connected socket concerns the nameserver itself.
                 pending, self.pending = self.pending, {}
                 for _, fut in pending.values():
-                    if not fut.done():
-                        fut.set_exception(exc)
+                    _fail(fut, exc)
                 return
             if len(data) < 12:
                 continue
@@ -605,8 +648,15 @@ class _UdpSocket:
         pending, self.pending = self.pending, {}
         with contextlib.suppress(RuntimeError):  # the event loop is already closed
             for _, fut in pending.values():
-                if not fut.done():
-                    fut.set_exception(ConnectionError("socket closed"))
+                _fail(fut, ConnectionError("socket closed"))
+
+
+def _fail(fut: asyncio.Future[bytes], exc: BaseException) -> None:
+    """Fail a pending reply; its asker may already have gone (timed out, cancelled), so the
+    exception is marked as seen rather than logged as 'never retrieved' at garbage collection."""
+    if not fut.done():
+        fut.set_exception(exc)
+        fut.exception()
 
 
 def _do53_servers(resolver: dns.asyncresolver.Resolver) -> list[tuple[str, int]] | None:

@@ -8,6 +8,9 @@ temporary failures), and runs that share a :class:`SharedDns` ask a name once.
 from __future__ import annotations
 
 import asyncio
+import socket
+import subprocess
+import sys
 
 import pytest
 from dnsserver import DnsServer
@@ -92,3 +95,19 @@ async def test_shared_answers_expire(server: DnsServer) -> None:
     await DnsClient(resolver, shared=shared).query("a.example", "TXT")
     assert server.queries.count(("a.example", "TXT")) == 2
     shared.release()
+
+
+def test_refused_nameserver_leaves_no_unretrieved_future() -> None:
+    """ICMP 'port unreachable' fails every pending question on the socket, including ones
+    whose asker already gave up: those must not be logged as 'never retrieved'."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter", "check", "--nameserver", dead,
+         "a.example", "b.example", "c.example"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "could not tell" in result.stdout
+    assert "never retrieved" not in result.stdout + result.stderr

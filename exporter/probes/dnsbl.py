@@ -45,11 +45,8 @@ from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
-import dns.asyncresolver
-import dns.nameserver
-
 from exporter.config import Config
-from exporter.dnsclient import DnsAnswer, DnsTempError
+from exporter.dnsclient import DnsAnswer, DnsTempError, _do53_servers
 from exporter.probes.base import Finding, ProbeContext, ProbeResult, Sample, Target, sample
 from exporter.probes.dnsbl_lookup import UdpLookups
 from exporter.probes.dnsbl_zones import (
@@ -460,18 +457,6 @@ def _reason_text(answer: DnsAnswer | BaseException) -> str:
     text = " ".join(t.strip() for t in answer.texts() if t.strip())
     text = "".join(ch if ch.isprintable() else " " for ch in text)
     return text if len(text) <= _REASON_MAX else text[: _REASON_MAX - 1] + "…"
-
-
-def _do53_servers(resolver: dns.asyncresolver.Resolver) -> list[tuple[str, int]] | None:
-    out: list[tuple[str, int]] = []
-    for ns in resolver.nameservers:
-        if isinstance(ns, str):
-            out.append((ns, resolver.port))
-        elif isinstance(ns, dns.nameserver.Do53Nameserver):
-            out.append((ns.address, ns.port))
-        else:
-            return None
-    return out or None
 
 
 def _now() -> float:

@@ -22,43 +22,13 @@ import pytest
 import trustme
 from conftest import make_ctx
 from dnsserver import DnsServer
+from servers.mail import _MASTER_SERVICES, POSTFIX_MASTER, _stop, free_port
 
 from exporter.config import parse_config
 from exporter.probes.base import ProbeResult
 from exporter.probes.tls import PROBE
 
 HOST = "mail.example.test"
-MASTER = "/usr/lib/postfix/sbin/master"
-
-# Debian's master.cf services, chroot off (the temp dir is no chroot jail).
-MASTER_SERVICES = """\
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -124,31 +94,26 @@ relay_transport = error:outside delivery disabled in tests
     (d / "master.cf").write_text(
         f"127.0.0.1:{starttls_port} inet n - n - - smtpd\n"
         f"127.0.0.1:{implicit_port} inet n - n - - smtpd\n"
-        "  -o smtpd_tls_wrappermode=yes\n" + MASTER_SERVICES
+        "  -o smtpd_tls_wrappermode=yes\n" + _MASTER_SERVICES
     )
     check = subprocess.run(["postfix", "-c", str(d), "check"], capture_output=True, timeout=30)
     if check.returncode != 0:
         raise RuntimeError(f"postfix check failed: {check.stderr!r}")
     proc = subprocess.Popen(
-        [MASTER, "-c", str(d), "-s"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [POSTFIX_MASTER, "-c", str(d), "-s"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         _wait(starttls_port, proc, d / "maillog")
         _wait(implicit_port, proc, d / "maillog")
         yield Postfix(d, starttls_port, implicit_port, str(d / "ca.pem"), not_after)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        _stop(proc)
         shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def postfix() -> Iterator[Postfix]:
-    if shutil.which("postfix") is None or not Path(MASTER).exists():
+    if shutil.which("postfix") is None or not Path(POSTFIX_MASTER).exists():
         pytest.fail("Debian package postfix is not installed (scripts/test installs it)")
     not_after = (dt.datetime.now(dt.UTC) + dt.timedelta(days=10)).replace(microsecond=0)
     with run_postfix(not_after) as server:
