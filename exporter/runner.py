@@ -46,7 +46,6 @@ class RunnerDeps:
     resolver: dns.asyncresolver.Resolver
     config: Config
     dns_max_in_flight: int = 64
-    extra: dict[str, object] = field(default_factory=dict)
     dns_shared: SharedDns | None = None
     """UDP sockets and short-lived answers shared by every run (made from ``resolver``)."""
     max_concurrent_runs: int = 128
