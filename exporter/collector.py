@@ -13,6 +13,7 @@ scrape from about a second of CPU into tens of milliseconds.
 
 from __future__ import annotations
 
+import weakref
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import cast
@@ -93,12 +94,16 @@ a hash seen twice is checked against the real keys before a series is dropped.""
 
 
 class Exposition:
-    """Renders run records as ``generate_latest`` would, formatting each record only once."""
+    """Renders run records as ``generate_latest`` would, formatting each record only once.
+
+    The records are held by weak reference only: a record replaced by its target's next run is
+    freed at once, not kept (with all its samples) until the next scrape.
+    """
 
     def __init__(self) -> None:
-        self._fragments: dict[tuple[str, str], tuple[RunRecord, _Fragment]] = {}
+        self._fragments: dict[tuple[str, str], tuple[weakref.ref[RunRecord], _Fragment]] = {}
         self._headers: dict[str, str] = {}
-        self._last: tuple[tuple[int, ...], bytes, bytes] | None = None
+        self._last: tuple[list[weakref.ref[RunRecord]], bytes, bytes] | None = None
 
     def _format(self, families: Sequence[Metric]) -> _Fragment:
         """Each family's series as ``generate_latest`` writes gauges whose metric and label
@@ -123,18 +128,23 @@ class Exposition:
 
     def _fragment(self, rec: RunRecord) -> _Fragment:
         kept = self._fragments.get(rec.target.key)
-        if kept is not None and kept[0] is rec:
+        if kept is not None and kept[0]() is rec:
             return kept[1]
         fragment = self._format(record_families([rec]))
-        self._fragments[rec.target.key] = (rec, fragment)
+        self._fragments[rec.target.key] = (weakref.ref(rec), fragment)
         return fragment
 
     def render(self, head: Sequence[Metric], records: Sequence[RunRecord]) -> bytes:
         """``head`` families (formatted on every call) followed by ``records``' families."""
         head_text = generate_latest(_registry_of(head))
-        identity = tuple(id(r) for r in records)
-        if self._last is not None and self._last[0] == identity and self._last[1] == head_text:
-            return self._last[2]
+        last = self._last
+        if (
+            last is not None
+            and last[1] == head_text
+            and len(last[0]) == len(records)
+            and all(ref() is r for ref, r in zip(last[0], records, strict=True))
+        ):
+            return last[2]
         fragments = [self._fragment(r) for r in records]
         live = {r.target.key for r in records}
         for gone in [k for k in self._fragments if k not in live]:
@@ -177,7 +187,7 @@ class Exposition:
                 parts.append(self._headers[family])
                 parts.extend(lines)
         body = head_text + "".join(parts).encode()
-        self._last = (identity, head_text, body)
+        self._last = ([weakref.ref(r) for r in records], head_text, body)
         return body
 
 

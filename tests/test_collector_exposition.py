@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 from prometheus_client import generate_latest
 
 from exporter.collector import StateCollector, make_registry
@@ -50,3 +53,22 @@ def test_exposition_equals_generate_latest_and_follows_changes() -> None:
 
     records.clear()
     assert collector.exposition() == generate_latest(registry)
+
+
+def test_replaced_records_are_not_kept_until_the_next_scrape() -> None:
+    """The renderer's cache holds records weakly: a replaced run is freed before any scrape, and
+    a new record (even one at the address of a freed one) is never mistaken for the old one."""
+    records = [_record("dns", "a.example", 1), _record("dns", "b.example", 2)]
+    collector = StateCollector(lambda: records, lambda: (True, 123.0))
+    registry = make_registry(collector)
+    first = collector.exposition()
+    old = weakref.ref(records[0])
+    for value in range(3, 40):  # many replacements: freed addresses get reused
+        records[0] = _record("dns", "a.example", value)
+        gc.collect()
+        assert old() is None  # not held by the cache
+        old = weakref.ref(records[0])
+        body = collector.exposition()
+        assert body == generate_latest(registry)
+        assert f'deliverability_spf_records{{domain="a.example"}} {value}.0'.encode() in body
+    assert body != first

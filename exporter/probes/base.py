@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from exporter.config import Config
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sample:
     """One gauge value of a metric declared in :data:`exporter.metrics.METRICS`."""
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
 import logging
 import os
 import re
@@ -43,26 +44,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
-
-import boto3
-import botocore.session
-from botocore.config import Config as BotoConfig
-from botocore.credentials import (
-    AssumeRoleCredentialFetcher,
-    CredentialProvider,
-    CredentialResolver,
-    Credentials,
-    DeferredRefreshableCredentials,
-)
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    NoCredentialsError,
-    ReadTimeoutError,
-)
 
 from exporter.config import Config, SesConfig
 from exporter.probes.base import Finding, ProbeContext, ProbeResult, Target, sample, state_set
@@ -83,7 +64,11 @@ from exporter.probes.providers import (
     rate_level,
 )
 
+# boto3/botocore (about 18 MB resident) are imported only where clients are built or their errors
+# classified, so a daemon without ``ses`` entries never loads them.
 if TYPE_CHECKING:
+    from botocore.config import Config as BotoConfig
+    from botocore.credentials import CredentialProvider, Credentials
     from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_ses import SESClient
     from mypy_boto3_sesv2 import SESV2Client
@@ -160,6 +145,16 @@ def _env_secrets() -> tuple[str, ...]:
 
 def describe_error(operation: str, exc: BaseException) -> str:
     """One line saying which call failed and why, with a hint; never credentials."""
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        ReadTimeoutError,
+    )
+
     secrets = _env_secrets()
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
@@ -203,6 +198,8 @@ def attempt_timeout(timeout: float, max_attempts: int) -> float:
 
 
 def botocore_config(timeout: float, max_attempts: int) -> BotoConfig:
+    from botocore.config import Config as BotoConfig
+
     per_attempt = attempt_timeout(timeout, max_attempts)
     return BotoConfig(
         connect_timeout=min(per_attempt, 5.0),
@@ -212,18 +209,26 @@ def botocore_config(timeout: float, max_attempts: int) -> BotoConfig:
     )
 
 
-class _FixedProvider(CredentialProvider):
-    """Hands botocore the (self-refreshing) assumed-role credentials."""
+_ASSUME_ROLE_METHOD = "assume-role"
 
-    METHOD = "assume-role"
-    CANONICAL_NAME = "deliverability-exporter-assume-role"
 
-    def __init__(self, credentials: Credentials) -> None:
-        super().__init__()
-        self._credentials = credentials
+def _fixed_provider(credentials: Credentials) -> CredentialProvider:
+    """A provider that hands botocore the (self-refreshing) assumed-role credentials (the class
+    is defined here so that botocore is imported only when a role is assumed)."""
+    from botocore.credentials import CredentialProvider
 
-    def load(self) -> Credentials:
-        return self._credentials
+    class _FixedProvider(CredentialProvider):
+        METHOD = _ASSUME_ROLE_METHOD
+        CANONICAL_NAME = "deliverability-exporter-assume-role"
+
+        def __init__(self, credentials: Credentials) -> None:
+            super().__init__()
+            self._credentials = credentials
+
+        def load(self) -> Credentials:
+            return self._credentials
+
+    return _FixedProvider(credentials)
 
 
 @dataclass(frozen=True)
@@ -235,6 +240,15 @@ class AwsClients:
 
 def build_clients(cfg: SesConfig, timeout: float) -> AwsClients:
     """Clients for one entry: the standard credential chain, then ``role_arn`` if given."""
+    import boto3
+    import botocore.session
+    from botocore.credentials import (
+        AssumeRoleCredentialFetcher,
+        CredentialResolver,
+        DeferredRefreshableCredentials,
+    )
+    from botocore.exceptions import NoCredentialsError
+
     config = botocore_config(timeout, cfg.max_attempts)
     session = boto3.Session(profile_name=cfg.profile, region_name=cfg.region)
     # Resolve the chain now: with none found, say so once (not once per call), and build no
@@ -256,10 +270,10 @@ def build_clients(cfg: SesConfig, timeout: float) -> AwsClients:
             extra_args=extra,
         )
         assumed = DeferredRefreshableCredentials(
-            refresh_using=fetcher.fetch_credentials, method=_FixedProvider.METHOD
+            refresh_using=fetcher.fetch_credentials, method=_ASSUME_ROLE_METHOD
         )
         core = botocore.session.Session()
-        resolver = CredentialResolver([_FixedProvider(assumed)])
+        resolver = CredentialResolver([_fixed_provider(assumed)])
         core.register_component("credential_provider", resolver)
         session = boto3.Session(botocore_session=core, region_name=cfg.region)
     return AwsClients(
@@ -321,7 +335,23 @@ class _Outcome:
     error: str | None = None
 
 
+_import_lock = threading.Lock()
+_BOTO_MODULES = ("boto3", "botocore.config", "botocore.credentials", "botocore.exceptions",
+                 "botocore.session")  # fmt: skip
+
+
+def _import_boto() -> None:
+    """Import boto3/botocore once, under a lock: the first runs import them from several worker
+    threads at once, and concurrent first imports of one package can see it half-initialised."""
+    with _import_lock:
+        for module in _BOTO_MODULES:
+            importlib.import_module(module)
+
+
 def _guarded(operation: str, fn: Callable[[], T]) -> _Outcome:
+    _import_boto()
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
         return _Outcome(value=fn())
     except (BotoCoreError, ClientError) as exc:
@@ -376,6 +406,8 @@ def _get_reputation(c: AwsClients) -> tuple[RateSample | None, RateSample | None
 
 
 def _get_identity(c: AwsClients, name: str) -> IdentityState:
+    from botocore.exceptions import ClientError
+
     try:
         r = c.sesv2.get_email_identity(EmailIdentity=name)
     except ClientError as exc:
