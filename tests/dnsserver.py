@@ -145,7 +145,9 @@ class DnsServer:
         raise RuntimeError("no free port for the test DNS server")
 
     # ----- protocol ---------------------------------------------------------------------------
-    def respond(self, wire: bytes, max_size: int | None) -> bytes | None:
+    @staticmethod
+    def parse_query(wire: bytes) -> tuple[dns.message.Message, str, str] | None:
+        """(query, normalized name, type) of a query on the wire, or None if it is not one."""
         try:
             query = dns.message.from_wire(wire)
         except dns.exception.DNSException:
@@ -153,8 +155,13 @@ class DnsServer:
         if not query.question:
             return None
         q = query.question[0]
-        qname = _norm(q.name.to_text())
-        qtype = dns.rdatatype.to_text(q.rdtype)
+        return query, _norm(q.name.to_text()), dns.rdatatype.to_text(q.rdtype)
+
+    def respond(self, wire: bytes, max_size: int | None) -> bytes | None:
+        parsed = self.parse_query(wire)
+        if parsed is None:
+            return None
+        query, qname, qtype = parsed
         self.queries.append((qname, qtype))
         if qname in self.timeout:
             return None
@@ -170,7 +177,7 @@ class DnsServer:
         if qname in self.refused:
             response.set_rcode(dns.rcode.REFUSED)
             return response.to_wire()
-        self._answer(response, qname, q.rdtype)
+        self._answer(response, qname, query.question[0].rdtype)
         payload = max_size
         if payload is not None:
             payload = max(512, query.payload if query.edns >= 0 else 512)

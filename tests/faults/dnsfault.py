@@ -85,36 +85,32 @@ class FaultDnsServer(DnsServer):
             target.add(_norm(name))
 
     def respond(self, wire: bytes, max_size: int | None) -> bytes | None:
-        try:
-            query = dns.message.from_wire(wire)
-        except dns.exception.DNSException:
+        parsed = self.parse_query(wire)
+        if parsed is None:
             return None
-        if not query.question:
-            return None
-        q = query.question[0]
-        qname = _norm(q.name.to_text())
+        query, qname, qtype = parsed
         tcp = max_size is None
         if qname in self.garbage:
-            self.queries.append((qname, dns.rdatatype.to_text(q.rdtype)))
+            self.queries.append((qname, qtype))
             return b"\x00\x01junk"
         if not tcp and qname in self.always_truncated:
-            self.queries.append((qname, dns.rdatatype.to_text(q.rdtype)))
+            self.queries.append((qname, qtype))
             response = dns.message.make_response(query)
             response.flags |= dns.flags.AA | dns.flags.TC
             return response.to_wire()
         if qname in self.malformed:
-            self.queries.append((qname, dns.rdatatype.to_text(q.rdtype)))
+            self.queries.append((qname, qtype))
             # ID, flags QR|AA|RD|RA, QDCOUNT 1, ANCOUNT 5, then bytes that are no question.
             return wire[:2] + b"\x85\x80\x00\x01\x00\x05\x00\x00\x00\x00" + b"\xc0\xff" * 12
         if qname in self.cname_loop:
-            self.queries.append((qname, dns.rdatatype.to_text(q.rdtype)))
+            self.queries.append((qname, qtype))
             partner = self.cname_loop[qname]
             response = dns.message.make_response(query)
             response.answer.append(_cname(qname, partner, self.ttl))
             response.answer.append(_cname(partner, qname, self.ttl))
             return response.to_wire()
         if tcp and qname in self.tcp_close:
-            self.queries.append((qname, dns.rdatatype.to_text(q.rdtype)))
+            self.queries.append((qname, qtype))
             raise _CloseConnection
         out = super().respond(wire, None if qname in self.oversized_udp else max_size)
         if out is not None and qname in self.wrong_id:
