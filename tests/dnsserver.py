@@ -35,6 +35,10 @@ import dns.rdatatype
 import dns.rrset
 
 
+class CloseConnection(Exception):
+    """Raised by a ``respond`` override to drop a TCP connection without an answer."""
+
+
 def _norm(name: str) -> str:
     return name.strip().rstrip(".").lower()
 
@@ -244,7 +248,10 @@ class DnsServer:
                 head = await reader.readexactly(2)
                 (length,) = struct.unpack("!H", head)
                 wire = await reader.readexactly(length)
-                out = self.respond(wire, None)
+                try:
+                    out = self.respond(wire, None)
+                except CloseConnection:
+                    return
                 if out is None:
                     continue
                 writer.write(struct.pack("!H", len(out)) + out)

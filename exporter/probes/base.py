@@ -91,6 +91,11 @@ class Target:
     def key(self) -> tuple[str, str]:
         return (self.probe, self.name)
 
+    @classmethod
+    def of(cls, probe: str, name: str, section: Any, config: Config) -> Target:
+        """A target for one config entry, with its own or the global interval and timeout."""
+        return cls(probe, name, section, config.interval_of(section), config.timeout_of(section))
+
 
 @dataclass
 class ProbeContext:

@@ -613,16 +613,7 @@ class RoundtripProbe:
         self.last_success: dict[str, float] = {}
 
     def targets(self, config: Config) -> list[Target]:
-        return [
-            Target(
-                probe=self.name,
-                name=rt.name,
-                settings=rt,
-                interval=config.interval_of(rt),
-                timeout=config.timeout_of(rt),
-            )
-            for rt in config.roundtrip
-        ]
+        return [Target.of(self.name, rt.name, rt, config) for rt in config.roundtrip]
 
     async def run(self, target: Target, ctx: ProbeContext) -> ProbeResult:
         cfg: RoundtripConfig = target.settings

@@ -616,13 +616,7 @@ class SesProbe:
 
     def targets(self, config: Config) -> list[Target]:
         return [
-            Target(
-                probe=self.name,
-                name=name,
-                settings=entry,
-                interval=config.interval_of(entry),
-                timeout=config.timeout_of(entry),
-            )
+            Target.of(self.name, name, entry, config)
             for entry, name in zip(config.ses, target_names(config.ses), strict=True)
         ]
 

@@ -107,19 +107,10 @@ class TlsProbe:
     name = "tls"
 
     def targets(self, config: Config) -> list[Target]:
-        out: list[Target] = []
-        for entry in config.tls:
-            name = entry.target if entry.target is not None else f"mx:{entry.mx_of}"
-            out.append(
-                Target(
-                    probe=self.name,
-                    name=name,
-                    settings=entry,
-                    interval=config.interval_of(entry),
-                    timeout=config.timeout_of(entry),
-                )
-            )
-        return out
+        return [
+            Target.of(self.name, e.target if e.target is not None else f"mx:{e.mx_of}", e, config)
+            for e in config.tls
+        ]
 
     async def run(self, target: Target, ctx: ProbeContext) -> ProbeResult:
         settings: TlsTargetConfig = target.settings

@@ -36,7 +36,7 @@ import dns.name
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
-from dnsserver import DnsServer, _norm
+from dnsserver import CloseConnection, DnsServer, _norm
 
 
 @dataclass
@@ -111,35 +111,12 @@ class FaultDnsServer(DnsServer):
             return response.to_wire()
         if tcp and qname in self.tcp_close:
             self.queries.append((qname, qtype))
-            raise _CloseConnection
+            raise CloseConnection
         out = super().respond(wire, None if qname in self.oversized_udp else max_size)
         if out is not None and qname in self.wrong_id:
             (real_id,) = struct.unpack("!H", out[:2])
             out = struct.pack("!H", (real_id + 1) & 0xFFFF) + out[2:]
         return out
-
-    async def _handle_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readexactly(2)
-                (length,) = struct.unpack("!H", head)
-                wire = await reader.readexactly(length)
-                try:
-                    out = self.respond(wire, None)
-                except _CloseConnection:
-                    return
-                if out is None:
-                    continue
-                writer.write(struct.pack("!H", len(out)) + out)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-
-class _CloseConnection(Exception):
-    """Raised by :meth:`FaultDnsServer.respond` to drop a TCP connection without an answer."""
 
 
 def _cname(owner: str, target: str, ttl: int) -> dns.rrset.RRset:

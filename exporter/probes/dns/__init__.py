@@ -32,16 +32,7 @@ class DnsProbe:
     name = "dns"
 
     def targets(self, config: Config) -> list[Target]:
-        return [
-            Target(
-                probe=self.name,
-                name=d.domain,
-                settings=d,
-                interval=config.interval_of(d),
-                timeout=config.timeout_of(d),
-            )
-            for d in config.domains
-        ]
+        return [Target.of(self.name, d.domain, d, config) for d in config.domains]
 
     async def run(self, target: Target, ctx: ProbeContext) -> ProbeResult:
         domain: DomainConfig = target.settings
