@@ -28,7 +28,7 @@ from exporter.collector import StateCollector, make_registry
 from exporter.config import load_config
 from exporter.daemon import resolver_for
 from exporter.probes import PROBES
-from exporter.runner import RunRecord, run_probe
+from exporter.runner import RunRecord, run_probe, tune_gc
 from exporter.state import State
 
 
@@ -40,6 +40,7 @@ def _cpu() -> float:
 async def _cycle(config_path: Path, control: Path, kinds: list[str]) -> dict[str, Any]:
     config = load_config(config_path)
     deps = resolver_for(config)
+    tune_gc()  # as the daemon does before its first run
     out: dict[str, Any] = {"kinds": {}}
     records: list[RunRecord] = []
     for name in kinds:

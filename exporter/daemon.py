@@ -32,7 +32,7 @@ from exporter.config import Config, ConfigError, load_config
 from exporter.dnsclient import make_resolver
 from exporter.probes import PROBES
 from exporter.probes.base import Target
-from exporter.runner import RunnerDeps, run_probe
+from exporter.runner import RunnerDeps, run_probe, tune_gc
 from exporter.state import State
 from exporter.web import status_page, target_page
 
@@ -251,6 +251,7 @@ async def serve(
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context)  # type: ignore[arg-type]
     await site.start()
     log.info("listening", extra={"address": f"{host}:{port}"})
+    tune_gc()
     exporter.start()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

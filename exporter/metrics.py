@@ -132,11 +132,18 @@ METRICS: dict[str, MetricSpec] = _table(
 ALL_METRICS: dict[str, MetricSpec] = {**EXPORTER_METRICS, **METRICS}
 
 
+_LABELS_CHECKED: set[tuple[str, tuple[str, ...]]] = set()
+"""(metric, label names) pairs already found valid: every run checks every sample."""
+
+
 def check_sample_labels(metric: str, label_names: tuple[str, ...]) -> str | None:
     """Return a problem description if a sample does not match its declared metric."""
+    if (metric, label_names) in _LABELS_CHECKED:
+        return None
     spec = METRICS.get(metric)
     if spec is None:
         return f"metric {metric!r} is not declared in exporter.metrics.METRICS"
     if tuple(sorted(label_names)) != tuple(sorted(spec.labels)):
         return f"metric {metric!r} has labels {sorted(label_names)}, declared {list(spec.labels)}"
+    _LABELS_CHECKED.add((metric, label_names))
     return None

@@ -9,6 +9,7 @@ a logged reason. Nothing a probe does escapes it (except cancellation of the dae
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,24 @@ from exporter.metrics import check_sample_labels
 from exporter.probes.base import Finding, ProbeContext, ProbeKind, ProbeResult, Target
 
 log = logging.getLogger("exporter.runner")
+
+
+GC_THRESHOLDS = (10_000, 20, 10)
+"""The cyclic garbage collector's thresholds while the daemon runs (CPython's default is
+``(700, 10, 10)``). A cycle of 1,000 domains allocates millions of short-lived containers (DNS
+messages, rdata, tasks); with the default, about 480 collections ran per cycle, three or four of
+them full ones over every live object, and took 0.6-0.9 s of a 1.8 s cycle without DNS waits
+(bench/README.md). With these, 24 collections and no full one: 0.1-0.2 s. Garbage without
+cycles is still freed at once by reference counting; only cyclic garbage waits a little longer."""
+
+
+def tune_gc() -> None:
+    """Set :data:`GC_THRESHOLDS` and move everything alive at start-up (modules, the config)
+    out of the collector's sight with :func:`gc.freeze`, so full collections only walk what the
+    runs allocate. Called once by the daemon before the first run (and by the bench)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 @dataclass(frozen=True)

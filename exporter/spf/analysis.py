@@ -14,6 +14,7 @@ temporary failure deeper in the tree becomes the ``spf_lookup_temperror`` proble
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 
 import dns.rdata
@@ -241,43 +242,52 @@ class _Walker:
                     Problem("spf_terms_after_all", f"{domain}: {' '.join(ignored)} after"
                             f" {all_mech.text} are never evaluated", domain)
                 )  # fmt: skip
-        children: list[asyncio.Task[SpfNode]] = []
-        checks: list[asyncio.Task[None]] = []
-        async with asyncio.TaskGroup() as tg:
-            for mech in reachable:
-                if mech.kind not in DNS_MECHANISMS:
-                    continue
-                node.lookups += 1
-                if mech.kind == "ptr":
-                    self.problems.append(Problem("spf_ptr_used", f"{domain}: {mech.text}", domain))
-                target = _static_target(mech.domain, domain)
-                if target is None:
-                    node.dynamic = True
-                    continue
-                if mech.kind == "include":
-                    if not valid_check_domain(target):
-                        self.problems.append(
-                            Problem("spf_include_no_spf", f"{domain}: {mech.text}: {target!r} is"
-                                    " not a domain name", target)
-                        )  # fmt: skip
-                        continue
-                    children.append(tg.create_task(self.walk(target, "include", path)))
-                elif mech.kind in ("a", "mx", "exists"):
-                    checks.append(tg.create_task(self._void_check(node, mech.text, mech.kind,
-                                                                  target)))  # fmt: skip
-            if all_mech is None and record.redirect is not None:
-                node.lookups += 1
-                target = _static_target(record.redirect.value, domain)
-                if target is None:
-                    node.dynamic = True
-                elif not valid_check_domain(target):
+        children: list[Coroutine[None, None, SpfNode]] = []
+        checks: list[Coroutine[None, None, None]] = []
+        for mech in reachable:
+            if mech.kind not in DNS_MECHANISMS:
+                continue
+            node.lookups += 1
+            if mech.kind == "ptr":
+                self.problems.append(Problem("spf_ptr_used", f"{domain}: {mech.text}", domain))
+            target = _static_target(mech.domain, domain)
+            if target is None:
+                node.dynamic = True
+                continue
+            if mech.kind == "include":
+                if not valid_check_domain(target):
                     self.problems.append(
-                        Problem("spf_include_no_spf", f"{domain}: {record.redirect.text}:"
-                                f" {target!r} is not a domain name", target)
+                        Problem("spf_include_no_spf", f"{domain}: {mech.text}: {target!r} is"
+                                " not a domain name", target)
                     )  # fmt: skip
-                else:
-                    children.append(tg.create_task(self.walk(target, "redirect", path)))
-        node.children = [t.result() for t in children]
+                    continue
+                children.append(self.walk(target, "include", path))
+            elif mech.kind in ("a", "mx", "exists"):
+                checks.append(self._void_check(node, mech.text, mech.kind, target))
+        if all_mech is None and record.redirect is not None:
+            node.lookups += 1
+            target = _static_target(record.redirect.value, domain)
+            if target is None:
+                node.dynamic = True
+            elif not valid_check_domain(target):
+                self.problems.append(
+                    Problem("spf_include_no_spf", f"{domain}: {record.redirect.text}:"
+                            f" {target!r} is not a domain name", target)
+                )  # fmt: skip
+            else:
+                children.append(self.walk(target, "redirect", path))
+        # Children and checks concurrently; no task at all for the common one-child record.
+        if len(children) + len(checks) == 1:
+            if children:
+                node.children = [await children[0]]
+            else:
+                await checks[0]
+        elif children or checks:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(c) for c in children]
+                for check in checks:
+                    tg.create_task(check)
+            node.children = [t.result() for t in tasks]
 
     async def _void_check(self, node: SpfNode, term: str, kind: str, target: str) -> None:
         qname = query_name(target)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ipaddress
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import dns.name
 import dns.rdata
@@ -116,6 +117,7 @@ def split_sender(sender: str, helo: str) -> tuple[str, str, str]:
     return sender, local, domain
 
 
+@lru_cache(maxsize=8192)
 def query_name(domain: str) -> str | None:
     """The domain as dnspython text, or None if it cannot be a DNS name (empty or long label)."""
     name = domain[:-1] if domain.endswith(".") else domain
@@ -130,6 +132,7 @@ def query_name(domain: str) -> str | None:
     return dns.name.Name([*raw, b""]).to_text()
 
 
+@lru_cache(maxsize=8192)
 def valid_check_domain(domain: str) -> bool:
     """§4.3: a multi-label domain with valid labels (else check_host() returns none)."""
     if not domain or domain.startswith("["):

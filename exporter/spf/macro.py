@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import urllib.parse
 from dataclasses import dataclass
+from functools import cached_property
 
 from exporter.spf.errors import SpfSyntaxError
 
@@ -59,11 +60,11 @@ class MacroString:
     ends_with_macro: bool
     """The last element was a macro-expand (``%{..}``, ``%%``, ``%_`` or ``%-``)."""
 
-    @property
+    @cached_property
     def letters(self) -> frozenset[str]:
         return frozenset(t.letter for t in self.tokens if isinstance(t, MacroExpand))
 
-    @property
+    @cached_property
     def has_macros(self) -> bool:
         return any(isinstance(t, MacroExpand) for t in self.tokens)
 

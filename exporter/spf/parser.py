@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from exporter.spf.errors import SpfSyntaxError
 from exporter.spf.macro import EXP_LETTERS, MacroString, parse_domain_spec, parse_macro_string
@@ -76,10 +77,20 @@ def is_spf_record(text: str) -> bool:
     return _VERSION.match(text) is not None
 
 
+PARSED_RECORDS_KEPT = 2048
+"""Parsed records kept by text: the include records of a provider that thousands of monitored
+domains share are parsed once, not once per domain and run (a :class:`Record` is immutable)."""
+
+
 def parse_record(text: str) -> Record:
     """Parse a whole SPF record; raise :class:`SpfSyntaxError` on any problem."""
     if not isinstance(text, str):
         raise SpfSyntaxError("record is not text")
+    return _parse_record(text)
+
+
+@lru_cache(maxsize=PARSED_RECORDS_KEPT)
+def _parse_record(text: str) -> Record:
     if not is_spf_record(text):
         raise SpfSyntaxError("record does not start with 'v=spf1'")
     if not text.isascii():
