@@ -28,7 +28,7 @@ from exporter.collector import StateCollector, make_registry
 from exporter.config import load_config
 from exporter.daemon import resolver_for
 from exporter.probes import PROBES
-from exporter.runner import RunRecord, run_probe, tune_gc
+from exporter.runner import RunRecord, run_event_loop, run_probe, tune_gc
 from exporter.state import State
 
 
@@ -101,7 +101,7 @@ def main() -> None:
     parser.add_argument("--kinds", default=",".join(PROBES))
     args = parser.parse_args()
     kinds = [k for k in args.kinds.split(",") if k]
-    print(json.dumps(asyncio.run(_cycle(args.config, args.knot_control, kinds))))
+    print(json.dumps(run_event_loop(_cycle(args.config, args.knot_control, kinds))))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from typing import NoReturn, TextIO
 from exporter.config import DEFAULT_DOMAIN_ZONES, Config, ConfigError, load_config, parse_config
 from exporter.probes.base import Target
 from exporter.report import Report, render_json, render_text
-from exporter.runner import RunRecord, run_probe
+from exporter.runner import RunRecord, run_event_loop, run_probe
 
 EXIT_UNKNOWN = 3
 DEFAULT_CONCURRENCY = 8
@@ -231,7 +231,7 @@ def _run(args: argparse.Namespace) -> int:
     started = time.time()
     t0 = time.perf_counter()
     try:
-        records = asyncio.run(
+        records = run_event_loop(
             run_targets(targets, config, concurrency=args.concurrency, progress=progress)
         )
     except KeyboardInterrupt:

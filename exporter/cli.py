@@ -7,7 +7,6 @@ Without a subcommand it runs the daemon. Prometheus-style flags (``--config.file
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Sequence
@@ -122,6 +121,7 @@ def _print_problems(path: str, exc: ConfigError) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from exporter.daemon import Exporter, Shard, serve
+    from exporter.runner import run_event_loop
     from exporter.webconfig import WebConfigError, load_web_config
 
     try:
@@ -148,7 +148,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
     exporter = Exporter(config_path=Path(args.config_file), config=config, shard=shard)
     try:
-        asyncio.run(
+        run_event_loop(
             serve(
                 exporter,
                 host or "0.0.0.0",

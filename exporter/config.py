@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from exporter.dnsclient import parse_nameserver
+from exporter.dnsclient import is_ip_address, parse_nameserver
 
 
 class ConfigError(Exception):
@@ -267,21 +267,13 @@ class DnsblZoneConfig(_Model):
         if (self.test_listed is None) != (self.test_unlisted is None):
             raise ValueError("give both test_listed and test_unlisted, or neither")
         if self.test_listed is not None and self.test_unlisted is not None:
-            kinds = {_is_ip(self.test_listed), _is_ip(self.test_unlisted)}
+            kinds = {is_ip_address(self.test_listed), is_ip_address(self.test_unlisted)}
             if len(kinds) != 1:
                 raise ValueError("test_listed and test_unlisted must both be IPs or both names")
             if not kinds.pop():
                 _check_domain(self.test_listed)
                 _check_domain(self.test_unlisted)
         return self
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 class BlacklistsConfig(_Model):

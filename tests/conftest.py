@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import uvloop
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -16,6 +18,14 @@ from dnsserver import DnsServer
 from exporter.config import Config, parse_config
 from exporter.dnsclient import DnsClient, make_resolver
 from exporter.probes.base import ProbeContext
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Async tests run on uvloop, the event loop the daemon runs on
+    (:func:`exporter.runner.run_event_loop`)."""
+    return {"uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture

@@ -71,9 +71,8 @@ class DnsServer:
         """Add a TXT record from a raw value, split into 255-byte strings and quoted."""
         raw = value.encode()
         parts = [raw[i : i + 255] for i in range(0, len(raw), 255)] or [b""]
-        quoted = " ".join(
-            '"' + p.decode().replace("\\", "\\\\").replace('"', '\\"') + '"' for p in parts
-        )
+        # A split may cut a UTF-8 sequence: bytes outside printable ASCII are written \DDD.
+        quoted = " ".join('"' + "".join(_zone_char(b) for b in p) + '"' for p in parts)
         self.add(name, "TXT", quoted)
 
     def set_records(self, name: str, entries: Iterable[tuple[str, str]]) -> None:
@@ -274,3 +273,12 @@ class _Udp(asyncio.DatagramProtocol):
         out = self.server.respond(data, 512)
         if out is not None and self.transport is not None:
             self.transport.sendto(out, addr)
+
+
+def _zone_char(byte: int) -> str:
+    """One byte of a quoted zone-file character-string."""
+    if byte in (0x22, 0x5C):  # " and backslash
+        return "\\" + chr(byte)
+    if 0x20 <= byte < 0x7F:
+        return chr(byte)
+    return f"\\{byte:03d}"

@@ -8,14 +8,17 @@ temporary failures), and runs that share a :class:`SharedDns` ask a name once.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import subprocess
 import sys
 
 import pytest
 from dnsserver import DnsServer
+from hypothesis import given
+from hypothesis import strategies as st
 
-from exporter.dnsclient import DnsClient, DnsTempError, SharedDns, make_resolver
+from exporter.dnsclient import DnsClient, DnsTempError, SharedDns, is_ip_address, make_resolver
 
 
 @pytest.fixture
@@ -111,3 +114,26 @@ def test_refused_nameserver_leaves_no_unretrieved_future() -> None:
     assert result.returncode == 1, result.stdout + result.stderr
     assert "could not tell" in result.stdout
     assert "never retrieved" not in result.stdout + result.stderr
+
+
+@given(
+    st.one_of(
+        st.ip_addresses().map(str),
+        st.text(alphabet="0123456789abcdefABCDEF.:%-xyz", max_size=45),
+        st.text(max_size=20),
+    )
+)
+def test_is_ip_address_agrees_with_ipaddress(text: str) -> None:
+    try:
+        ipaddress.ip_address(text)
+        expected = True
+    except ValueError:
+        expected = False
+    assert is_ip_address(text) is expected
+
+
+async def test_txt_split_inside_a_utf8_character_reads_back_whole(server: DnsServer) -> None:
+    value = "v=spf1 " + "a" * 247 + "é€" + " -all"  # the 255-byte split falls inside "é"
+    server.add_txt("utf8.example", value)
+    (fast,), _ = _clients(server)
+    assert (await fast.query("utf8.example", "TXT")).texts() == [value]

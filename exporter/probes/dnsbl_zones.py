@@ -31,6 +31,8 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Literal
 
+from exporter.dnsclient import is_ip_address
+
 if TYPE_CHECKING:
     from exporter.config import DnsblZoneConfig
 
@@ -354,7 +356,7 @@ def zone_info(name: str, custom: DnsblZoneConfig | None = None) -> ZoneInfo:
         ip_test = domain_test = None
     elif custom.test_listed is not None and custom.test_unlisted is not None:
         pair = (custom.test_listed, custom.test_unlisted)
-        if _is_ip(custom.test_listed):
+        if is_ip_address(custom.test_listed):
             ip_test = pair
         else:
             domain_test = pair
@@ -368,11 +370,3 @@ def zone_info(name: str, custom: DnsblZoneConfig | None = None) -> ZoneInfo:
         ip_test=ip_test,
         domain_test=domain_test,
     )
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True

@@ -7,22 +7,13 @@ Recognizes the null MX of RFC 7505 (a lone ``0 .``), flags MX targets that are C
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 
 from dns.rdtypes.ANY.MX import MX
 
 from exporter.config import DomainConfig
-from exporter.dnsclient import DnsTempError
+from exporter.dnsclient import DnsTempError, is_ip_address
 from exporter.probes.base import Finding, ProbeContext, ProbeResult, sample
 from exporter.probes.dns.common import checksum, dns_failure
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 async def _host(host: str, ctx: ProbeContext) -> tuple[bool, str]:
@@ -63,9 +54,9 @@ async def check(domain: DomainConfig, ctx: ProbeContext) -> ProbeResult:
         return result
     valid = True
     hosts = list(dict.fromkeys(host for _, host in mx))
-    names = [h for h in hosts if not _is_ip(h)]
+    names = [h for h in hosts if not is_ip_address(h)]
     for host in hosts:
-        if _is_ip(host):
+        if is_ip_address(host):
             valid = False
             result.findings.append(Finding("mx_host_is_ip", subject=host, evidence=host))
     try:
