@@ -185,6 +185,14 @@ class DnsClient:
             return await asyncio.shield(cached)
         fut: asyncio.Future[DnsAnswer] = asyncio.get_running_loop().create_future()
         self._cache[key] = fut
+        shared = self.shared
+        if shared is not None and shared.enabled:
+            # Answered by another run moments ago: no wait, no task.
+            recent = shared.recent(key)
+            if recent is not None:
+                self.stats.cache_hits += 1
+                fut.set_result(recent)
+                return recent
         try:
             answer = await self._lookup(key[0], key[1])
         except BaseException as exc:
@@ -200,16 +208,17 @@ class DnsClient:
         return answer
 
     async def _lookup(self, name: str, rdtype: str) -> DnsAnswer:
+        if self.shared is not None and self.shared.enabled:
+            # The shared transport bounds the queries in flight over all runs.
+            answer, asked = await self.shared.lookup(name, rdtype)
+            if asked:
+                self.stats.queries += 1
+            else:
+                self.stats.cache_hits += 1
+            return answer
         if self._sem is None:
             self._sem = asyncio.Semaphore(self.max_in_flight)
         async with self._sem:
-            if self.shared is not None and self.shared.enabled:
-                answer, asked = await self.shared.lookup(name, rdtype)
-                if asked:
-                    self.stats.queries += 1
-                else:
-                    self.stats.cache_hits += 1
-                return answer
             self.stats.queries += 1
             try:
                 ans = await self.resolver.resolve(
@@ -301,6 +310,13 @@ class SharedDns:
         if self._users <= 0:
             self._users = 0
             self._close()
+
+    def recent(self, key: tuple[str, str]) -> DnsAnswer | None:
+        """The shared answer to (name, type) if it is fresh, else None."""
+        hit = self._answers.get(key)
+        if hit is not None and hit[0] > asyncio.get_running_loop().time():
+            return hit[1]
+        return None
 
     async def lookup(self, name: str, rdtype: str) -> tuple[DnsAnswer, bool]:
         """The answer and whether a query was sent for it (False: shared with another run)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from publicsuffixlist import PublicSuffixList
 
@@ -119,6 +120,7 @@ def parse_dmarc(text: str) -> DmarcRecord:
     return rec
 
 
+@lru_cache(maxsize=8192)
 def organizational_domain(domain: str) -> str:
     """The organizational domain (RFC 7489 §3.2): public suffix plus one label."""
     org = _PSL.privatesuffix(domain)
