@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import dns.asyncresolver
 
 from exporter.config import Config
-from exporter.dnsclient import DnsClient, SharedDns
+from exporter.dnsclient import DnsClient, Limiter, SharedDns
 from exporter.findings import CATALOGUE
 from exporter.metrics import check_sample_labels
 from exporter.probes.base import Finding, ProbeContext, ProbeKind, ProbeResult, Target
@@ -90,17 +90,17 @@ class RunnerDeps:
     """Runs in progress at once; more wait for a slot, and a run's timeout starts with its slot.
     Keeps the event loop responsive when thousands of targets fall due together (the first
     cycle, a reload), so DNS replies are read before their timers fire."""
-    _slots: asyncio.Semaphore | None = field(default=None, repr=False)
+    _slots: Limiter | None = field(default=None, repr=False)
     _slots_loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.dns_shared is None:
             self.dns_shared = SharedDns(self.resolver)
 
-    def run_slots(self) -> asyncio.Semaphore:
+    def run_slots(self) -> Limiter:
         loop = asyncio.get_running_loop()
         if self._slots is None or self._slots_loop is not loop:
-            self._slots = asyncio.Semaphore(self.max_concurrent_runs)
+            self._slots = Limiter(self.max_concurrent_runs)
             self._slots_loop = loop
         return self._slots
 
@@ -121,7 +121,8 @@ async def run_probe(kind: ProbeKind, target: Target, deps: RunnerDeps) -> RunRec
     if deps.dns_shared is not None:
         deps.dns_shared.acquire()
     try:
-        result = await asyncio.wait_for(kind.run(target, ctx), timeout=target.timeout)
+        async with asyncio.timeout(target.timeout):  # no task of its own, unlike wait_for
+            result = await kind.run(target, ctx)
     except TimeoutError:
         result = ProbeResult(error=f"timed out after {target.timeout:g}s")
     except asyncio.CancelledError:

@@ -12,13 +12,21 @@ import ipaddress
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 
 import pytest
 from dnsserver import DnsServer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.dnsclient import DnsClient, DnsTempError, SharedDns, is_ip_address, make_resolver
+from exporter.dnsclient import (
+    DnsClient,
+    DnsTempError,
+    Limiter,
+    SharedDns,
+    is_ip_address,
+    make_resolver,
+)
 
 
 @pytest.fixture
@@ -137,3 +145,95 @@ async def test_txt_split_inside_a_utf8_character_reads_back_whole(server: DnsSer
     server.add_txt("utf8.example", value)
     (fast,), _ = _clients(server)
     assert (await fast.query("utf8.example", "TXT")).texts() == [value]
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Poll what the server thread records (no event to wait for), for up to 2 s."""
+    for _ in range(400):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("condition not met within 2 s")
+
+
+async def test_a_cancelled_asker_does_not_fail_the_runs_waiting_for_its_answer(
+    server: DnsServer,
+) -> None:
+    server.add_txt("late.example", "v=spf1 ~all")
+    server.timeout.add("late.example")  # the first question gets no reply
+    (first, second), _ = _clients(server, 2)
+    asking = asyncio.create_task(first.query("late.example", "TXT"))
+    await _until(lambda: ("late.example", "TXT") in server.queries)
+    waiting = asyncio.create_task(second.query("late.example", "TXT"))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    server.timeout.discard("late.example")
+    asking.cancel()  # as when its run times out
+    answer = await asyncio.wait_for(waiting, 2)
+    assert answer.texts() == ["v=spf1 ~all"]
+    assert second.stats.queries == 1  # it asked again itself
+    assert server.queries.count(("late.example", "TXT")) == 2
+    with pytest.raises(asyncio.CancelledError):
+        await asking
+
+
+async def test_a_cancelled_waiter_is_cancelled_and_the_asker_still_answers(
+    server: DnsServer,
+) -> None:
+    server.add_txt("late2.example", "v=spf1 ~all")
+    server.timeout.add("late2.example")
+    (first, second), _ = _clients(server, 2)
+    asking = asyncio.create_task(first.query("late2.example", "TXT"))
+    await _until(lambda: ("late2.example", "TXT") in server.queries)
+    waiting = asyncio.create_task(second.query("late2.example", "TXT"))
+    await asyncio.sleep(0.01)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    server.timeout.discard("late2.example")  # the asker's retry (after 0.3 s) is answered
+    assert (await asyncio.wait_for(asking, 2)).texts() == ["v=spf1 ~all"]
+
+
+async def test_limiter_admits_at_most_its_limit_in_arrival_order() -> None:
+    limiter = Limiter(2)
+    inside: list[int] = []
+    peak = 0
+    order: list[int] = []
+    gate = asyncio.Event()
+
+    async def holder(i: int) -> None:
+        nonlocal peak
+        async with limiter:
+            order.append(i)
+            inside.append(i)
+            peak = max(peak, len(inside))
+            await gate.wait()
+            inside.remove(i)
+
+    tasks = [asyncio.create_task(holder(i)) for i in range(6)]
+    await asyncio.sleep(0.01)
+    assert order == [0, 1]
+    gate.set()
+    await asyncio.gather(*tasks)
+    assert order == [0, 1, 2, 3, 4, 5]
+    assert peak == 2
+    assert limiter.free == 2
+
+
+async def test_limiter_cancelled_waiters_give_back_their_place_and_slot() -> None:
+    limiter = Limiter(1)
+    await limiter.acquire()
+    queued = asyncio.create_task(limiter.acquire())
+    handed = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0.01)
+    queued.cancel()  # cancelled while waiting: leaves the queue
+    with pytest.raises(asyncio.CancelledError):
+        await queued
+    limiter.release()  # the slot goes to `handed`...
+    handed.cancel()  # ...which is cancelled before it runs: the slot is passed on
+    with pytest.raises(asyncio.CancelledError):
+        await handed
+    assert limiter.free == 1
+    async with asyncio.timeout(1):
+        await limiter.acquire()
+    assert limiter.free == 0
