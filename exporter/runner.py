@@ -154,7 +154,7 @@ def _validated(result: ProbeResult, target: Target) -> ProbeResult:
     problems: list[str] = []
     samples = []
     for s in result.samples:
-        problem = check_sample_labels(s.metric, tuple(k for k, _ in s.labels))
+        problem = check_sample_labels(s.metric, tuple([k for k, _ in s.labels]))
         if problem:
             problems.append(problem)
         else:

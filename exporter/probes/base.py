@@ -33,7 +33,8 @@ class Sample:
 
 
 def sample(metric: str, value: float | bool, **labels: str) -> Sample:
-    return Sample(metric, float(value), tuple(sorted(labels.items())))
+    items = tuple(labels.items())
+    return Sample(metric, float(value), items if len(items) < 2 else tuple(sorted(items)))
 
 
 def state_set(

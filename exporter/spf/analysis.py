@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import dns.rdata
 
@@ -325,13 +326,24 @@ def _static_target(spec: MacroString | None, domain: str) -> str | None:
     """The target name when it does not depend on the sender or IP (%{d} is known)."""
     if spec is None:
         return domain.lower()
+    if not spec.letters:
+        return _literal_target(spec)
     if spec.letters - {"d"}:
         return None
-    ctx = MacroContext(
+    return expand_domain(spec, _context(domain)).lower()
+
+
+def _context(domain: str) -> MacroContext:
+    return MacroContext(
         sender="", local_part="", sender_domain="", domain=domain, ip="", client_ip="",
         ip_version="", helo="",
     )  # fmt: skip
-    return expand_domain(spec, ctx).lower()
+
+
+@lru_cache(maxsize=4096)
+def _literal_target(spec: MacroString) -> str:
+    """A target without macros: the same for every domain (kept: providers' includes recur)."""
+    return expand_domain(spec, _context("")).lower()
 
 
 def _effective_all(node: SpfNode) -> str:
