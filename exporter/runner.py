@@ -52,8 +52,8 @@ T = TypeVar("T")
 def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
     """:func:`asyncio.run` on uvloop's event loop where uvloop is installed (Linux and macOS:
     a dependency there), else on asyncio's. Every DNS question costs several event-loop
-    callbacks (a task, futures, a timer, a reader); uvloop makes those about 40% cheaper, which
-    is 0.3-0.5 s of a cycle of 1,000 domains (bench/README.md). The daemon, ``check`` and the
+    callbacks (futures, a timer, a reader); on uvloop a cycle of 1,000 domains took 0.3-0.5 s
+    less CPU than on asyncio's loop (bench/README.md). The daemon, ``check`` and the
     bench run on it; the tests too (tests/conftest.py)."""
     try:
         import uvloop
