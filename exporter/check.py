@@ -24,6 +24,7 @@ import time
 from typing import NoReturn, TextIO
 
 from exporter.config import DEFAULT_DOMAIN_ZONES, Config, ConfigError, load_config, parse_config
+from exporter.dnsclient import Limiter
 from exporter.probes.base import Target
 from exporter.report import Report, render_json, render_text
 from exporter.runner import RunRecord, run_event_loop, run_probe
@@ -165,7 +166,7 @@ async def run_targets(
     from exporter.probes import PROBES
 
     deps = resolver_for(config)
-    limit = asyncio.Semaphore(max(1, concurrency))
+    limit = Limiter(max(1, concurrency))
 
     async def one(target: Target) -> RunRecord:
         async with limit:

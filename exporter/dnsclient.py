@@ -375,9 +375,9 @@ class SharedDns:
         key = (name, rdtype)
         loop = asyncio.get_running_loop()
         while True:
-            hit = self._answers.get(key)
-            if hit is not None and hit[0] > loop.time():
-                return hit[1], False
+            recent = self.recent(key)
+            if recent is not None:
+                return recent, False
             pending = self._inflight.get(key)
             if pending is None:
                 break

@@ -131,19 +131,30 @@ def rdatatype(text: str) -> int:
     return found if found is not None else dns.rdatatype.from_text(text)
 
 
-def name_to_wire(name: str) -> bytes:
-    """``dns.name.from_text(name).to_wire()``, written directly for plain names.
+def plain_name_to_wire(name: str) -> bytes | None:
+    """A plain name in wire form (case kept), or None when it is not plain.
 
     Plain: labels of 1-63 letters, digits, '-' and '_', an optional final dot, at most 255 bytes
-    in wire form; anything else (escapes, IDNA, the root, too long) goes to dnspython, which
-    also raises its errors as before.
+    in wire form. Also the encoder of the dnsbl probe's query names
+    (:func:`exporter.probes.dnsbl_lookup.encode_name`).
     """
-    if name.isascii() and _PLAIN_NAME.fullmatch(name):
-        wire = b"".join([bytes((len(label),)) + label for label in name.encode().split(b".")])
-        if name[-1] != ".":
-            wire += b"\0"
-        if len(wire) <= 255:
-            return wire
+    if not (name.isascii() and _PLAIN_NAME.fullmatch(name)):
+        return None
+    # A final dot leaves an empty last label: it encodes as the root's zero byte.
+    wire = b"".join([bytes((len(label),)) + label for label in name.encode().split(b".")])
+    if name[-1] != ".":
+        wire += b"\0"
+    return wire if len(wire) <= 255 else None
+
+
+def name_to_wire(name: str) -> bytes:
+    """``dns.name.from_text(name).to_wire()``, written directly for plain names
+    (:func:`plain_name_to_wire`); anything else (escapes, IDNA, the root, too long) goes to
+    dnspython, which also raises its errors as before.
+    """
+    wire = plain_name_to_wire(name)
+    if wire is not None:
+        return wire
     encoded = dns.name.from_text(name).to_wire()
     assert encoded is not None
     return encoded

@@ -19,7 +19,7 @@ import asyncio
 import io
 import random
 import struct
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -743,10 +743,9 @@ QUESTIONS = [
 ]
 
 
-async def test_transport_reads_fast_what_the_resolver_reads(server: _BrokenServer) -> None:
-    resolver = make_resolver([server.address], attempt_timeout=1.0, lifetime=2.0)
-    plain = DnsClient(resolver)
-    udp = _UdpTransport(
+@pytest.fixture
+async def udp(server: _BrokenServer) -> AsyncIterator[_UdpTransport]:
+    transport = _UdpTransport(
         asyncio.get_running_loop(),
         [("127.0.0.1", server.port)],
         attempt_timeout=1.0,
@@ -754,19 +753,27 @@ async def test_transport_reads_fast_what_the_resolver_reads(server: _BrokenServe
         payload=1232,
     )
     try:
-        for name, rdtype, status in QUESTIONS:
-            ours, theirs = await udp.query(name, rdtype), await plain.query(name, rdtype)
-            assert ours == theirs
-            assert ours.status == status
-            assert [rd.to_text() for rd in ours.rdatas] == [rd.to_text() for rd in theirs.rdatas]
-        assert udp.fast_replies == len(QUESTIONS) == udp.sent
-        www = await udp.query("www.example", "A")
-        assert (www.canonical_name, www.addresses()) == ("host.example", ["192.0.2.1", "192.0.2.2"])
-        mx = await udp.query("a.example", "MX")
-        # The exchange's case as written (dnspython compresses "A.example." into the owner's).
-        assert [rd.to_text() for rd in mx.rdatas] == ["10 Mail.a.example.", "20 backup.a.example."]
+        yield transport
     finally:
-        udp.close()
+        transport.close()
+
+
+async def test_transport_reads_fast_what_the_resolver_reads(
+    server: _BrokenServer, udp: _UdpTransport
+) -> None:
+    resolver = make_resolver([server.address], attempt_timeout=1.0, lifetime=2.0)
+    plain = DnsClient(resolver)
+    for name, rdtype, status in QUESTIONS:
+        ours, theirs = await udp.query(name, rdtype), await plain.query(name, rdtype)
+        assert ours == theirs
+        assert ours.status == status
+        assert [rd.to_text() for rd in ours.rdatas] == [rd.to_text() for rd in theirs.rdatas]
+    assert udp.fast_replies == len(QUESTIONS) == udp.sent
+    www = await udp.query("www.example", "A")
+    assert (www.canonical_name, www.addresses()) == ("host.example", ["192.0.2.1", "192.0.2.2"])
+    mx = await udp.query("a.example", "MX")
+    # The exchange's case as written (dnspython compresses "A.example." into the owner's).
+    assert [rd.to_text() for rd in mx.rdatas] == ["10 Mail.a.example.", "20 backup.a.example."]
 
 
 @pytest.mark.parametrize(
@@ -777,20 +784,8 @@ async def test_transport_reads_fast_what_the_resolver_reads(server: _BrokenServe
         ("broken.example", "SERVFAIL"),
     ],
 )
-async def test_declined_replies_fail_as_before(
-    server: _BrokenServer, name: str, reason: str
-) -> None:
-    udp = _UdpTransport(
-        asyncio.get_running_loop(),
-        [("127.0.0.1", server.port)],
-        attempt_timeout=1.0,
-        lifetime=2.0,
-        payload=1232,
-    )
-    try:
-        with pytest.raises(DnsTempError) as info:
-            await udp.query(name, "TXT")
-        assert info.value.reason == reason
-        assert udp.fast_replies == 0
-    finally:
-        udp.close()
+async def test_declined_replies_fail_as_before(udp: _UdpTransport, name: str, reason: str) -> None:
+    with pytest.raises(DnsTempError) as info:
+        await udp.query(name, "TXT")
+    assert info.value.reason == reason
+    assert udp.fast_replies == 0
