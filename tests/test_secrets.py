@@ -169,7 +169,8 @@ def test_daemon_logs_metrics_and_pages_have_no_secret(
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "exporter", "--config.file", str(path), "--web.listen-address",
-         f"127.0.0.1:{port}", "--log.level", "debug", "--log.format", log_format],
+         f"127.0.0.1:{port}", "--log.level", "debug", "--log.format", log_format,
+         "--storage.path", str(path.parent / "data")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env(),
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"

@@ -180,6 +180,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     exporter = Daemon("exporter", [
         sys.executable, "-m", "exporter", "--config.file", str(config),
         "--web.listen-address", f"127.0.0.1:{exporter_port}", "--log.level", "warn",
+        "--storage.path", str(workdir / "data"),
     ], workdir)  # fmt: skip
     prom: PromStack | None = None
     try:
