@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
+from conftest import make_ctx
 from dnsserver import DnsServer
-from probes.test_dns_sender import DOMAIN, run, sender, value
+from probes.test_dns_sender import DOMAIN, run, sender, table, value
 
 from exporter.config import parse_config
-from exporter.dnsclient import DnsClient, make_resolver
-from exporter.probes.base import ProbeContext, ProbeResult, state_set
 from exporter.probes.dns import baseline
+from exporter.probes.dns.common import DnsContext, DnsResources
+from exporter.results import ProbeResult, state_set
 
 EXPECT: dict[str, Any] = {
     "dmarc_policy": ["reject", "quarantine"],
@@ -43,7 +43,11 @@ async def test_baseline_met(dns_server: DnsServer) -> None:
     assert rec.success, rec.result.error
     assert value(rec, "baseline_met") == 1
     assert drift(rec) == {}
-    assert rec.result.details["baseline.mx"] == f"holds: mx.{DOMAIN}"
+    assert table(rec.result, "Baseline (expect:)")["mx"] == (
+        f"mx.{DOMAIN}",
+        f"mx.{DOMAIN}",
+        "holds",
+    )
     # a nested include counts as present
     rec = await run(dns_server, expect={"spf_includes": ["_net.provider.test"]})
     assert value(rec, "baseline_met") == 1
@@ -70,10 +74,12 @@ async def test_baseline_drifted(dns_server: DnsServer) -> None:
     assert all(severity == "warning" for severity, _ in found.values())
     assert found["dmarc_policy"][1] == "dmarc_policy: expected reject or quarantine, found p=none"
     assert (
-        "expected every selector with a key of 4096+ bits, found s1: 2048 bits"
-        in (found["dkim_min_bits"][1])
+        "expected 4096+ bits (every selector), found s1: 2048 bits" in (found["dkim_min_bits"][1])
     )
-    assert "found missing include:amazonses.com" in found["spf_includes"][1]
+    assert (
+        "found no include:amazonses.com in the SPF tree of example.test"
+        in (found["spf_includes"][1])
+    )
     assert f"found mx.elsewhere.test, mx.{DOMAIN}" in found["mx"][1]
 
 
@@ -112,13 +118,12 @@ async def test_could_not_tell_publishes_no_verdict(dns_server: DnsServer) -> Non
     assert not rec.success
     assert value(rec, "baseline_met") is None
     assert drift(rec) == {}
-    assert rec.result.details["baseline.mx"] == f"expected mx.{DOMAIN}: could not tell"
+    assert table(rec.result, "Baseline (expect:)")["mx"] == (f"mx.{DOMAIN}", "", "could not tell")
 
 
-def _ctx(server: DnsServer) -> ProbeContext:
-    config = parse_config({"global": {"nameservers": [server.address]}})
-    return ProbeContext(DnsClient(make_resolver([server.address])), 5.0,
-                        logging.getLogger("test"), config)  # fmt: skip
+def _ctx(server: DnsServer) -> DnsContext:
+    ctx = make_ctx(server)
+    return DnsContext(ctx.dns, ctx.net, ctx.timeout, ctx.log, ctx.config, DnsResources())
 
 
 async def test_reads_the_values_the_dnssec_and_mta_sts_checks_publish(
@@ -155,4 +160,4 @@ async def test_reads_the_values_the_dnssec_and_mta_sts_checks_publish(
     ).domains[0]
     out = await baseline.check(only_dnssec, _ctx(dns_server), unknown)
     assert out.findings == [] and out.samples == []
-    assert out.details == {"baseline.dnssec": "expected secure: could not tell"}
+    assert table(out, "Baseline (expect:)") == {"dnssec": ("secure", "", "could not tell")}

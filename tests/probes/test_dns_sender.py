@@ -10,9 +10,10 @@ from dnsserver import DnsServer
 from probes.test_dns_auth import KEY_512, KEY_2048, codes, metrics
 
 from exporter.config import parse_config
-from exporter.dnsclient import make_resolver
+from exporter.net.dnsclient import make_resolver
 from exporter.probes import PROBES
-from exporter.runner import RunnerDeps, RunRecord, run_probe
+from exporter.results import ProbeResult, RunRecord
+from exporter.runner import Runtime, run_probe
 
 DOMAIN = "example.test"
 IP4 = "192.0.2.7"
@@ -40,7 +41,7 @@ async def run(server: DnsServer, lifetime: float = 1.0, **domain: Any) -> RunRec
     config = parse_config(
         {"global": {"nameservers": [server.address], "timeout": "10s"}, "domains": [entry]}
     )
-    deps = RunnerDeps(
+    deps = Runtime(
         make_resolver([server.address], attempt_timeout=lifetime, lifetime=lifetime), config
     )
     (target,) = PROBES["dns"].targets(config)
@@ -64,6 +65,18 @@ def providers(rec: RunRecord) -> dict[str, float | None]:
         p: value(rec, "sender_requirements_met", provider=p)
         for p in ("gmail", "yahoo", "microsoft")
     }
+
+
+def table(result: ProbeResult, title: str) -> dict[str, tuple[str, ...]]:
+    """A result's table by its first column."""
+    (found,) = [t for t in result.tables if t.title == title]
+    return {row[0]: row[1:] for row in found.rows}
+
+
+def requirement(rec: RunRecord, req: str) -> str:
+    """``state: detail`` of one row of the requirements table."""
+    state, detail = table(rec.result, "Bulk-sender requirements")[req]
+    return f"{state}: {detail}"
 
 
 ALL_MET = {"spf": 1, "dkim": 1, "dmarc": 1, "alignment": 1, "fcrdns": 1}
@@ -140,6 +153,12 @@ async def test_every_requirement_met(dns_server: DnsServer) -> None:
     assert providers(rec) == {"gmail": 1, "yahoo": 1, "microsoft": 1}
     assert rec.result.details["readiness.gmail"] == "Ready for Gmail bulk senders: yes"
     assert "sender_requirement_unmet" not in codes(rec.result)
+    assert table(rec.result, "Bulk-sender readiness") == {
+        "Gmail": ("yes", ""), "Yahoo": ("yes", ""), "Microsoft (Outlook.com)": ("yes", ""),
+    }  # fmt: skip
+    assert table(rec.result, "Bulk-sender requirements")["fcrdns"] == (
+        "met", f"FCrDNS passes for {IP4}, {IP6}",
+    )  # fmt: skip
 
 
 def _spf_fails(server: DnsServer) -> dict[str, Any]:
@@ -204,6 +223,7 @@ async def test_ready_for_gmail_no_names_the_failing_ip(dns_server: DnsServer) ->
         f"Ready for Gmail bulk senders: no — FCrDNS fails for {IP4}"
     )
     assert rec.result.details["readiness.yahoo"] == "Ready for Yahoo bulk senders: yes"
+    assert table(rec.result, "Bulk-sender readiness")["Gmail"] == ("no", f"FCrDNS fails for {IP4}")
 
 
 async def test_alignment_fails_with_a_foreign_return_path_and_no_dkim(
@@ -217,7 +237,7 @@ async def test_alignment_fails_with_a_foreign_return_path_and_no_dkim(
     dns_server.add_txt("_dmarc.esp.test", "v=DMARC1; p=none")
     rec = await run(dns_server, return_path_domain="bounce.esp.test")
     assert requirements(rec) == {**ALL_MET, "dkim": 0, "alignment": 0}
-    why = rec.result.details["requirement.alignment"]
+    why = requirement(rec, "alignment")
     assert "bounce.esp.test (organizational domain esp.test)" in why
     assert "organizational domain example.test" in why
 
@@ -232,13 +252,13 @@ async def test_return_path_domain_in_the_same_organization(dns_server: DnsServer
     rec = await run(dns_server, return_path_domain="bounce.example.test")
     assert value(rec, "sender_requirement", requirement="spf") == 1
     assert value(rec, "sender_requirement", requirement="alignment") == 1
-    assert "bounce.example.test" in rec.result.details["requirement.spf"]
+    assert "bounce.example.test" in requirement(rec, "spf")
     # strict SPF alignment (aspf=s): a subdomain no longer aligns
     dns_server.set_records(f"_dmarc.{DOMAIN}", [])
     dns_server.add_txt(f"_dmarc.{DOMAIN}", f"v=DMARC1; p=reject; aspf=s; rua=mailto:d@{DOMAIN}")
     rec = await run(dns_server, return_path_domain="bounce.example.test")
     assert value(rec, "sender_requirement", requirement="alignment") == 0
-    assert "aspf=s" in rec.result.details["requirement.alignment"]
+    assert "aspf=s" in requirement(rec, "alignment")
 
 
 async def test_return_path_spf_failing(dns_server: DnsServer) -> None:
@@ -246,7 +266,7 @@ async def test_return_path_spf_failing(dns_server: DnsServer) -> None:
     dns_server.add_txt("bounce.example.test", "v=spf1 -all")
     rec = await run(dns_server, return_path_domain="bounce.example.test")
     assert value(rec, "sender_requirement", requirement="spf") == 0
-    assert "SPF of bounce.example.test gives fail" in rec.result.details["requirement.spf"]
+    assert "SPF of bounce.example.test gives fail" in requirement(rec, "spf")
 
 
 async def test_nothing_to_judge_by_is_could_not_tell(dns_server: DnsServer) -> None:

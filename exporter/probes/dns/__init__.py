@@ -3,12 +3,12 @@ forward-confirmed reverse DNS of its sending IPs), its readiness for the bulk-se
 Gmail, Yahoo and Microsoft, and its declared baseline (``expect:``).
 
 One target per configured domain. The sub-checks run concurrently over one shared per-cycle
-:class:`~exporter.dnsclient.DnsClient` (so a name asked by two sub-checks is queried once) and
+:class:`~exporter.net.dnsclient.DnsClient` (so a name asked by two sub-checks is queried once) and
 their results are merged. A sub-check that meets a DNS temporary failure reports an error (so
 ``probe_success`` is 0 and nothing is claimed about that record) while the others still publish.
 
 Each sub-check lives in its own module with the signature
-``async def check(domain: DomainConfig, ctx: ProbeContext) -> ProbeResult``. The checks that
+``async def check(domain: DomainConfig, ctx: DnsContext) -> ProbeResult``. The checks that
 judge the whole (:mod:`.readiness`, :mod:`.baseline`) run after them, with the merged result of
 the sub-checks as a third argument: they read what was published, so "could not tell" stays so.
 """
@@ -19,11 +19,13 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from exporter.config import Config, DomainConfig
-from exporter.probes.base import ProbeContext, ProbeResult, Target
+from exporter.net.network import Network
 from exporter.probes.dns import baseline, dkim, dmarc, fcrdns, mx, readiness, spf
+from exporter.probes.dns.common import DnsContext, DnsResources
+from exporter.results import ProbeResult, Target
 
-SubCheck = Callable[[DomainConfig, ProbeContext], Awaitable[ProbeResult]]
-PostCheck = Callable[[DomainConfig, ProbeContext, ProbeResult], Awaitable[ProbeResult]]
+SubCheck = Callable[[DomainConfig, DnsContext], Awaitable[ProbeResult]]
+PostCheck = Callable[[DomainConfig, DnsContext, ProbeResult], Awaitable[ProbeResult]]
 
 SUBCHECKS: tuple[tuple[str, SubCheck], ...] = (
     ("spf", spf.check),
@@ -41,11 +43,14 @@ POSTCHECKS: tuple[tuple[str, PostCheck], ...] = (
 class DnsProbe:
     name = "dns"
 
-    def targets(self, config: Config) -> list[Target]:
+    def targets(self, config: Config) -> list[Target[DomainConfig]]:
         return [Target.of(self.name, d.domain, d, config) for d in config.domains]
 
-    async def run(self, target: Target, ctx: ProbeContext) -> ProbeResult:
-        domain: DomainConfig = target.settings
+    def resources(self, config: Config, net: Network) -> DnsResources:
+        return DnsResources()
+
+    async def run(self, target: Target[DomainConfig], ctx: DnsContext) -> ProbeResult:
+        domain = target.settings
         results = await asyncio.gather(*(fn(domain, ctx) for _, fn in SUBCHECKS))
         merged = ProbeResult()
         for result in results:

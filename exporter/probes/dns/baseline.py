@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from dns.rdtypes.ANY.MX import MX
 
 from exporter.config import DomainConfig, ExpectConfig
-from exporter.dnsclient import DnsTempError
 from exporter.findings import CRITICAL
-from exporter.probes.base import Finding, ProbeContext, ProbeResult, sample
-from exporter.probes.dns.common import current_state, published
+from exporter.net.dnsmodel import DnsTempError
+from exporter.probes.dns.common import DnsContext, current_state, published
+from exporter.results import Finding, ProbeResult, Table, sample
 from exporter.spf.analysis import SpfNode, analyze
 
 NOT_CHECKED = "not checked yet"
@@ -56,7 +56,7 @@ def _dmarc_policy(name: str, allowed: list[str], so_far: ProbeResult) -> Outcome
 
 
 def _dkim_min_bits(domain: DomainConfig, minimum: int, so_far: ProbeResult) -> Outcome:
-    expected = f"every selector with a key of {minimum}+ bits"
+    expected = f"{minimum}+ bits (every selector)"
     if not domain.dkim_selectors:
         return Outcome("dkim_min_bits", expected, "no dkim_selectors configured", unchecked=True)
     short, broken = [], []
@@ -82,9 +82,9 @@ def _includes(node: SpfNode) -> set[str]:
     return out
 
 
-async def _spf_includes(domain: DomainConfig, wanted: list[str], ctx: ProbeContext) -> Outcome:
+async def _spf_includes(domain: DomainConfig, wanted: list[str], ctx: DnsContext) -> Outcome:
     target = domain.spf_domain
-    expected = "include:" + ", include:".join(wanted) + f" in the SPF of {target}"
+    expected = "include:" + ", include:".join(wanted)
     try:
         analysis = await analyze(target, ctx.dns)
     except DnsTempError:
@@ -95,11 +95,12 @@ async def _spf_includes(domain: DomainConfig, wanted: list[str], ctx: ProbeConte
     present = _includes(analysis.root)
     missing = [w for w in wanted if w.lower() not in present]
     if missing:
-        return Outcome("spf_includes", expected, "missing include:" + ", include:".join(missing))
-    return Outcome("spf_includes", expected, "all present", held=True)
+        text = f"no include:{', include:'.join(missing)} in the SPF tree of {target}"
+        return Outcome("spf_includes", expected, text)
+    return Outcome("spf_includes", expected, f"all in the SPF tree of {target}", held=True)
 
 
-async def _mx(name: str, wanted: list[str], ctx: ProbeContext) -> Outcome:
+async def _mx(name: str, wanted: list[str], ctx: DnsContext) -> Outcome:
     expected = ", ".join(sorted(wanted))
     try:
         answer = await ctx.dns.query(name, "MX")
@@ -126,7 +127,7 @@ def _state(key: str, metric: str, label: str, expected: str, name: str, so_far: 
                    critical=actual in critical_values)  # fmt: skip
 
 
-async def outcomes(domain: DomainConfig, expect: ExpectConfig, ctx: ProbeContext,
+async def outcomes(domain: DomainConfig, expect: ExpectConfig, ctx: DnsContext,
                    so_far: ProbeResult) -> list[Outcome]:  # fmt: skip
     name = domain.domain
     out: list[Outcome] = []
@@ -149,32 +150,36 @@ async def outcomes(domain: DomainConfig, expect: ExpectConfig, ctx: ProbeContext
     return out
 
 
-async def check(domain: DomainConfig, ctx: ProbeContext, so_far: ProbeResult) -> ProbeResult:
+async def check(domain: DomainConfig, ctx: DnsContext, so_far: ProbeResult) -> ProbeResult:
     result = ProbeResult()
     if domain.expect is None:
         return result
     results = await outcomes(domain, domain.expect, ctx, so_far)
     drifted = unknown = False
+    rows: list[tuple[str, ...]] = []
     for o in results:
         if o.unchecked:
-            result.details[f"baseline.{o.key}"] = f"expected {o.expected}: {o.actual}"
+            state = NOT_CHECKED if o.actual == NOT_CHECKED else "not checked"
             result.findings.append(
                 Finding("baseline_not_checked", subject=o.key,
                         evidence=f"expected {o.expected}: {o.actual}")
             )  # fmt: skip
         elif o.actual is None:
             unknown = True
-            result.details[f"baseline.{o.key}"] = f"expected {o.expected}: could not tell"
+            state = "could not tell"
         elif o.held:
-            result.details[f"baseline.{o.key}"] = f"holds: {o.expected}"
+            state = "holds"
         else:
             drifted = True
-            text = f"expected {o.expected}, found {o.actual}"
-            result.details[f"baseline.{o.key}"] = f"drift: {text}"
+            state = "drift"
             result.findings.append(
-                Finding("baseline_drift", subject=o.key, evidence=f"{o.key}: {text}",
+                Finding("baseline_drift", subject=o.key,
+                        evidence=f"{o.key}: expected {o.expected}, found {o.actual}",
                         severity=CRITICAL if o.critical else None)
             )  # fmt: skip
+        rows.append((o.key, o.expected, o.actual or "", state))
+    result.tables.append(Table("Baseline (expect:)", ("expectation", "expected", "found", "state"),
+                               tuple(rows)))  # fmt: skip
     if drifted or not unknown:
         result.samples.append(sample("baseline_met", not drifted, domain=domain.domain))
     return result

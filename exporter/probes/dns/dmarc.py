@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 
 from exporter.config import DomainConfig
-from exporter.dnsclient import DnsClient, DnsTempError
-from exporter.probes.base import Finding, ProbeContext, ProbeResult, Sample, sample, state_set
+from exporter.net.dnsclient import DnsClient
+from exporter.net.dnsmodel import DnsTempError
 from exporter.probes.dns import treewalk
-from exporter.probes.dns.common import checksum, dns_failure
+from exporter.probes.dns.common import DnsContext, checksum, dns_failure
 from exporter.probes.dns.dmarc_record import (
     MAILTO,
     POLICIES,
@@ -28,6 +28,7 @@ from exporter.probes.dns.dmarc_record import (
     is_dmarc,
     parse_dmarc,
 )
+from exporter.results import Finding, ProbeResult, Sample, sample, state_set
 
 _ROLES = {
     "domain": "the domain's own record",
@@ -38,7 +39,7 @@ _ROLES = {
 __all__ = ["POLICIES", "DmarcRecord", "DmarcSyntaxError", "check", "is_dmarc", "parse_dmarc"]
 
 
-async def check(domain: DomainConfig, ctx: ProbeContext) -> ProbeResult:
+async def check(domain: DomainConfig, ctx: DnsContext) -> ProbeResult:
     name = domain.domain
     result = ProbeResult()
     try:

@@ -16,20 +16,20 @@ import dns.reversename
 from dns.rdtypes.ANY.PTR import PTR
 
 from exporter.config import DomainConfig
-from exporter.dnsclient import DnsTempError
-from exporter.probes.base import Finding, ProbeContext, ProbeResult, sample
-from exporter.probes.dns.common import dns_failure, gather_merged
+from exporter.net.dnsmodel import DnsTempError
+from exporter.probes.dns.common import DnsContext, dns_failure, gather_merged
+from exporter.results import Finding, ProbeResult, sample
 
 MAX_PTR_NAMES = 10
 """PTR names followed per IP (RFC 7208 §4.6.4 stops at 10 as well; real IPs have one)."""
 
 
-async def _forward(ctx: ProbeContext, name: str, rdtype: str) -> list[str]:
+async def _forward(ctx: DnsContext, name: str, rdtype: str) -> list[str]:
     answer = await ctx.dns.query(name, rdtype)
     return answer.addresses()
 
 
-async def _ip(domain: str, ip: str, ctx: ProbeContext) -> ProbeResult:
+async def _ip(domain: str, ip: str, ctx: DnsContext) -> ProbeResult:
     result = ProbeResult()
     addr = ipaddress.ip_address(ip)
     rname = dns.reversename.from_address(ip).to_text().rstrip(".")
@@ -69,5 +69,5 @@ async def _ip(domain: str, ip: str, ctx: ProbeContext) -> ProbeResult:
     return result
 
 
-async def check(domain: DomainConfig, ctx: ProbeContext) -> ProbeResult:
+async def check(domain: DomainConfig, ctx: DnsContext) -> ProbeResult:
     return await gather_merged(_ip(domain.domain, ip, ctx) for ip in domain.sending_ips)

@@ -24,10 +24,10 @@ import asyncio
 from dataclasses import dataclass
 
 from exporter.config import DomainConfig
-from exporter.dnsclient import DnsTempError
-from exporter.probes.base import Finding, ProbeContext, ProbeResult, sample
+from exporter.net.dnsmodel import DnsTempError
 from exporter.probes.dns import treewalk
-from exporter.probes.dns.common import current_state, published
+from exporter.probes.dns.common import DnsContext, current_state, published
+from exporter.results import Finding, ProbeResult, Table, sample
 from exporter.spf.analysis import analyze
 from exporter.spf.evaluate import check_host
 
@@ -48,7 +48,7 @@ class Verdict:
     why: str
 
 
-async def _spf(domain: DomainConfig, ctx: ProbeContext, so_far: ProbeResult) -> Verdict:
+async def _spf(domain: DomainConfig, ctx: DnsContext, so_far: ProbeResult) -> Verdict:
     name, target = domain.domain, domain.spf_domain
     ips = domain.sending_ips
     if target == name:
@@ -116,7 +116,7 @@ def _dmarc(name: str, so_far: ProbeResult) -> Verdict:
     return Verdict(True, f"p={policy} from _dmarc.{where[0] if where else name}")
 
 
-async def _alignment(domain: DomainConfig, ctx: ProbeContext, so_far: ProbeResult) -> Verdict:
+async def _alignment(domain: DomainConfig, ctx: DnsContext, so_far: ProbeResult) -> Verdict:
     name, target = domain.domain, domain.spf_domain
     keys = published(so_far, "dkim_key_valid", domain=name)
     dkim_aligned: bool | None = any(v == 1 for _, v in keys)
@@ -176,7 +176,7 @@ def summary(provider: str, verdicts: dict[str, Verdict]) -> tuple[bool | None, s
     return True, f"{head}: yes"
 
 
-async def check(domain: DomainConfig, ctx: ProbeContext, so_far: ProbeResult) -> ProbeResult:
+async def check(domain: DomainConfig, ctx: DnsContext, so_far: ProbeResult) -> ProbeResult:
     name = domain.domain
     spf, alignment = await asyncio.gather(
         _spf(domain, ctx, so_far), _alignment(domain, ctx, so_far)
@@ -189,25 +189,37 @@ async def check(domain: DomainConfig, ctx: ProbeContext, so_far: ProbeResult) ->
         "fcrdns": _fcrdns(domain, so_far),
     }
     result = ProbeResult()
+    states = {True: "met", False: "not met", None: "could not tell"}
+    rows: list[tuple[str, ...]] = []
     for req, verdict in verdicts.items():
-        state = {True: "met", False: "not met", None: "could not tell"}[verdict.met]
-        result.details[f"requirement.{req}"] = f"{state}: {verdict.why}"
+        by = ", ".join(PROVIDER_NAMES[p] for p, reqs in PROVIDERS.items() if req in reqs)
+        rows.append((req, states[verdict.met], verdict.why))
         if verdict.met is None:
             continue
         result.samples.append(
             sample("sender_requirement", verdict.met, domain=name, requirement=req)
         )
         if not verdict.met:
-            by = ", ".join(PROVIDER_NAMES[p] for p, reqs in PROVIDERS.items() if req in reqs)
             result.findings.append(
                 Finding("sender_requirement_unmet", subject=req,
                         evidence=f"{verdict.why} (required by {by})")
             )  # fmt: skip
+    ready: list[tuple[str, ...]] = []
     for provider in PROVIDERS:
         met, text = summary(provider, verdicts)
         result.details[f"readiness.{provider}"] = text
+        answer = {True: "yes", False: "no", None: "cannot tell"}[met]
+        ready.append((PROVIDER_NAMES[provider], answer, text.partition(" — ")[2]))
         if met is not None:
             result.samples.append(
                 sample("sender_requirements_met", met, domain=name, provider=provider)
             )
+    result.tables.append(
+        Table("Bulk-sender readiness", ("provider", "ready", "why not"), tuple(ready),
+              note="What DNS can show; spam rate and one-click unsubscribe are not checked.")
+    )  # fmt: skip
+    result.tables.append(
+        Table("Bulk-sender requirements", ("requirement", "state", "detail"), tuple(rows),
+              note="Gmail states all five; Yahoo and Microsoft all but fcrdns.")
+    )  # fmt: skip
     return result

@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from exporter.dnsclient import DnsClient
+from exporter.net.dnsclient import DnsClient
 from exporter.probes.dns.dmarc_record import DmarcRecord, is_dmarc, parse_dmarc
 
 MAX_QUERIES = 8
