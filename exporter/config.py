@@ -180,12 +180,44 @@ class GlobalConfig(_Model):
     nameservers: list[Nameserver] = Field(default_factory=list)
 
 
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+class ExpectConfig(_Model):
+    """A domain's declared baseline (``expect:``): each key set is compared on every run."""
+
+    dmarc_policy: (
+        Annotated[list[Literal["none", "quarantine", "reject"]], BeforeValidator(_one_or_many)]
+        | None
+    ) = Field(None, min_length=1)
+    dkim_min_bits: int | None = Field(None, ge=1024, le=16384)
+    spf_includes: list[DomainName] | None = None
+    mx: list[DomainName] | None = Field(None, min_length=1)
+    mta_sts_mode: Literal["enforce", "testing", "none"] | None = None
+    dnssec: Literal["secure", "insecure"] | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> ExpectConfig:
+        if not self.model_fields_set:
+            raise ValueError("give at least one expectation (or remove expect:)")
+        return self
+
+
 class DomainConfig(_Model):
     domain: DomainName
     dkim_selectors: list[str] = Field(default_factory=list)
     sending_ips: list[IPAddress] = Field(default_factory=list)
+    return_path_domain: DomainName | None = None
+    """The envelope MAIL FROM domain (e.g. an SES custom MAIL FROM); default the domain."""
+    expect: ExpectConfig | None = None
     interval: Duration | None = None
     timeout: Duration | None = None
+
+    @property
+    def spf_domain(self) -> str:
+        """The domain SPF is checked for: the return-path domain, else the domain itself."""
+        return self.return_path_domain or self.domain
 
     @field_validator("dkim_selectors")
     @classmethod

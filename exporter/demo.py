@@ -1,7 +1,9 @@
 """``deliverability-exporter demo``: the exporter against a self-contained offline lab.
 
-One process, no account, no network: a loopback DNS server (:mod:`exporter.lab.dns`) serves three
-sample domains — one healthy, one with the usual weaknesses, one broken — plus a demo blacklist;
+One process, no account, no network: a loopback DNS server (:mod:`exporter.lab.dns`) serves four
+sample domains — one healthy, one with the usual weaknesses, one broken, one whose DMARC policy
+comes from its platform's record by the RFC 9989 tree walk — plus a demo blacklist, the reverse
+zones of the sending IPs and the parent zone ``example`` (so the tree walk gets answers);
 two loopback SMTP servers (:mod:`exporter.lab.smtp`) offer STARTTLS with certificates from a
 throw-away CA (:mod:`exporter.lab.certs`), one valid, one expiring in 5 days. The exporter runs
 against them with a generated config (written to a temporary directory, so ``POST /-/reload``
@@ -47,11 +49,17 @@ EXPIRING_DAYS = 5
 
 DOMAINS: dict[str, str] = {
     "healthy.example": "everything right: SPF -all, DMARC p=reject with reports, 2048-bit DKIM,"
-    " MX with an address, valid STARTTLS certificate",
+    " MX with an address, valid STARTTLS certificate, a forward-confirmed sending IP, a"
+    " return path at an ESP's SPF include: ready for Gmail, Yahoo and Microsoft; its baseline"
+    " holds",
     "weak.example": "DMARC p=none without reports, 1024-bit DKIM key, MX pointing at a CNAME,"
-    f" certificate expiring in {EXPIRING_DAYS} days",
+    f" certificate expiring in {EXPIRING_DAYS} days; drifted from its baseline (expects"
+    " p=reject or quarantine and 2048-bit keys)",
     "broken.example": "SPF +all with 11 DNS lookups, no DMARC record, missing DKIM key,"
-    " MX host with no address, sending IP on a blacklist",
+    " MX host with no address, sending IP on a blacklist whose PTR does not resolve back",
+    "app.platform.example": "no DMARC record of its own: the platform publishes psd=y, so by"
+    " the RFC 9989 tree walk app.platform.example is its own organizational domain and gets the"
+    " platform's sp=quarantine, in test mode (t=y)",
 }
 BLACKLIST_ZONE = "bl.lab.example"
 DOMAIN_BLACKLIST_ZONE = "dbl.lab.example"
@@ -77,12 +85,29 @@ def lab_zones() -> list[str]:
     """The lab's zone files (DKIM keys are generated afresh each time)."""
     spf_includes = " ".join(f"include:_spf{i}.broken.example" for i in range(1, 12))
     return [
+        zone_text("example", []),  # the parent: the DMARC tree walk asks _dmarc.example
         zone_text("healthy.example", [
             "@ " + _txt("v=spf1 ip4:127.0.0.1 -all"),
             "_dmarc " + _txt("v=DMARC1; p=reject; rua=mailto:dmarc-reports@healthy.example"),
             "s1._domainkey " + _dkim_record(2048),
             "@ MX 10 mail.healthy.example.",
             "mail A 127.0.0.1",
+            "out A 127.0.0.1",
+            "bounce " + _txt("v=spf1 include:amazonses.esp.example -all"),
+        ]),
+        zone_text("esp.example", [
+            "amazonses " + _txt("v=spf1 ip4:127.0.0.0/24 -all"),
+        ]),
+        zone_text("platform.example", [
+            "_dmarc " + _txt("v=DMARC1; p=reject; sp=quarantine; np=reject; psd=y; t=y;"
+                             " rua=mailto:dmarc@platform.example"),
+            "app " + _txt("v=spf1 ip4:127.0.0.1 -all"),
+            "app MX 10 mx.platform.example.",
+            "mx A 127.0.0.1",
+        ]),
+        zone_text("0.0.127.in-addr.arpa", ["1 PTR out.healthy.example."]),
+        zone_text("2.0.192.in-addr.arpa", [  # the listed IP's PTR points at another address
+            LISTED_IP.rsplit(".", 1)[1] + " PTR mail.broken.example.",
         ]),
         zone_text("weak.example", [
             "@ " + _txt("v=spf1 ip4:127.0.0.1 ~all"),
@@ -158,10 +183,15 @@ async def start_lab(workdir: Path, *, interval: str = INTERVAL) -> Lab:
                        "nameservers": [lab.dns.address]},
             "domains": [
                 {"domain": "healthy.example", "dkim_selectors": ["s1"],
-                 "sending_ips": ["127.0.0.1"]},
-                {"domain": "weak.example", "dkim_selectors": ["s1"]},
+                 "sending_ips": ["127.0.0.1"], "return_path_domain": "bounce.healthy.example",
+                 "expect": {"dmarc_policy": ["reject"], "dkim_min_bits": 2048,
+                            "spf_includes": ["amazonses.esp.example"],
+                            "mx": ["mail.healthy.example"]}},
+                {"domain": "weak.example", "dkim_selectors": ["s1"], "sending_ips": ["127.0.0.1"],
+                 "expect": {"dmarc_policy": ["reject", "quarantine"], "dkim_min_bits": 2048}},
                 {"domain": "broken.example", "dkim_selectors": ["s1"],
                  "sending_ips": [LISTED_IP]},
+                {"domain": "app.platform.example"},
             ],
             "blacklists": {"ip_zones": [BLACKLIST_ZONE], "domain_zones": [DOMAIN_BLACKLIST_ZONE],
                            "interval": interval},

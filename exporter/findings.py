@@ -123,44 +123,83 @@ CATALOGUE: dict[str, FindingSpec] = _catalogue(
       "check_host() for a configured sending IP ended in temperror: a DNS lookup in the SPF tree"
       " failed, so receivers may defer its mail.",
       "See the lookup trail in the details; check the DNS servers of the failing name."),
-    # --- dns: DMARC (exporter/probes/dns/dmarc.py) --------------------------------------------
+    # --- dns: DMARC (exporter/probes/dns/dmarc.py, treewalk.py) ------------------------------
     F("dmarc_missing", "dns", CRITICAL,
-      "No DMARC record applies to the domain (none at _dmarc.<domain> nor at its organizational"
-      " domain).",
+      "No DMARC record applies to the domain: none at _dmarc.<domain> nor anywhere up the RFC"
+      " 9989 tree walk (its organizational domain, its public suffix domain).",
       "Publish a TXT record at _dmarc.<domain>, e.g. 'v=DMARC1; p=none; rua=mailto:dmarc@<domain>',"
       " then tighten p to quarantine/reject once reports look clean."),
     F("dmarc_multiple_records", "dns", CRITICAL,
-      "More than one DMARC record is published; receivers then ignore DMARC for the domain"
-      " (RFC 7489 §6.6.3).",
+      "More than one DMARC record is published at _dmarc.<domain>; receivers discard them all"
+      " (RFC 9989 §4.10) and look higher up the tree, or apply no DMARC.",
       "Delete all but one TXT record starting with v=DMARC1 at _dmarc.<domain>."),
     F("dmarc_invalid", "dns", CRITICAL,
-      "The DMARC record cannot be parsed (missing v=DMARC1 first, missing or invalid p= tag).",
-      "Rewrite the record as 'v=DMARC1; p=<none|quarantine|reject>; ...' with tags separated by"
-      " semicolons."),
+      "The DMARC record has an invalid p=, sp= or np=: receivers act as p=none if it has a valid"
+      " rua=, and ignore the record otherwise (RFC 9989 §4.10.1).",
+      "Set p=, sp= and np= to none, quarantine or reject, with tags separated by semicolons."),
     F("dmarc_invalid_tag", "dns", WARNING,
-      "A DMARC tag has an invalid value and is ignored by receivers (pct, adkim, aspf, fo, sp, rf,"
-      " ri, or a rua/ruf URI).",
-      "Correct the tag named in the evidence; see RFC 7489 §6.3 for the allowed values."),
+      "A DMARC tag has an invalid value and is ignored by receivers (adkim, aspf, fo, psd, t, pct,"
+      " or a rua/ruf URI).",
+      "Correct the tag named in the evidence; see RFC 9989 §4.7 for the allowed values."),
+    F("dmarc_policy_missing", "dns", WARNING,
+      "The DMARC record has no p= tag: RFC 9989 receivers act as p=none, receivers still on RFC"
+      " 7489 ignore the record unless it has a valid rua=.",
+      "Add p=none (or quarantine/reject) right after v=DMARC1."),
     F("dmarc_policy_none", "dns", WARNING,
       "The DMARC policy that applies is p=none: spoofed mail is still delivered.",
       "Once aggregate reports show your own mail passing, move to p=quarantine and then p=reject."),
+    F("dmarc_testing_mode", "dns", INFO,
+      "The DMARC record has t=y (test mode, RFC 9989): receivers apply the policy one level"
+      " weaker (reject as quarantine, quarantine as none).",
+      "Remove t=y once aggregate reports show your own mail passing."),
+    F("dmarc_removed_tag", "dns", INFO,
+      "The DMARC record uses pct, rf or ri, which RFC 9989 removed: RFC 9989 receivers ignore"
+      " them, receivers still on RFC 7489 honour them.",
+      "Keep them only while old receivers matter; use t=y instead of pct=0 for a trial period."),
     F("dmarc_pct_partial", "dns", INFO,
-      "The DMARC policy applies to only part of the mail (pct below 100).",
+      "The DMARC policy asks receivers still on RFC 7489 to apply it to only part of the mail"
+      " (pct below 100); RFC 9989 receivers apply it to all.",
       "Raise pct to 100 (or remove the tag) once reports show your mail passing."),
     F("dmarc_no_rua", "dns", WARNING,
       "The DMARC record asks for no aggregate reports (no rua=), so failures go unseen.",
       "Add rua=mailto:<address> to receive daily aggregate reports."),
     F("dmarc_inherited", "dns", INFO,
-      "The domain has no DMARC record of its own; the organizational domain's record applies.",
+      "The domain has no DMARC record of its own; the record of its organizational domain (or"
+      " of its public suffix domain, psd=y) applies, with its sp= or np=.",
       "Nothing to do if intended; publish _dmarc.<domain> to set a policy for this domain alone."),
     F("dmarc_subdomain_policy_weaker", "dns", INFO,
-      "The subdomain policy (sp=) is weaker than p=, so spoofed subdomains are treated leniently.",
-      "Set sp= to the same strength as p= (or remove it to inherit p=)."),
+      "The policy subdomains get (sp=, or np= for non-existent ones) is weaker than the domain's"
+      " own, so spoofed subdomains are treated leniently.",
+      "Set sp= and np= to the same strength as p= (or remove them to inherit p=)."),
     F("dmarc_report_destination_unauthorized", "dns", WARNING,
-      "A rua/ruf address is in another organization's domain that has not authorized receiving"
-      " reports for this domain (RFC 7489 §7.1), so receivers send it no reports.",
+      "A rua/ruf address is in another organizational domain that has not authorized receiving"
+      " reports for this domain (RFC 9990 §3), so receivers send it no reports.",
       "Ask the report receiver to publish TXT 'v=DMARC1' at <domain>._report._dmarc.<their"
       " domain>, or use an address in your own domain."),
+    # --- dns: sending IPs, bulk-sender rules, baseline ----------------------------------------
+    F("sending_ip_no_ptr", "dns", CRITICAL,
+      "A sending IP has no PTR record: Gmail rejects or junks mail from IPs without valid"
+      " reverse DNS, and most receivers distrust it.",
+      "Ask whoever owns the IP (your hosting or cloud provider) to set a PTR record to a host"
+      " name whose A/AAAA record points back at the IP."),
+    F("sending_ip_ptr_mismatch", "dns", CRITICAL,
+      "The PTR name of a sending IP does not resolve back to the IP (forward-confirmed reverse"
+      " DNS fails): Gmail treats this like a missing PTR.",
+      "Publish an A (IPv4) or AAAA (IPv6) record for the PTR name pointing at the IP, or change"
+      " the PTR to a name that has one."),
+    F("sender_requirement_unmet", "dns", CRITICAL,
+      "A bulk-sender requirement of Gmail, Yahoo or Microsoft is not met as far as DNS shows;"
+      " senders of 5,000+ messages a day are rejected or junked by those providers.",
+      "Fix what the evidence names (the requirement's own finding gives the details), then check"
+      " the domain again."),
+    F("baseline_drift", "dns", WARNING,
+      "The domain no longer matches its declared baseline (expect:): the evidence names what was"
+      " expected and what is there (critical when what is there is itself broken).",
+      "Restore the expected record, or update expect: in the config if the change was intended."),
+    F("baseline_not_checked", "dns", INFO,
+      "An expectation of the baseline could not be compared because the check that provides it"
+      " did not run (MTA-STS, DNSSEC) or has nothing to compare (no dkim_selectors).",
+      "Enable the check (an mta_sts: section, global.dnssec) or remove the expectation."),
     # --- dns: DKIM (exporter/probes/dns/dkim.py) ----------------------------------------------
     F("dkim_key_missing", "dns", CRITICAL,
       "No DKIM key is published for a configured selector; mail signed with it fails DKIM.",

@@ -78,13 +78,19 @@ METRICS: dict[str, MetricSpec] = _table(
       ("domain", "ip", "result")),
     # --- dns: DMARC ---------------------------------------------------------------------------
     M("dmarc_records", "Number of v=DMARC1 records at _dmarc.<domain> (1 is healthy; 0 when"
-      " inherited from the organizational domain).", D),
+      " the record that applies is found higher up by the RFC 9989 tree walk).", D),
     M("dmarc_valid", "1 if a valid DMARC record applies to the domain.", D),
-    M("dmarc_pct", "The pct= of the DMARC record that applies (100 when absent).", D),
+    M("dmarc_pct", "The pct= of the DMARC record that applies (100 when absent; removed in RFC"
+      " 9989, still read by RFC 7489 receivers).", D),
     M("dmarc_policy", "State set: the DMARC policy receivers apply to this domain.",
       ("domain", "policy")),
-    M("dmarc_subdomain_policy", "State set: the DMARC policy for subdomains of this domain.",
-      ("domain", "policy")),
+    M("dmarc_subdomain_policy", "State set: the DMARC policy for existing subdomains of this"
+      " domain.", ("domain", "policy")),
+    M("dmarc_nonexistent_subdomain_policy", "State set: the DMARC policy for non-existent"
+      " subdomains of this domain (np=, else sp=, else p=).", ("domain", "policy")),
+    M("dmarc_testing", "1 when the DMARC record that applies has t=y (test mode).", D),
+    M("dmarc_policy_domain_info", "Where the DMARC record that applies was found by the RFC 9989"
+      " tree walk (always 1).", ("domain", "policy_domain")),
     # --- dns: DKIM ----------------------------------------------------------------------------
     M("dkim_key_valid", "1 if the selector publishes a usable DKIM public key.",
       ("domain", "selector")),
@@ -94,6 +100,17 @@ METRICS: dict[str, MetricSpec] = _table(
     M("mx_records", "Number of MX records of the domain.", D),
     M("mx_valid", "1 if the domain has MX records whose hosts all resolve (or a lone null MX).",
       D),
+    # --- dns: sending IPs, bulk-sender rules, baseline ----------------------------------------
+    M("sending_ip_fcrdns", "1 when the sending IP has a PTR record whose name resolves back to"
+      " the IP.", ("domain", "ip")),
+    M("sending_ip_ptr_info", "The first PTR name of the sending IP ('' when none; always 1).",
+      ("domain", "ip", "ptr")),
+    M("sender_requirement", "1 when the domain meets a bulk-sender requirement as far as DNS can"
+      " show (spf, dkim, dmarc, alignment, fcrdns), 0 when it does not.",
+      ("domain", "requirement")),
+    M("sender_requirements_met", "1 when every bulk-sender requirement the provider states holds"
+      " (gmail, yahoo, microsoft).", ("domain", "provider")),
+    M("baseline_met", "1 when every expectation of the domain's expect: block holds.", D),
     M("dns_record_checksum", "Stable checksum (CRC-32) of the record's normalized text; use"
       " changes() to detect edits.", ("domain", "record")),
     # --- dnsbl --------------------------------------------------------------------------------

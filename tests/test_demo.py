@@ -114,6 +114,11 @@ def expected_findings(banner: str) -> set[tuple[str, str, str]]:
         ("dns", "broken.example", "dmarc_missing"),
         ("dns", "broken.example", "dkim_key_missing"),
         ("dns", "broken.example", "mx_host_unresolvable"),
+        ("dns", "weak.example", "baseline_drift"),
+        ("dns", "broken.example", "sending_ip_ptr_mismatch"),
+        ("dns", "broken.example", "sender_requirement_unmet"),
+        ("dns", "app.platform.example", "dmarc_inherited"),
+        ("dns", "app.platform.example", "dmarc_testing_mode"),
     }
     if "spf_all_pass" in CATALOGUE:
         want.add(("dns", "broken.example", "spf_all_pass"))
@@ -133,7 +138,10 @@ def test_demo_serves_metrics_findings_and_the_status_page(demo: Demo) -> None:
     banner = "".join(demo.banner)
     assert "deliverability-exporter check --nameserver 127.0.0.1:" in banner
     want = expected_findings(banner)
-    must_run = {("dns", d) for d in ("healthy.example", "weak.example", "broken.example")}
+    must_run = {
+        ("dns", d)
+        for d in ("healthy.example", "weak.example", "broken.example", "app.platform.example")
+    }
     if "tls" in PROBES:
         m = re.search(r"(mail\.healthy\.example:\d+)", banner)
         assert m is not None
@@ -173,6 +181,10 @@ def test_demo_serves_metrics_findings_and_the_status_page(demo: Demo) -> None:
     assert "Publish a TXT record at _dmarc.&lt;domain&gt;" in page  # the fix, escaped
     detail = get(base + "target?probe=dns&name=broken.example")
     assert "Recent runs" in detail and "dmarc_missing" in detail
+    assert "Ready for Gmail bulk senders: no — " in detail
+    assert "FCrDNS fails for 192.0.2.99" in detail
+    healthy = get(base + "target?probe=dns&name=healthy.example")
+    assert "Ready for Gmail bulk senders: yes" in healthy
     assert demo.stop() == 0
 
 

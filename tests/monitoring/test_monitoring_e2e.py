@@ -71,6 +71,9 @@ def zone() -> DnsServer:
     for d in ("good.test", "nodmarc.test", "nodkim.test", "weakened.test"):
         dns.add_txt(d, f"v=spf1 ip4:{HEALTHY_IP} -all")
     dns.add_txt("plusall.test", "v=spf1 +all")
+    # the healthy sending IP is forward-confirmed (Gmail's FCrDNS rule)
+    dns.add("10.2.0.192.in-addr.arpa", "PTR", "out.good.test.")
+    dns.add("out.good.test", "A", HEALTHY_IP)
     includes = " ".join(f"include:i{n}.lookups.test" for n in range(INCLUDES))
     dns.add_txt("lookups.test", f"v=spf1 {includes} -all")
     for n in range(INCLUDES):
@@ -107,10 +110,14 @@ def exporter_config(
     return {
         "global": {"interval": "2s", "timeout": "10s", "nameservers": [dns.address]},
         "domains": [
-            {"domain": "good.test", **domain},
+            {
+                "domain": "good.test",
+                **domain,
+                "expect": {"dmarc_policy": "reject", "mx": ["mx.good.test"]},
+            },
             {"domain": "nodmarc.test", **domain},
             {"domain": "nodkim.test", **domain},
-            {"domain": "weakened.test", **domain},
+            {"domain": "weakened.test", **domain, "expect": {"dmarc_policy": "reject"}},
             {"domain": "lookups.test"},
             {"domain": "plusall.test", "sending_ips": [LISTED_IP]},
             {"domain": "timeout.test", "dkim_selectors": ["s1"]},
@@ -139,12 +146,19 @@ EXPECTED_PAGES = {
     ("EmailDeliverabilityDMARCRecordMissing", "nodmarc.test"),
     ("EmailDeliverabilityDKIMKeyInvalid", "nodkim.test"),
     ("EmailDeliverabilityDMARCPolicyWeakened", "weakened.test"),
+    # the bulk-sender rules: no DMARC, no DKIM key, SPF broken, a sending IP without PTR
+    ("EmailDeliverabilitySenderRequirementUnmet", "nodmarc.test"),
+    ("EmailDeliverabilitySenderRequirementUnmet", "nodkim.test"),
+    ("EmailDeliverabilitySenderRequirementUnmet", "lookups.test"),
+    ("EmailDeliverabilitySenderRequirementUnmet", "plusall.test"),
     ("EmailDeliverabilityBlacklisted", LISTED_IP),
     ("EmailDeliverabilityTLSCertificateExpiring", "EXPIRING"),
 }
 EXPECTED_TICKETS = {
     ("EmailDeliverabilityProbeFailing", "timeout.test"),
     ("EmailDeliverabilityWarningFinding", "weakened.test"),
+    # p=none where the baseline expects reject
+    ("EmailDeliverabilityBaselineDrift", "weakened.test"),
 }
 EXPECTED_CHANGES = {("EmailDeliverabilityDNSRecordChanged", "weakened.test")}
 

@@ -14,7 +14,7 @@ from exporter.collector import exposition
 from exporter.config import parse_config
 from exporter.net.dnsclient import make_resolver
 from exporter.probes import PROBES
-from exporter.probes.dns import dkim, dmarc
+from exporter.probes.dns import dkim
 from exporter.results import ProbeResult, RunRecord
 from exporter.runner import Runtime, run_probe
 
@@ -141,6 +141,10 @@ async def test_dmarc_missing(dns_server: DnsServer) -> None:
     [
         ("v=DMARC1; p=none; rua=mailto:d@example.test", "dmarc_policy_none", "none"),
         ("v=DMARC1; p=reject; pct=50; rua=mailto:d@example.test", "dmarc_pct_partial", "reject"),
+        ("v=DMARC1; p=reject; pct=50; rua=mailto:d@example.test", "dmarc_removed_tag", "reject"),
+        ("v=DMARC1; p=reject; t=y; rua=mailto:d@example.test", "dmarc_testing_mode", "reject"),
+        ("v=DMARC1; p=reject; t=x; rua=mailto:d@example.test", "dmarc_invalid_tag", "reject"),
+        ("v=DMARC1; p=reject; psd=q; rua=mailto:d@example.test", "dmarc_invalid_tag", "reject"),
         ("v=DMARC1; p=quarantine", "dmarc_no_rua", "quarantine"),
         (
             "v=DMARC1; p=reject; sp=none; rua=mailto:d@example.test",
@@ -196,12 +200,25 @@ async def test_dmarc_invalid_policy_without_rua_is_invalid(dns_server: DnsServer
 
 
 async def test_dmarc_invalid_policy_with_rua_acts_as_none(dns_server: DnsServer) -> None:
-    # RFC 7489 6.6.3: no valid p but a valid rua -> receivers act as p=none.
+    # RFC 9989 4.10.1: an invalid p but a valid rua -> receivers act as p=none.
     healthy(dns_server)
-    dns_server.set_records(f"_dmarc.{DOMAIN}", [("TXT", '"v=DMARC1; rua=mailto:d@example.test"')])
+    dns_server.set_records(
+        f"_dmarc.{DOMAIN}", [("TXT", '"v=DMARC1; p=block; rua=mailto:d@example.test"')]
+    )
     rec = await probe(dns_server)
     assert {"dmarc_invalid", "dmarc_policy_none"} <= codes(rec.result)
     assert value(rec, "dmarc_valid") == 0
+    assert value(rec, "dmarc_policy", policy="none") == 1
+
+
+async def test_dmarc_without_p_acts_as_none(dns_server: DnsServer) -> None:
+    # RFC 9989 4.7: a record without p is treated as p=none (RFC 7489 required p).
+    healthy(dns_server)
+    dns_server.set_records(f"_dmarc.{DOMAIN}", [("TXT", '"v=DMARC1; rua=mailto:d@example.test"')])
+    rec = await probe(dns_server)
+    assert {"dmarc_policy_missing", "dmarc_policy_none"} <= codes(rec.result)
+    assert "dmarc_invalid" not in codes(rec.result)
+    assert value(rec, "dmarc_valid") == 1
     assert value(rec, "dmarc_policy", policy="none") == 1
 
 
@@ -236,12 +253,6 @@ async def test_subdomain_without_any_dmarc(dns_server: DnsServer) -> None:
     rec = await probe(dns_server, domain=sub)
     assert "dmarc_missing" in codes(rec.result)
     assert ("_dmarc.example.test", "TXT") in dns_server.queries
-
-
-def test_organizational_domain_uses_public_suffix_list() -> None:
-    assert dmarc.organizational_domain("a.b.example.co.uk") == "example.co.uk"
-    assert dmarc.organizational_domain("mail.example.com") == "example.com"
-    assert dmarc.organizational_domain("example.com") == "example.com"
 
 
 # ----- DKIM ------------------------------------------------------------------------------------
