@@ -15,11 +15,12 @@ RFC 9989 replaces RFC 7489's Public Suffix List with a walk up the DNS:
   public suffix domain's (the ``psd=y`` one); a record not the domain's own applies ``sp`` (or,
   to a domain that does not exist, ``np``) instead of ``p``.
 
-Hand-written: the walk is these few rules over :class:`~exporter.dnsclient.DnsClient` queries
-(cached per run, so the walks for the domain, its return-path domain and its report
+Hand-written: the walk is these few rules over :class:`~exporter.net.dnsclient.DnsClient`
+queries (cached per run, so the walks for the domain, its return-path domain and its report
 destinations share their common parents); the libraries that implement it (checkdmarc 5.16,
 mail-auth) come with their own resolvers. A temporary DNS failure anywhere in a walk raises
-:class:`~exporter.dnsclient.DnsTempError`: a receiver would not have reached a conclusion either.
+:class:`~exporter.net.dnsmodel.DnsTempError`: a receiver would not have reached a conclusion
+either.
 """
 
 from __future__ import annotations
