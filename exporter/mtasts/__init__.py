@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from exporter.mtasts.policy import (
     MAX_AGE_LIMIT,
+    MODES,
+    Mode,
     MxPattern,
     Policy,
     PolicyError,
@@ -38,7 +40,9 @@ from exporter.mtasts.records import (
 
 __all__ = [
     "MAX_AGE_LIMIT",
+    "MODES",
     "Discovery",
+    "Mode",
     "MxPattern",
     "Policy",
     "PolicyError",

@@ -8,7 +8,7 @@
   set to the host name;
 * the TLS handshake does not verify, so that an expired, self-signed or misnamed certificate is
   still seen (its expiry is a metric); the chain is judged afterwards with the same OpenSSL
-  verification as the ``tls`` probe (:func:`exporter.probes.tls_verify.judge`: system roots plus
+  verification as the ``tls`` probe (:func:`exporter.net.certs.judge`: system roots plus
   an optional ``ca_file``);
 * no redirect is followed (the status and ``Location`` are returned), the body is read up to
   ``max_body`` bytes (more is reported as ``truncated``), and everything from the DNS lookup to
@@ -39,23 +39,24 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from exporter.probes.tls_smtp import TLS_VERSION_NAMES
-from exporter.probes.tls_verify import (
+from exporter.net.certs import (
     CertSummary,
     ChainVerdict,
     Presented,
     TrustStore,
+    accept_any,
     judge,
     load_presented,
+    presented_chain,
     trust_store,
 )
+from exporter.net.smtp import TLS_VERSION_NAMES
 
 Addresses = Callable[[str], Awaitable[list[str]]]
 """``addresses(host)``: the host's addresses to connect to, in order of preference."""
 
 USER_AGENT = "deliverability-exporter"
 _CHUNK = 16384
-_DER = 2  # _ssl.ENCODING_DER
 
 
 class HttpsError(Exception):
@@ -164,32 +165,8 @@ class _RecordingContext(ssl.SSLContext):
 def _recording_context() -> _RecordingContext:
     ctx = _RecordingContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.made = []
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    try:
-        ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
-        ctx.set_ciphers("ALL:@SECLEVEL=0")
-    except (ValueError, ssl.SSLError):  # a build without old protocols or levels
-        pass
+    accept_any(ctx)
     return ctx
-
-
-def peer_chain(obj: ssl.SSLObject) -> list[bytes]:
-    """The certificates the peer presented (DER, leaf first); empty before a handshake.
-
-    Python 3.13 has ``SSLObject.get_unverified_chain()``; 3.11-3.12 have the same call on the
-    private ``_sslobj``. Without either, only the leaf.
-    """
-    try:
-        leaf = obj.getpeercert(binary_form=True)
-    except ValueError:  # the handshake did not complete
-        return []
-    public = getattr(obj, "get_unverified_chain", None)
-    private = getattr(getattr(obj, "_sslobj", None), "get_unverified_chain", None)
-    certs = (public or private or (lambda: None))()
-    if certs:
-        return [c if isinstance(c, bytes) else c.public_bytes(_DER) for c in certs]
-    return [leaf] if leaf else []
 
 
 def _handshaken(ctx: _RecordingContext) -> ssl.SSLObject | None:
@@ -225,7 +202,7 @@ def _judge(
     version = obj.version()
     tls_version = TLS_VERSION_NAMES.get(version or "", version)
     try:
-        chain = tuple(load_presented(der) for der in peer_chain(obj))
+        chain = tuple(load_presented(der) for der in presented_chain(obj)[0])
     except ValueError as exc:
         return tls_version, (), None, f"cannot parse the server's certificate: {exc}"
     if not chain:

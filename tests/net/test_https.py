@@ -20,7 +20,9 @@ from servers.https import (
     text,
 )
 
-from exporter.dnsclient import DnsClient, DnsTempError, make_resolver
+from exporter.net.certs import trust_store
+from exporter.net.dnsclient import DnsClient, make_resolver
+from exporter.net.dnsmodel import DnsTempError, NoAddress
 from exporter.net.https import (
     HttpsConnectError,
     HttpsProtocolError,
@@ -30,25 +32,11 @@ from exporter.net.https import (
     https_get,
     media_type,
 )
-from exporter.probes.tls import NoAddress
-from exporter.probes.tls_verify import trust_store
 
 HOST = "mta-sts.example.test"
 PATH = "/.well-known/mta-sts.txt"
 POLICY = "version: STSv1\r\nmode: enforce\r\nmx: mail.example.test\r\nmax_age: 604800\r\n"
 NOW = dt.datetime.now(dt.UTC)
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
-    path = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return str(path)
 
 
 @pytest.fixture
@@ -57,30 +45,19 @@ def dns(dns_server: DnsServer) -> DnsServer:
     return dns_server
 
 
-def addresses_via(server: DnsServer) -> tuple[DnsClient, object]:
-    """An ``addresses(host)`` that asks only the test DNS server (A, then AAAA)."""
-    client = DnsClient(make_resolver([server.address], attempt_timeout=0.5, lifetime=1.0))
-
-    async def addresses(host: str) -> list[str]:
-        found: list[str] = []
-        for rdtype in ("A", "AAAA"):
-            found += (await client.query(host, rdtype)).addresses()
-        if not found:
-            raise NoAddress(f"{host} has no address")
-        return found
-
-    return client, addresses
+def client_of(server: DnsServer) -> DnsClient:
+    """A DNS client that asks only the test DNS server."""
+    return DnsClient(make_resolver([server.address], attempt_timeout=0.5, lifetime=1.0))
 
 
 async def get(
     dns: DnsServer, port: int, ca_file: str | None, *, within: float = 5.0, **kw: object
 ) -> HttpsResponse:
-    _, addresses = addresses_via(dns)
     deadline = asyncio.get_running_loop().time() + within
     return await https_get(
         HOST,
         PATH,
-        addresses=addresses,  # type: ignore[arg-type]
+        addresses=client_of(dns).addresses,
         deadline=deadline,
         port=port,
         trust=trust_store(ca_file),

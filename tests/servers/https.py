@@ -7,7 +7,9 @@ address (:func:`loopback_address`) and retry when it is taken.
 
 Besides plain aiohttp routes: :func:`silent_server` accepts TCP and never answers (optionally
 after completing the TLS handshake), and :func:`raw_tls_server` answers every connection with
-fixed bytes after the handshake (a broken HTTP server).
+fixed bytes after the handshake (a broken HTTP server). :class:`ThreadedHttpsServer` is the
+standard library's HTTP server over TLS in a thread of its own, for tests without an event loop
+(the end-to-end monitoring test): fixed answers per (host, path).
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import contextlib
 import errno
 import random
 import ssl
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import trustme
 from aiohttp import web
@@ -165,3 +169,55 @@ async def raw_tls_server(
     finally:
         srv.close()
         await srv.wait_closed()
+
+
+Answer = tuple[int, str, bytes]
+"""(status, content type, body)."""
+
+
+class ThreadedHttpsServer:
+    """HTTPS with fixed answers keyed by (Host without port, path); 404 for anything else."""
+
+    def __init__(
+        self, cert: trustme.LeafCert, answers: dict[tuple[str, str], Answer], address: str
+    ) -> None:
+        table = answers
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                host = (self.headers.get("Host") or "").rsplit(":", 1)[0].lower()
+                status, content_type, body = table.get((host, self.path), (404, "text/plain", b""))
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return None
+
+        self.httpd = ThreadingHTTPServer((address, 443), Handler)
+        self.httpd.socket = server_context(cert).wrap_socket(self.httpd.socket, server_side=True)
+        self.address = address
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @classmethod
+    def on_443(
+        cls, cert: trustme.LeafCert, answers: dict[tuple[str, str], Answer]
+    ) -> ThreadedHttpsServer:
+        """Started on port 443 of a random loopback address not in use."""
+        for _ in range(20):
+            try:
+                server = cls(cert, answers, loopback_address())
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                continue
+            server._thread.start()
+            return server
+        raise RuntimeError("no free loopback address for port 443")
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join(10)
