@@ -506,6 +506,16 @@ class RoundtripConfig(_Model):
         return value
 
 
+class MtaStsConfig(_Model):
+    """The ``mta_sts`` probe: enabled by the section's presence (``mta_sts: {}`` = defaults), one
+    target per ``domains[]`` entry. ``ca_file``: extra CAs (PEM) trusted for the policy hosts,
+    besides the system's roots."""
+
+    interval: Duration | None = 3600.0
+    timeout: Duration | None = None
+    ca_file: str | None = None
+
+
 class Config(_Model):
     global_: GlobalConfig = Field(default_factory=GlobalConfig, alias="global")
     domains: list[DomainConfig] = Field(default_factory=list)
@@ -513,6 +523,13 @@ class Config(_Model):
     tls: list[TlsTargetConfig] = Field(default_factory=list)
     ses: list[SesConfig] = Field(default_factory=list)
     roundtrip: list[RoundtripConfig] = Field(default_factory=list)
+    mta_sts: MtaStsConfig | None = None
+
+    @field_validator("mta_sts", mode="before")
+    @classmethod
+    def _present(cls, value: Any) -> Any:
+        # `mta_sts:` with nothing after it is YAML null: present, so enabled with the defaults.
+        return {} if value is None else value
 
     @model_validator(mode="after")
     def _unique(self) -> Config:

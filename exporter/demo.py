@@ -5,13 +5,17 @@ sample domains — one healthy, one with the usual weaknesses, one broken, one w
 comes from its platform's record by the RFC 9989 tree walk — plus a demo blacklist, the reverse
 zones of the sending IPs and the parent zone ``example`` (so the tree walk gets answers);
 two loopback SMTP servers (:mod:`exporter.lab.smtp`) offer STARTTLS with certificates from a
-throw-away CA (:mod:`exporter.lab.certs`), one valid, one expiring in 5 days. The exporter runs
-against them with a generated config (written to a temporary directory, so ``POST /-/reload``
-works) and serves ``/metrics`` and the status page on 127.0.0.1 until Ctrl-C.
+throw-away CA (:mod:`exporter.lab.certs`), one valid, one expiring in 5 days; an HTTPS server
+(:mod:`exporter.lab.https`) is the three domains' MTA-STS policy hosts on port 443 of a loopback
+address. The exporter runs against them with a generated config (written to a temporary
+directory, so ``POST /-/reload`` works) and serves ``/metrics`` and the status page on 127.0.0.1
+until Ctrl-C.
 
 Sections appear only for registered probes: the TLS servers start only when the ``tls`` probe is
-in :data:`exporter.probes.PROBES`; the blacklist config is always written but is probed only when
-a ``dnsbl`` probe is registered.
+in :data:`exporter.probes.PROBES`, the policy hosts only with the ``mta_sts`` probe (and only
+where port 443 can be bound: root, ``CAP_NET_BIND_SERVICE`` or a container; otherwise the banner
+says so and the demo runs without them); the blacklist config is always written but is probed
+only when a ``dnsbl`` probe is registered.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from exporter.config import Config, parse_config
 from exporter.lab.certs import LabCA
 from exporter.lab.dns import LabDnsServer, zone_text
+from exporter.lab.https import LabPolicyServer, PolicyPage
 from exporter.lab.smtp import LabSmtpServer
 from exporter.net.addr import split_host_port
 
@@ -51,12 +56,14 @@ DOMAINS: dict[str, str] = {
     "healthy.example": "everything right: SPF -all, DMARC p=reject with reports, 2048-bit DKIM,"
     " MX with an address, valid STARTTLS certificate, a forward-confirmed sending IP, a"
     " return path at an ESP's SPF include: ready for Gmail, Yahoo and Microsoft; its baseline"
-    " holds",
+    " holds; MTA-STS enforce, TLS-RPT",
     "weak.example": "DMARC p=none without reports, 1024-bit DKIM key, MX pointing at a CNAME,"
     f" certificate expiring in {EXPIRING_DAYS} days; drifted from its baseline (expects"
-    " p=reject or quarantine and 2048-bit keys)",
+    " p=reject or quarantine and 2048-bit keys); MTA-STS testing with a one-hour max_age"
+    " that lists the CNAME's target instead of the MX, no TLS-RPT",
     "broken.example": "SPF +all with 11 DNS lookups, no DMARC record, missing DKIM key,"
-    " MX host with no address, sending IP on a blacklist whose PTR does not resolve back",
+    " MX host with no address, sending IP on a blacklist whose PTR does not resolve back,"
+    " two MTA-STS records, policy host redirecting, TLS-RPT with an http: URI",
     "app.platform.example": "no DMARC record of its own: the platform publishes psd=y, so by"
     " the RFC 9989 tree walk app.platform.example is its own organizational domain and gets the"
     " platform's sp=quarantine, in test mode (t=y)",
@@ -81,9 +88,26 @@ def _dkim_record(bits: int) -> str:
     return _txt(f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode()}")
 
 
-def lab_zones() -> list[str]:
-    """The lab's zone files (DKIM keys are generated afresh each time)."""
+STS_ID = _txt("v=STSv1; id=20250101T000000")
+POLICIES: dict[str, PolicyPage] = {
+    "healthy.example": PolicyPage(
+        "version: STSv1\nmode: enforce\nmx: mail.healthy.example\nmax_age: 604800\n"
+    ),
+    # senders match the MX name (mx.weak.example), not the CNAME's target
+    "weak.example": PolicyPage(
+        "version: STSv1\nmode: testing\nmx: mail.weak.example\nmax_age: 3600\n"
+    ),
+    "broken.example": PolicyPage(status=301, location="https://www.broken.example/mta-sts.txt"),
+}
+POLICY_CERT_DAYS = {"healthy.example": 90.0, "weak.example": float(EXPIRING_DAYS),
+                    "broken.example": 90.0}  # fmt: skip
+
+
+def lab_zones(policy_address: str | None = None) -> list[str]:
+    """The lab's zone files (DKIM keys are generated afresh each time); ``policy_address``: where
+    the domains' MTA-STS policy hosts (``mta-sts.<domain>``) listen."""
     spf_includes = " ".join(f"include:_spf{i}.broken.example" for i in range(1, 12))
+    hosts = [f"mta-sts A {policy_address}"] if policy_address else []
     return [
         zone_text("example", []),  # the parent: the DMARC tree walk asks _dmarc.example
         zone_text("healthy.example", [
@@ -94,6 +118,9 @@ def lab_zones() -> list[str]:
             "mail A 127.0.0.1",
             "out A 127.0.0.1",
             "bounce " + _txt("v=spf1 include:amazonses.esp.example -all"),
+            "_mta-sts " + STS_ID,
+            "_smtp._tls " + _txt("v=TLSRPTv1; rua=mailto:tls-reports@healthy.example"),
+            *hosts,
         ]),
         zone_text("esp.example", [
             "amazonses " + _txt("v=spf1 ip4:127.0.0.0/24 -all"),
@@ -116,12 +143,18 @@ def lab_zones() -> list[str]:
             "@ MX 10 mx.weak.example.",
             "mx CNAME mail.weak.example.",
             "mail A 127.0.0.1",
+            "_mta-sts " + STS_ID,
+            *hosts,
         ]),
         zone_text("broken.example", [
             "@ " + _txt(f"v=spf1 {spf_includes} +all"),
             *(f"_spf{i} " + _txt("v=spf1 -all") for i in range(1, 12)),
             "@ MX 10 mial.broken.example.",  # a typo: that host has no address
             "mail A 127.0.0.1",
+            "_mta-sts " + STS_ID,
+            "_mta-sts " + _txt("v=STSv1; id=20250301T000000"),  # a second record
+            "_smtp._tls " + _txt("v=TLSRPTv1; rua=http://reports.broken.example/tlsrpt"),
+            *hosts,
         ]),
         zone_text(BLACKLIST_ZONE, [
             # RFC 5782 §5: the test entry 127.0.0.2 is listed, 127.0.0.1 is not.
@@ -146,6 +179,9 @@ class Lab:
     workdir: Path
     dns: LabDnsServer
     smtp: dict[str, LabSmtpServer] = field(default_factory=dict)
+    policy: LabPolicyServer | None = None
+    policy_note: str = ""
+    """Why there are no policy hosts ('' when they run, or without the mta_sts probe)."""
     config_data: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -158,6 +194,8 @@ class Lab:
     async def stop(self) -> None:
         for server in self.smtp.values():
             await server.stop()
+        if self.policy is not None:
+            await self.policy.stop()
         await self.dns.stop()
 
 
@@ -172,11 +210,38 @@ def _server_tls(workdir: Path, ca: LabCA, host: str, days: float) -> ssl.SSLCont
     return ctx
 
 
+async def _policy_hosts(workdir: Path, ca: LabCA) -> LabPolicyServer:
+    """The domains' policy hosts on port 443 of a loopback address; OSError when none binds."""
+    hosts = {}
+    for domain, page in POLICIES.items():
+        host = f"mta-sts.{domain}"
+        hosts[host] = (_server_tls(workdir, ca, host, POLICY_CERT_DAYS[domain]), page)
+    server = LabPolicyServer(hosts)
+    await server.start()
+    return server
+
+
 async def start_lab(workdir: Path, *, interval: str = INTERVAL) -> Lab:
     """Start the lab servers on 127.0.0.1 and write the exporter's config into ``workdir``."""
     from exporter.probes import PROBES
 
-    lab = Lab(workdir=workdir, dns=await LabDnsServer(lab_zones()).start())
+    ca = LabCA()
+    ca_file = workdir / "lab-ca.pem"
+    ca_file.write_bytes(ca.cert_pem)
+    policy: LabPolicyServer | None = None
+    note = ""
+    if "mta_sts" in PROBES:
+        try:
+            policy = await _policy_hosts(workdir, ca)
+        except OSError as exc:
+            note = f"not served: cannot listen on port 443 ({exc.strerror or exc})"
+    try:
+        dns = await LabDnsServer(lab_zones(policy.address if policy else None)).start()
+    except BaseException:
+        if policy is not None:
+            await policy.stop()
+        raise
+    lab = Lab(workdir=workdir, dns=dns, policy=policy, policy_note=note)
     try:
         data: dict[str, Any] = {
             "global": {"interval": interval, "timeout": TIMEOUT,
@@ -197,9 +262,6 @@ async def start_lab(workdir: Path, *, interval: str = INTERVAL) -> Lab:
                            "interval": interval},
         }  # fmt: skip
         if "tls" in PROBES:
-            ca = LabCA()
-            ca_file = workdir / "lab-ca.pem"
-            ca_file.write_bytes(ca.cert_pem)
             targets = []
             for host, days in (("mail.healthy.example", 90.0), ("mail.weak.example", 5.0)):
                 server = LabSmtpServer(host, _server_tls(workdir, ca, host, days))
@@ -207,6 +269,8 @@ async def start_lab(workdir: Path, *, interval: str = INTERVAL) -> Lab:
                 targets.append({"target": f"{host}:{server.port}", "ca_file": str(ca_file),
                                 "ehlo_name": "probe.lab.example"})  # fmt: skip
             data["tls"] = targets
+        if policy is not None:
+            data["mta_sts"] = {"interval": interval, "ca_file": str(ca_file)}
         lab.config_data = data
         lab.config_path.write_text(
             "# Generated by `deliverability-exporter demo`: the lab's servers on loopback.\n"
@@ -247,6 +311,10 @@ def _banner(lab: Lab, base: str, out: TextIO) -> None:
     if lab.smtp:
         lines.append("TLS targets (SMTP with STARTTLS):")
         lines.extend(f"  {h}:{s.port}" for h, s in lab.smtp.items())
+    if lab.policy is not None:
+        lines.append(f"MTA-STS policy hosts: https://mta-sts.<domain>/ on {lab.policy.address}:443")
+    elif lab.policy_note:
+        lines.append(f"MTA-STS policy hosts: {lab.policy_note}")
     lines += [
         "",
         "Diagnose from another terminal (every probe of the lab's config, or domains alone):",

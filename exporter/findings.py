@@ -313,6 +313,81 @@ CATALOGUE: dict[str, FindingSpec] = _catalogue(
       " the probe was offered).",
       "Check the account and password (rotated secret, locked or expired account) and that the"
       " server offers AUTH PLAIN or LOGIN after STARTTLS."),
+    # --- mta_sts (exporter/probes/mta_sts.py, mta_sts_policy.py) --------------------------------
+    # Severity: a broken MTA-STS setup costs protection, not mail: senders that cannot get a
+    # policy deliver as before (with opportunistic TLS) and keep a cached policy until its
+    # max_age. Warning, then. The one exception is an MX an enforce policy does not list:
+    # enforcing senders refuse to deliver to it, so that is critical (warning in testing mode).
+    F("mta_sts_record_invalid", "mta_sts", WARNING,
+      "The _mta-sts TXT record does not follow RFC 8461 §3.1; senders ignore it and treat the"
+      " domain as having no MTA-STS policy (new senders get no protection, and a changed id is"
+      " never noticed).",
+      "Publish exactly 'v=STSv1; id=<1-32 letters and digits>' (case-sensitive, fields separated"
+      " by ';'); change the id whenever the policy changes."),
+    F("mta_sts_record_duplicate", "mta_sts", WARNING,
+      "More than one TXT record at _mta-sts begins with v=STSv1; senders use none of them"
+      " (RFC 8461 §3.1) and the domain looks as if it had no MTA-STS.",
+      "Delete all but one v=STSv1 record at _mta-sts.<domain>."),
+    F("mta_sts_policy_unreachable", "mta_sts", WARNING,
+      "The policy at https://mta-sts.<domain>/.well-known/mta-sts.txt could not be fetched: no"
+      " address, connection refused, a TLS or HTTP error, or a status other than 200 (e.g. 404)."
+      " Senders fall back to a cached policy until it expires, then to no policy.",
+      "Serve the policy file over HTTPS at mta-sts.<domain> on port 443 with status 200 (check the"
+      " host's A/AAAA record, the web server and its virtual host for that name)."),
+    F("mta_sts_policy_redirect", "mta_sts", WARNING,
+      "The policy URL answers with a redirect; senders must not follow it (RFC 8461 §3.3), so"
+      " they get no policy.",
+      "Serve the file itself at /.well-known/mta-sts.txt on mta-sts.<domain> (no redirect to"
+      " www or another path; an HTTP-to-HTTPS redirect elsewhere is fine)."),
+    F("mta_sts_policy_media_type", "mta_sts", WARNING,
+      "The policy is not served as text/plain (RFC 8461 §3.2); strict senders reject it.",
+      "Serve mta-sts.txt with 'Content-Type: text/plain' (a charset parameter is fine)."),
+    F("mta_sts_policy_invalid", "mta_sts", WARNING,
+      "The policy file does not follow RFC 8461 §3.2 (syntax, a missing field, a mode or"
+      " max_age out of range, over 64 KB); senders ignore it.",
+      "Fix the line named in the evidence: 'version: STSv1', 'mode: enforce|testing|none',"
+      " 'max_age: <seconds up to 31557600>', one 'mx: <host or *.domain>' per line, LF or CRLF"
+      " line ends, no blank lines, lower-case field names."),
+    F("mta_sts_cert_invalid", "mta_sts", WARNING,
+      "The policy host's certificate does not verify for mta-sts.<domain> (expired, untrusted"
+      " chain, or another name); senders must verify it, so they get no policy.",
+      "Install a certificate from a public CA that covers mta-sts.<domain>, with its full chain;"
+      " for a private CA set mta_sts.ca_file."),
+    F("mta_sts_cert_expiring", "mta_sts", WARNING,
+      "The policy host's certificate chain expires within 21 days; after that senders cannot"
+      " fetch or refresh the policy.",
+      "Renew the certificate of mta-sts.<domain> (check that automatic renewal covers that name"
+      " and that the web server reloads it)."),
+    F("mta_sts_mx_not_covered", "mta_sts", CRITICAL,
+      "An MX host matches no mx pattern of the policy: in enforce mode senders refuse to deliver"
+      " to it (critical); in testing mode they only report it (warning).",
+      "Add the MX host (or a '*.' pattern one label above it) to the policy's mx lines and change"
+      " the id in the _mta-sts record; or correct the MX record."),
+    F("mta_sts_testing_mode", "mta_sts", INFO,
+      "The policy is in testing mode: senders report TLS failures (TLS-RPT) but still deliver"
+      " without TLS; it protects nothing yet.",
+      "Once TLS-RPT reports show no failures, switch to 'mode: enforce' and change the id."),
+    F("mta_sts_max_age_short", "mta_sts", WARNING,
+      "The policy's max_age is under a day: senders drop it soon, and blocking one refresh is"
+      " enough to strip TLS (RFC 8461 expects weeks).",
+      "Set max_age to weeks (604800, a week, or more; 31557600 at most) and change the id."),
+    F("mta_sts_policy_changed_same_id", "mta_sts", WARNING,
+      "The policy changed while the id in the _mta-sts record did not; senders that cached the"
+      " old policy keep it until its max_age runs out (they refetch only on a new id).",
+      "Change the id in the _mta-sts TXT record (e.g. to the current date and time,"
+      " 20250101T120000) whenever the policy file changes."),
+    F("tlsrpt_missing", "mta_sts", INFO,
+      "The domain asks senders for TLS (MTA-STS or DANE) but publishes no TLS-RPT record, so"
+      " nobody tells you when TLS to your MX fails.",
+      "Publish '_smtp._tls.<domain> TXT \"v=TLSRPTv1; rua=mailto:tls-reports@<domain>\"'."),
+    F("tlsrpt_invalid", "mta_sts", WARNING,
+      "The _smtp._tls TXT record does not follow RFC 8460 §3 (rua with mailto: or https: URIs);"
+      " senders send no TLS reports.",
+      "Publish exactly 'v=TLSRPTv1; rua=mailto:<address>' (several URIs separated by commas)."),
+    F("tlsrpt_duplicate", "mta_sts", WARNING,
+      "More than one TXT record at _smtp._tls begins with v=TLSRPTv1; senders use none of them"
+      " (RFC 8460 §3).",
+      "Delete all but one v=TLSRPTv1 record; list several report addresses in one rua."),
     # --- ses (exporter/probes/ses.py) ---------------------------------------------------------
     F("ses_quota_high", "ses", WARNING,
       "Messages sent in the last 24 hours are above 80% of the SES 24-hour quota (critical from"

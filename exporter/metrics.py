@@ -149,6 +149,19 @@ METRICS: dict[str, MetricSpec] = _table(
     M("ses_identity_verified", "1 if the identity is verified.", ("region", "identity")),
     M("ses_identity_dkim_verified", "1 if the identity's DKIM is verified.",
       ("region", "identity")),
+    # --- mta_sts ------------------------------------------------------------------------------
+    M("mta_sts_policy_valid", "1 when _mta-sts.<domain> has exactly one valid v=STSv1 record and"
+      " the policy was fetched as senders must (no redirect, 200, text/plain, at most 64 KB, a"
+      " valid certificate for mta-sts.<domain>) and parses; absent without a record.", D),
+    M("mta_sts_mode", "State set: the policy's mode (none also without a record, or when the"
+      " policy cannot be fetched or parsed).", ("domain", "mode")),
+    M("mta_sts_max_age_seconds", "The policy's max_age: how long senders may cache it.", D),
+    M("mta_sts_cert_not_after_timestamp_seconds", "Expiry of the policy host's certificate (the"
+      " earliest along the verified chain when it verifies, else the leaf's).", D),
+    M("mta_sts_mx_covered", "1 when the MX host matches an mx pattern of the policy.",
+      ("domain", "mx")),
+    M("tlsrpt_valid", "1 when _smtp._tls.<domain> has exactly one valid v=TLSRPTv1 record with"
+      " mailto: or https: rua URIs; 0 when invalid or duplicated; absent without a record.", D),
     # --- roundtrip ----------------------------------------------------------------------------
     M("roundtrip_success", "1 if the last round trip found its message in the mailbox.", T),
     M("roundtrip_duration_seconds", "From the start of sending to the message being visible.", T),

@@ -3,6 +3,7 @@ page fetched; and the lab servers it is made of (DNS, SMTP with STARTTLS, certif
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import re
 import signal
@@ -130,6 +131,18 @@ def expected_findings(banner: str) -> set[tuple[str, str, str]]:
         m = re.search(r"(mail\.weak\.example:\d+)", banner)
         assert m is not None, banner
         want.add(("tls", m.group(1), "tls_cert_expiring"))
+    if "mta_sts" in PROBES:
+        assert "MTA-STS policy hosts: https://mta-sts.<domain>/ on 127." in banner, banner
+        want |= {
+            ("mta_sts", "weak.example", "mta_sts_testing_mode"),
+            ("mta_sts", "weak.example", "mta_sts_mx_not_covered"),
+            ("mta_sts", "weak.example", "mta_sts_max_age_short"),
+            ("mta_sts", "weak.example", "mta_sts_cert_expiring"),
+            ("mta_sts", "weak.example", "tlsrpt_missing"),
+            ("mta_sts", "broken.example", "mta_sts_record_duplicate"),
+            ("mta_sts", "broken.example", "mta_sts_policy_redirect"),
+            ("mta_sts", "broken.example", "tlsrpt_invalid"),
+        }
     return want
 
 
@@ -142,6 +155,8 @@ def test_demo_serves_metrics_findings_and_the_status_page(demo: Demo) -> None:
         ("dns", d)
         for d in ("healthy.example", "weak.example", "broken.example", "app.platform.example")
     }
+    if "mta_sts" in PROBES:
+        must_run.add(("mta_sts", "healthy.example"))
     if "tls" in PROBES:
         m = re.search(r"(mail\.healthy\.example:\d+)", banner)
         assert m is not None
@@ -303,5 +318,43 @@ async def test_lab_smtp_offers_starttls_and_refuses_mail(tmp_path: Path) -> None
             f"{host}:{s.port}" for host, s in lab.smtp.items()
         ]
         assert config.global_.nameservers == [lab.dns.address]
+    finally:
+        await lab.stop()
+
+
+async def test_lab_policy_hosts_answer_over_tls_on_443(tmp_path: Path) -> None:
+    """The demo's MTA-STS policy hosts: one certificate per host by SNI, a policy or a redirect,
+    found through the lab DNS (as the probe finds them)."""
+    from exporter.net.certs import trust_store
+    from exporter.net.dnsclient import DnsClient, make_resolver
+    from exporter.net.https import https_get
+
+    lab = await start_lab(tmp_path)
+    try:
+        if "mta_sts" not in PROBES:
+            assert lab.policy is None
+            return
+        assert lab.policy is not None and lab.policy.port == 443
+        client = DnsClient(make_resolver([lab.dns.address], attempt_timeout=1, lifetime=2))
+        trust = trust_store(str(tmp_path / "lab-ca.pem"), system=False)
+        answers = {}
+        for domain in ("healthy.example", "weak.example", "broken.example"):
+            deadline = asyncio.get_running_loop().time() + 10
+            answers[domain] = await https_get(
+                f"mta-sts.{domain}",
+                "/.well-known/mta-sts.txt",
+                addresses=client.addresses,
+                deadline=deadline,
+                trust=trust,
+            )
+        healthy, weak, broken = answers.values()
+        assert (healthy.status, healthy.media_type) == (200, "text/plain")
+        assert b"mode: enforce" in healthy.body
+        assert healthy.verdict is not None and healthy.verdict.valid
+        assert weak.certificate is not None and healthy.certificate is not None
+        days_left = (weak.certificate.not_after - time.time()) / 86400
+        assert 4.9 < days_left < 5.1  # the weak domain's own certificate, picked by SNI
+        assert (broken.status, broken.location) == (301, "https://www.broken.example/mta-sts.txt")
+        assert lab.config().mta_sts is not None
     finally:
         await lab.stop()

@@ -205,4 +205,5 @@ def test_overview_has_a_row_per_probe_kind() -> None:
     assert rows == [
         "Overview", "DNS authentication", "Blacklists", "TLS", "AWS SES", "Round trip",
         "Bulk-sender readiness",
+        "MTA-STS and TLS-RPT",
     ]  # fmt: skip

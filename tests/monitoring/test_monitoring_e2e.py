@@ -6,7 +6,9 @@ against that Prometheus.
 The loopback world (all on 127.0.0.1): one authoritative DNS server (tests/dnsserver.py) serving
 a healthy domain, one domain per defect, one whose answers time out ("could not tell"), and two
 blacklist zones; two STARTTLS SMTP servers (aiosmtpd with trustme certificates), one healthy and
-one whose certificate expires in 5 days. Halfway, the DMARC policy of weakened.test is lowered
+one whose certificate expires in 5 days; an HTTPS server on port 443 of a loopback address as the
+MTA-STS policy host of good.test (a policy listing its MX) and of lookups.test (an enforce policy
+that does not list its MX). Halfway, the DMARC policy of weakened.test is lowered
 from reject to none, as a careless DNS edit would.
 
 Not run here, so their dashboard panels are listed in ``NOT_EXERCISED``: the ``ses`` probe (it
@@ -39,6 +41,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from dnsserver import DnsServer
 from monitoring_support import DASHBOARDS, DEPLOY
 from promstack import Daemon, PromStack, free_port, get, wait_for
+from servers.https import ThreadedHttpsServer
 
 pytestmark = pytest.mark.slow
 
@@ -88,7 +91,24 @@ def zone() -> DnsServer:
     dns.add("test.dbl.test", "A", "127.0.0.2")
     dns.add("66.2.0.192.bl.test", "A", "127.0.0.2")
     dns.add_txt("66.2.0.192.bl.test", "listed for the end-to-end test")
+    # MTA-STS and TLS-RPT: good.test's policy lists its MX, lookups.test's does not
+    for d in ("good.test", "lookups.test"):
+        dns.add_txt(f"_mta-sts.{d}", "v=STSv1; id=20250101T000000")
+        dns.add_txt(f"_smtp._tls.{d}", f"v=TLSRPTv1; rua=mailto:tls@{d}")
     return dns
+
+
+def policies() -> dict[tuple[str, str], tuple[int, str, bytes]]:
+    path = "/.well-known/mta-sts.txt"
+    policy = "version: STSv1\nmode: enforce\nmx: {}\nmax_age: 604800\n"
+    return {
+        ("mta-sts.good.test", path): (200, "text/plain", policy.format("mx.good.test").encode()),
+        ("mta-sts.lookups.test", path): (
+            200,
+            "text/plain",
+            policy.format("mx.other.test").encode(),
+        ),
+    }
 
 
 def smtp_server(cert: trustme.LeafCert) -> tuple[Controller, int]:
@@ -127,6 +147,7 @@ def exporter_config(
             {"target": good_tls, "server_name": "mail.good.test", "ca_file": str(ca_file)},
             {"target": expiring_tls, "server_name": "mail.expiring.test", "ca_file": str(ca_file)},
         ],
+        "mta_sts": {"interval": "2s", "ca_file": str(ca_file)},
     }
 
 
@@ -153,6 +174,7 @@ EXPECTED_PAGES = {
     ("EmailDeliverabilitySenderRequirementUnmet", "plusall.test"),
     ("EmailDeliverabilityBlacklisted", LISTED_IP),
     ("EmailDeliverabilityTLSCertificateExpiring", "EXPIRING"),
+    ("EmailDeliverabilityMTASTSMXNotCovered", "lookups.test"),
 }
 EXPECTED_TICKETS = {
     ("EmailDeliverabilityProbeFailing", "timeout.test"),
@@ -187,6 +209,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     good_smtp, good_port = smtp_server(ca.issue_cert("mail.good.test"))
     expiring_smtp, expiring_port = smtp_server(ca.issue_cert("mail.expiring.test", not_after=soon))
     dns = zone().start()
+    policy_host = ThreadedHttpsServer.on_443(
+        ca.issue_cert("mta-sts.good.test", "mta-sts.lookups.test"), policies()
+    )
+    dns.add("mta-sts.good.test", "A", policy_host.address)
+    dns.add("mta-sts.lookups.test", "A", policy_host.address)
     good_tls, expiring_tls = f"127.0.0.1:{good_port}", f"127.0.0.1:{expiring_port}"
     config = workdir / "config.yml"
     config.write_text(yaml.safe_dump(exporter_config(dns, ca_file, good_tls, expiring_tls)))
@@ -231,6 +258,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             prom.stop()
         exporter.stop()
         dns.stop()
+        policy_host.stop()
         good_smtp.stop()
         expiring_smtp.stop()
 
