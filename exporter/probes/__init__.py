@@ -8,7 +8,7 @@ Nothing in the scheduler, the HTTP server or the collector changes.
 
 from __future__ import annotations
 
-from exporter.probes import dns, dnsbl, roundtrip, ses, tls
+from exporter.probes import dns, dnsbl, queue, roundtrip, ses, tls
 from exporter.probes.base import ProbeKind
 
 PROBES: dict[str, ProbeKind] = {
@@ -16,6 +16,7 @@ PROBES: dict[str, ProbeKind] = {
     for kind in (
         dns.PROBE,
         dnsbl.PROBE,
+        queue.PROBE,
         roundtrip.PROBE,
         ses.PROBE,
         tls.PROBE,
