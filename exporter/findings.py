@@ -388,8 +388,8 @@ CATALOGUE: dict[str, FindingSpec] = _catalogue(
       "'postqueue -j' lists them (queue_name hold); release with 'postsuper -H ID' or delete"
       " with 'postsuper -d ID'; check header/body checks with a HOLD action."),
     F("queue_no_workers", "queue", WARNING,
-      "An RQ queue has jobs waiting and no live RQ worker listens on it (critical once it grew"
-      " since the previous run): nothing sends that mail.",
+      "An RQ queue has jobs waiting and no live RQ worker listens on it (critical once it has"
+      " grown meanwhile): nothing sends that mail.",
       "Start or restart the workers for this queue ('rq worker QUEUE', your process manager or"
       " deployment); 'rq info' shows the workers Redis knows."),
     F("queue_failed_growing", "queue", WARNING,

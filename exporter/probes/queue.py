@@ -12,7 +12,7 @@ Findings (thresholds per entry, ``thresholds:``, defaults in
 (RQ queues, Postfix ``incoming`` and ``maildrop``: a deferred message is old by nature, and the
 active queue holds deferred mail again at every retry); the deferred queue holds ``deferred``
 messages or more; messages are on hold; an RQ queue has jobs and no live worker (critical once
-it grew since the previous run); the failed-job registry grew; a Redis queue grew at each of
+it grew since that was first seen); the failed-job registry grew; a Redis queue grew at each of
 the last ``growing_runs`` runs; a configured queue that neither RQ nor kombu knows (a typo?).
 
 Growth needs what the previous runs saw: :class:`QueueResources`, the probe kind's per-config
@@ -35,7 +35,9 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 
 from exporter.config import Config, QueueConfig
-from exporter.probes.base import Finding, ProbeContext, ProbeResult, Target, sample
+from exporter.net.network import Network
+from exporter.net.redisurl import display_redis_url
+from exporter.probes.base import ProbeContext
 from exporter.probes.queue_postfix import (
     PostfixQueue,
     PostqueueError,
@@ -49,7 +51,7 @@ from exporter.probes.queue_redis import (
     read_celery,
     read_rq,
 )
-from exporter.redisurl import display_redis_url
+from exporter.results import Finding, ProbeResult, Table, Target, sample
 
 AGED_POSTFIX_QUEUES = ("incoming", "maildrop")
 """Postfix queues whose oldest message is judged against ``oldest_age``."""
@@ -62,10 +64,13 @@ class QueueMemory:
 
     depths: dict[str, deque[int]] = field(default_factory=dict)
     failed: dict[str, int] = field(default_factory=dict)
+    unattended: dict[str, int] = field(default_factory=dict)
+    """RQ queues seen with jobs and no worker: the depth when that was first seen."""
 
 
 class QueueResources:
-    """Per config: one Redis client (connection pool) per entry, and each target's memory."""
+    """Per config: one Redis client (connection pool) per entry, and each target's memory.
+    Made by the runtime for each loaded config and closed when it is replaced."""
 
     def __init__(self) -> None:
         self.memory: dict[str, QueueMemory] = {}
@@ -89,6 +94,10 @@ class QueueResources:
     async def aclose(self) -> None:
         for name in list(self._clients):
             await self.drop_client(name)
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def humanize(seconds: float) -> str:
@@ -143,14 +152,14 @@ def postfix_result(
         )
         result.findings.append(Finding(
             "postfix_deferred_high",
-            f"{deferred} messages in the deferred queue (warning from {th.deferred}, critical"
+            f"{_n(deferred, 'message')} in the deferred queue (warning from {th.deferred}, critical"
             f" from {th.deferred_critical}){why}",
             subject="deferred",
             severity="critical" if deferred >= th.deferred_critical else "warning",
         ))  # fmt: skip
     if listing.depth.get("hold", 0):
         result.findings.append(Finding(
-            "postfix_hold", f"{listing.depth['hold']} messages on hold", subject="hold"
+            "postfix_hold", f"{_n(listing.depth['hold'], 'message')} on hold", subject="hold"
         ))  # fmt: skip
     result.details["queues"] = " · ".join(f"{q} {n}" for q, n in sorted(listing.depth.items()))
     if listing.oldest_arrival:
@@ -158,9 +167,13 @@ def postfix_result(
             f"{q} {humanize(now - t)}" for q, t in sorted(listing.oldest_arrival.items())
         )
     if reasons:
-        result.details["deferral reasons"] = "\n".join(
-            f"{r.recipients} x {r.remote or '-'} {r.status} — e.g. {r.example}" for r in reasons
-        )
+        result.tables.append(Table(
+            "Top deferral reasons",
+            ("remote host", "status", "recipients", "example"),
+            tuple((r.remote or "-", r.status, str(r.recipients), r.example) for r in reasons),
+            note=f"{listing.deferred_recipients} deferred recipients in all; mail addresses"
+            " shortened to their domain",
+        ))  # fmt: skip
     if listing.warnings:
         result.details["postqueue warnings"] = "\n".join(listing.warnings)
     return result
@@ -200,7 +213,6 @@ def redis_result(
     for q in data.queues:
         result.samples.append(sample("queue_depth", q.depth, target=target, queue=q.name))
         history = memory.depths.get(q.name)
-        grew = bool(history) and history is not None and q.depth > history[-1]
         if q.oldest_enqueued is not None and q.depth:
             age = max(0.0, now - q.oldest_enqueued)
             result.samples.append(
@@ -221,21 +233,26 @@ def redis_result(
             memory.failed[q.name] = q.failed
         no_workers = rq and q.depth > 0 and q.workers == 0
         if no_workers:
+            # Critical from the first growth on, for as long as no worker comes: a steady alert.
+            first_seen = memory.unattended.setdefault(q.name, q.depth)
+            grew = q.depth > first_seen
             result.findings.append(Finding(
                 "queue_no_workers",
-                f"{q.depth} jobs wait in {q.name} and no live RQ worker listens on it"
+                f"{_n(q.depth, 'job')} waiting in {q.name} and no live RQ worker listens on it"
                 f" ({data.workers or 0} workers registered in all)"
-                + ("; it grew since the previous run" if grew else ""),
+                + (f"; it grew from {first_seen} since first seen so" if grew else ""),
                 subject=q.name,
                 severity="critical" if grew else "warning",
             ))  # fmt: skip
+        else:
+            memory.unattended.pop(q.name, None)
         if not no_workers and _grew(history, q.depth, th.growing_runs):
             result.findings.append(Finding(
                 "queue_growing",
                 f"{q.name} grew at each of the last {th.growing_runs} runs, to {q.depth}",
                 subject=q.name,
             ))  # fmt: skip
-        if not q.known and q.depth == 0:
+        if entry.queues is not None and not q.known and q.depth == 0:
             where = f"{entry.key_prefix or 'rq'}:queues" if rq else "kombu's bindings"
             result.findings.append(Finding(
                 "queue_unknown", f"{q.name} is not in {where} and holds nothing", subject=q.name
@@ -285,23 +302,19 @@ async def run_redis(
 class QueueProbe:
     name = "queue"
 
-    def targets(self, config: Config) -> list[Target]:
+    def targets(self, config: Config) -> list[Target[QueueConfig]]:
         return [Target.of(self.name, q.name, q, config) for q in config.queues]
 
-    def resources(self, config: Config) -> QueueResources:
+    def resources(self, config: Config, net: Network) -> QueueResources:
         return QueueResources()
 
-    async def run(self, target: Target, ctx: ProbeContext) -> ProbeResult:
-        entry: QueueConfig = target.settings
+    async def run(
+        self, target: Target[QueueConfig], ctx: ProbeContext[QueueResources]
+    ) -> ProbeResult:
+        entry = target.settings
         if entry.kind == "postfix":
             return await run_postfix(entry, target.name, ctx.timeout)
-        shared: QueueResources | None = getattr(ctx, "resources", None)
-        resources = shared if shared is not None else QueueResources()
-        try:
-            return await run_redis(entry, target.name, ctx.timeout, resources)
-        finally:
-            if shared is None:
-                await resources.aclose()
+        return await run_redis(entry, target.name, ctx.timeout, ctx.resources)
 
 
 PROBE = QueueProbe()

@@ -6,8 +6,9 @@ against that Prometheus.
 The loopback world (all on 127.0.0.1): one authoritative DNS server (tests/dnsserver.py) serving
 a healthy domain, one domain per defect, one whose answers time out ("could not tell"), and two
 blacklist zones; two STARTTLS SMTP servers (aiosmtpd with trustme certificates), one healthy and
-one whose certificate expires in 5 days. Halfway, the DMARC policy of weakened.test is lowered
-from reject to none, as a careless DNS edit would.
+one whose certificate expires in 5 days; a redis-server with a healthy RQ mail queue (a job
+waiting, a worker registered the way RQ's worker does). Halfway, the DMARC policy of
+weakened.test is lowered from reject to none, as a careless DNS edit would.
 
 Not run here, so their dashboard panels are listed in ``NOT_EXERCISED``: the ``ses`` probe (it
 needs the moto server and its front, covered by tests/probes/test_ses.py) and the ``roundtrip``
@@ -30,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
+import rq
 import trustme
 import yaml
 from aiosmtpd.controller import Controller
@@ -39,6 +42,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from dnsserver import DnsServer
 from monitoring_support import DASHBOARDS, DEPLOY
 from promstack import Daemon, PromStack, free_port, get, wait_for
+
+from exporter.lab.redis import LabRedis
 
 pytestmark = pytest.mark.slow
 
@@ -101,7 +106,7 @@ def smtp_server(cert: trustme.LeafCert) -> tuple[Controller, int]:
 
 
 def exporter_config(
-    dns: DnsServer, ca_file: Path, good_tls: str, expiring_tls: str
+    dns: DnsServer, ca_file: Path, good_tls: str, expiring_tls: str, redis_url: str
 ) -> dict[str, Any]:
     domain = {"dkim_selectors": ["s1"], "sending_ips": [HEALTHY_IP]}
     return {
@@ -120,7 +125,17 @@ def exporter_config(
             {"target": good_tls, "server_name": "mail.good.test", "ca_file": str(ca_file)},
             {"target": expiring_tls, "server_name": "mail.expiring.test", "ca_file": str(ca_file)},
         ],
+        "queues": [{"name": "app-mail", "kind": "rq", "redis_url": redis_url, "queues": ["mail"]}],
     }
+
+
+def healthy_rq_queue(url: str) -> rq.Worker:
+    """One job waiting in RQ's 'mail' queue and a live worker registered for it."""
+    connection = redis.Redis.from_url(url)
+    rq.Queue("mail", connection=connection).enqueue("os.getcwd")
+    worker = rq.Worker(["mail"], connection=connection, name="e2e-worker")
+    worker.register_birth()
+    return worker
 
 
 @dataclass
@@ -173,9 +188,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     good_smtp, good_port = smtp_server(ca.issue_cert("mail.good.test"))
     expiring_smtp, expiring_port = smtp_server(ca.issue_cert("mail.expiring.test", not_after=soon))
     dns = zone().start()
+    redis_server = LabRedis().start()
+    worker = healthy_rq_queue(redis_server.url)
     good_tls, expiring_tls = f"127.0.0.1:{good_port}", f"127.0.0.1:{expiring_port}"
     config = workdir / "config.yml"
-    config.write_text(yaml.safe_dump(exporter_config(dns, ca_file, good_tls, expiring_tls)))
+    config.write_text(
+        yaml.safe_dump(exporter_config(dns, ca_file, good_tls, expiring_tls, redis_server.url))
+    )
     exporter_port = free_port()
     exporter = Daemon("exporter", [
         sys.executable, "-m", "exporter", "--config.file", str(config),
@@ -216,6 +235,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             prom.stop()
         exporter.stop()
         dns.stop()
+        worker.register_death()
+        redis_server.stop()
         good_smtp.stop()
         expiring_smtp.stop()
 
@@ -242,7 +263,7 @@ def test_every_notified_alert_has_the_conventions(lab: Lab) -> None:
 
 def test_healthy_targets_raise_nothing(lab: Lab) -> None:
     # the healthy domain, its sending IP, the healthy mail server, the blacklist zones
-    healthy = {"good.test", HEALTHY_IP, lab.good_tls, "bl.test", "dbl.test"}
+    healthy = {"good.test", HEALTHY_IP, lab.good_tls, "bl.test", "dbl.test", "app-mail"}
     notified = [labels for _, labels in lab.prom.webhook.alerts()]
     assert notified
     for labels in notified:

@@ -33,8 +33,7 @@ from hypothesis import strategies as st
 from servers.mail import _MASTER_SERVICES, POSTFIX_MASTER, _stop, free_port, wait_port
 
 from exporter.config import parse_config
-from exporter.dnsclient import make_resolver
-from exporter.probes.base import ProbeResult
+from exporter.net.dnsclient import make_resolver
 from exporter.probes.queue import PROBE
 from exporter.probes.queue_postfix import (
     MAX_REASON_KEYS,
@@ -49,7 +48,8 @@ from exporter.probes.queue_postfix import (
     postqueue_command,
     redact,
 )
-from exporter.runner import RunnerDeps, run_probe
+from exporter.results import ProbeResult
+from exporter.runner import Runtime, run_probe
 
 GREY_REPLY = "450 4.7.1 Greylisted, please try again later"
 
@@ -172,8 +172,11 @@ async def run(entry: dict[str, Any]) -> ProbeResult:
     config = parse_config({"global": {"timeout": "20s"},
                            "queues": [{"name": "mta", "kind": "postfix", **entry}]})  # fmt: skip
     (target,) = PROBE.targets(config)
-    deps = RunnerDeps(make_resolver(["127.0.0.1:9"], attempt_timeout=0.5, lifetime=0.5), config)
-    return (await run_probe(PROBE, target, deps)).result
+    rt = Runtime(make_resolver(["127.0.0.1:9"], attempt_timeout=0.5, lifetime=0.5), config)
+    try:
+        return (await run_probe(PROBE, target, rt)).result
+    finally:
+        await rt.aclose()
 
 
 def values(result: ProbeResult, metric: str) -> dict[str, float]:
@@ -205,11 +208,16 @@ async def test_deferred_and_held_mail(world: World) -> None:
     (deferred_finding,) = [f for f in result.findings if f.code == "postfix_deferred_high"]
     assert "4 messages in the deferred queue" in deferred_finding.evidence
     # 2 held-back + 2 greylisted messages; the grey ones have 2 recipients each
-    reasons = result.details["deferral reasons"].splitlines()
-    assert reasons[0].startswith("4 x 127.0.0.1 450 4.7.1 — e.g. host 127.0.0.1[127.0.0.1] said:")
-    assert reasons[1].startswith("2 x 127.0.0.1 Connection refused — e.g. connect to 127.0.0.1")
-    assert len(reasons) == 2
-    assert "<…@grey.test>" in reasons[0]
+    (table,) = result.tables
+    assert table.title == "Top deferral reasons"
+    assert table.columns == ("remote host", "status", "recipients", "example")
+    assert [row[:3] for row in table.rows] == [
+        ("127.0.0.1", "450 4.7.1", "4"),
+        ("127.0.0.1", "Connection refused", "2"),
+    ]
+    assert table.rows[0][3].startswith("host 127.0.0.1[127.0.0.1] said: 450 4.7.1 <…@grey.test>:")
+    assert table.rows[1][3].startswith("connect to 127.0.0.1[127.0.0.1]:")
+    assert table.note.startswith("6 deferred recipients in all")
     text = repr(result)
     for address in ("bob@grey.test", "carol@grey.test", "alice@remote.test"):
         assert address not in text

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,13 +24,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from exporter.config import parse_config
-from exporter.dnsclient import DnsClient, make_resolver
 from exporter.lab.redis import LabRedis
-from exporter.metrics import check_sample_labels
-from exporter.probes.base import ProbeContext, ProbeResult, Target
-from exporter.probes.queue import PROBE, QueueResources
+from exporter.net.dnsclient import make_resolver
+from exporter.probes.queue import PROBE
 from exporter.probes.queue_redis import OLDEST_SAMPLE, parse_rq_time
-from exporter.runner import RunnerDeps, run_probe
+from exporter.results import ProbeResult, Target
+from exporter.runner import Runtime, run_probe
 
 PASSWORD = "s3cret-Redis-pw"
 _dbs = itertools.cycle(range(16))
@@ -100,28 +98,23 @@ def target_of(*entries: dict[str, Any]) -> tuple[list[Target], Any]:
     return PROBE.targets(config), config
 
 
-async def run(entry_data: dict[str, Any]) -> ProbeResult:
-    """One run through the real runner (timeouts, sample and finding validation)."""
-    (target,), config = target_of(entry_data)
-    deps = RunnerDeps(make_resolver(["127.0.0.1:9"], attempt_timeout=0.5, lifetime=0.5), config)
-    record = await run_probe(PROBE, target, deps)
-    return record.result
+def runtime() -> Runtime:
+    """What the daemon makes per loaded config: runs on one runtime share the probe's resources
+    (growth needs them)."""
+    config = parse_config({})
+    return Runtime(make_resolver(["127.0.0.1:9"], attempt_timeout=0.5, lifetime=0.5), config)
 
 
-async def run_with(entry_data: dict[str, Any], resources: QueueResources) -> ProbeResult:
-    """One run with resources that live across runs (growth needs them)."""
-    (target,), config = target_of(entry_data)
-    ctx = ProbeContext(
-        dns=DnsClient(make_resolver(["127.0.0.1:9"])),
-        timeout=target.timeout,
-        log=logging.getLogger("test"),
-        config=config,
-    )
-    ctx.resources = resources  # type: ignore[attr-defined]
-    result = await PROBE.run(target, ctx)
-    for s in result.samples:
-        assert check_sample_labels(s.metric, tuple(k for k, _ in s.labels)) is None, s
-    return result
+async def run(entry_data: dict[str, Any], rt: Runtime | None = None) -> ProbeResult:
+    """One run through the real runner (timeouts, sample and finding validation); on ``rt``
+    when given, else on a runtime of its own (a first run: nothing remembered)."""
+    (target,), _ = target_of(entry_data)
+    own = runtime() if rt is None else None
+    try:
+        return (await run_probe(PROBE, target, rt or own)).result  # type: ignore[arg-type]
+    finally:
+        if own is not None:
+            await own.aclose()
 
 
 def values(result: ProbeResult, metric: str) -> dict[str, float]:
@@ -228,27 +221,26 @@ async def test_rq_worker_whose_key_expired_is_not_live(url: str) -> None:
 
 async def test_rq_failed_jobs_and_their_growth(url: str) -> None:
     q = rq.Queue("mail", connection=conn(url))
-    resources = QueueResources()
+    rt = runtime()
     try:
-        first = await run_with(entry(url, queues=["mail"]), resources)
+        first = await run(entry(url, queues=["mail"]), rt)
         assert values(first, "queue_failed") == {"mail": 0}
-        # a job that fails, run by a real (in-process) RQ worker in burst mode
+        # a job that fails, run by RQ's worker code
         q.enqueue("exporter_test_no_such_module.send_mail")
         run_worker(url, "mail")
         assert q.failed_job_registry.count == 1
-        second = await run_with(entry(url, queues=["mail"]), resources)
+        second = await run(entry(url, queues=["mail"]), rt)
         assert values(second, "queue_failed") == {"mail": 1}
         assert ("queue_failed_growing", "mail") in codes(second)
-        third = await run_with(entry(url, queues=["mail"]), resources)
+        third = await run(entry(url, queues=["mail"]), rt)
         assert ("queue_failed_growing", "mail") not in codes(third)  # no new failure
         # thresholds: two new failures needed
         q.enqueue("exporter_test_no_such_module.send_mail")
         run_worker(url, "mail")
-        fourth = await run_with(entry(url, queues=["mail"], thresholds={"failed_increase": 2}),
-                                resources)  # fmt: skip
+        fourth = await run(entry(url, queues=["mail"], thresholds={"failed_increase": 2}), rt)
         assert ("queue_failed_growing", "mail") not in codes(fourth)
     finally:
-        await resources.aclose()
+        await rt.aclose()
 
 
 async def test_rq_expired_failed_jobs_are_not_counted(url: str) -> None:
@@ -262,38 +254,45 @@ async def test_rq_expired_failed_jobs_are_not_counted(url: str) -> None:
 
 
 async def test_rq_queue_growing_with_no_worker_becomes_critical(url: str) -> None:
-    resources = QueueResources()
+    rt = runtime()
     try:
         enqueue(url, "mail", 1)
-        first = await run_with(entry(url, queues=["mail"]), resources)
+        first = await run(entry(url, queues=["mail"]), rt)
         assert codes(first)[("queue_no_workers", "mail")] == "warning"
         enqueue(url, "mail", 1)
-        second = await run_with(entry(url, queues=["mail"]), resources)
+        second = await run(entry(url, queues=["mail"]), rt)
         assert codes(second)[("queue_no_workers", "mail")] == "critical"
-        third = await run_with(entry(url, queues=["mail"]), resources)  # stable: warning again
-        assert codes(third)[("queue_no_workers", "mail")] == "warning"
+        third = await run(entry(url, queues=["mail"]), rt)  # no new job: still critical
+        assert codes(third)[("queue_no_workers", "mail")] == "critical"
+        worker = rq.Worker(["mail"], connection=conn(url), name="late-worker")
+        worker.register_birth()
+        fourth = await run(entry(url, queues=["mail"]), rt)
+        assert ("queue_no_workers", "mail") not in codes(fourth)
+        worker.register_death()
+        fifth = await run(entry(url, queues=["mail"]), rt)  # gone again: a fresh start
+        assert codes(fifth)[("queue_no_workers", "mail")] == "warning"
     finally:
-        await resources.aclose()
+        await rt.aclose()
 
 
 async def test_queue_growing_with_a_worker(url: str) -> None:
     c = conn(url)
     worker = rq.Worker(["mail"], connection=c, name="slow-worker")
     worker.register_birth()
-    resources = QueueResources()
+    rt = runtime()
     try:
         seen = []
         for _ in range(4):
             enqueue(url, "mail", 1)
-            result = await run_with(entry(url, queues=["mail"]), resources)
+            result = await run(entry(url, queues=["mail"]), rt)
             seen.append(("queue_growing", "mail") in codes(result))
         # rose at each of the last 3 runs: only the 4th run has seen that
         assert seen == [False, False, False, True]
-        result = await run_with(entry(url, queues=["mail"]), resources)  # no new job
+        result = await run(entry(url, queues=["mail"]), rt)  # no new job
         assert ("queue_growing", "mail") not in codes(result)
     finally:
         worker.register_death()
-        await resources.aclose()
+        await rt.aclose()
 
 
 async def test_rq_key_prefix(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -350,17 +349,17 @@ async def test_celery_discovers_bound_queues(url: str) -> None:
 
 
 async def test_celery_growing(url: str) -> None:
-    resources = QueueResources()
+    rt = runtime()
     try:
         flags = []
         for _ in range(3):
             celery_send(url, "emails", 1)
-            result = await run_with(entry(url, "celery", queues=["emails"],
-                                          thresholds={"growing_runs": 2}), resources)  # fmt: skip
+            result = await run(entry(url, "celery", queues=["emails"],
+                                          thresholds={"growing_runs": 2}), rt)  # fmt: skip
             flags.append(("queue_growing", "emails") in codes(result))
         assert flags == [False, False, True]
     finally:
-        await resources.aclose()
+        await rt.aclose()
 
 
 # ----- connection, password, TLS ----------------------------------------------------------------
