@@ -36,12 +36,14 @@ SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin", "/opt/local/sbin")
 """Where ``postqueue`` is looked for after ``PATH`` (a non-root ``PATH`` often lacks sbin)."""
 
 MAX_OUTPUT_BYTES = 512 * 1024 * 1024
-"""What postqueue may print (about 1.5 million messages); more is 'could not tell'."""
+"""What postqueue may print (about a million messages); more is 'could not tell'."""
 MAX_LINE_BYTES = 16 * 1024 * 1024
 """One message's line (a message with tens of thousands of recipients fits)."""
 MAX_STDERR_BYTES = 64 * 1024
 MAX_REASON_KEYS = 1000
 """Distinct (remote host, status) pairs counted one by one; the rest are counted together."""
+MAX_KNOWN_REASONS = 10_000
+"""Reason texts whose (remote host, status) is remembered during one listing (they repeat)."""
 OTHER = ("(other)", "(more distinct reasons than counted)")
 
 
@@ -122,7 +124,7 @@ _STATUS_MAX = 100
 
 def redact(reason: str) -> str:
     """The reason with every mail address's local part replaced by ``…`` (its domain stays)."""
-    return _ADDRESS.sub("…@", reason)
+    return _ADDRESS.sub("…@", reason) if "@" in reason else reason
 
 
 def deferral_key(reason: str) -> tuple[str, str]:
@@ -139,8 +141,7 @@ def deferral_key(reason: str) -> tuple[str, str]:
         host = groups.get("host", "")
         if groups.get("addr") and host in ("unknown", ""):
             host = groups["addr"]
-        shown = status.format(**groups).strip()
-        shown = re.sub(r" \(in reply to .*", "", shown)
+        shown = status.format(**groups).strip().partition(" (in reply to ")[0]
         return host, shown[:_STATUS_MAX]
     host_match = re.search(_HOST, text)
     return (host_match.group("host") if host_match else ""), text[:_STATUS_MAX]
@@ -165,6 +166,7 @@ class PostfixQueue:
     """postqueue's warnings (e.g. 'Mail system is down -- accessing queue directly')."""
     _reasons: Counter[tuple[str, str]] = field(default_factory=Counter, init=False, repr=False)
     _examples: dict[tuple[str, str], str] = field(default_factory=dict, init=False, repr=False)
+    _keys: dict[str, tuple[str, str]] = field(default_factory=dict, init=False, repr=False)
 
     def add(self, msg: QueuedMessage) -> None:
         self.depth[msg.queue] = self.depth.get(msg.queue, 0) + 1
@@ -175,11 +177,16 @@ class PostfixQueue:
             return
         for reason in msg.delay_reasons:
             self.deferred_recipients += 1
-            key = deferral_key(reason)
+            key = self._keys.get(reason)
+            if key is None:
+                key = deferral_key(reason)
+                if len(self._keys) < MAX_KNOWN_REASONS:
+                    self._keys[reason] = key
             if key not in self._reasons and len(self._reasons) >= MAX_REASON_KEYS:
                 key = OTHER
             self._reasons[key] += 1
-            self._examples.setdefault(key, " ".join(redact(reason).split())[:300])
+            if key not in self._examples:
+                self._examples[key] = " ".join(redact(reason).split())[:300]
 
     def top_reasons(self, n: int = 10) -> list[DeferralReason]:
         """The ``n`` most frequent deferral reasons of the deferred queue, by recipients."""
