@@ -48,8 +48,9 @@ from exporter.probes.queue_postfix import (
     postqueue_command,
     redact,
 )
-from exporter.results import ProbeResult
+from exporter.results import ProbeResult, State
 from exporter.runner import Runtime, run_probe
+from exporter.web import status_page, target_page
 
 GREY_REPLY = "450 4.7.1 Greylisted, please try again later"
 
@@ -222,6 +223,31 @@ async def test_deferred_and_held_mail(world: World) -> None:
     for address in ("bob@grey.test", "carol@grey.test", "alice@remote.test"):
         assert address not in text
     assert result.details["command"].endswith(f"postqueue -c {world.postfix.dir} -j")
+
+
+async def test_status_page_shows_the_deferral_reasons(world: World) -> None:
+    config = parse_config(
+        {
+            "queues": [
+                {"name": "mta", "kind": "postfix", "postfix_config_dir": str(world.postfix.dir)}
+            ]
+        }
+    )
+    (target,) = PROBE.targets(config)
+    rt = Runtime.for_config(config)
+    try:
+        record = await run_probe(PROBE, target, rt)
+    finally:
+        await rt.aclose()
+    state = State()
+    state.set_targets([target])
+    state.record(record)
+    page = target_page(state, "queue", "mta")
+    assert page is not None
+    assert "<h3>Top deferral reasons</h3>" in page
+    assert "<td>450 4.7.1</td><td>4</td>" in page
+    assert "&lt;…@grey.test&gt;" in page and "bob@grey.test" not in page
+    assert "Top deferral reasons" in status_page(state, True, Path("config.yaml"))
 
 
 async def test_deferred_thresholds(world: World) -> None:
