@@ -31,8 +31,7 @@ import itertools
 import time
 from collections import deque
 from dataclasses import dataclass, field
-
-from redis.asyncio import Redis
+from typing import TYPE_CHECKING
 
 from exporter.config import Config, QueueConfig
 from exporter.net.network import Network
@@ -44,14 +43,12 @@ from exporter.probes.queue_postfix import (
     list_queue,
     postqueue_command,
 )
-from exporter.probes.queue_redis import (
-    QueueReadError,
-    RedisQueues,
-    make_client,
-    read_celery,
-    read_rq,
-)
 from exporter.results import Finding, ProbeResult, Table, Target, sample
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from exporter.probes.queue_redis import RedisQueues
 
 AGED_POSTFIX_QUEUES = ("incoming", "maildrop")
 """Postfix queues whose oldest message is judged against ``oldest_age``."""
@@ -80,6 +77,8 @@ class QueueResources:
         return self.memory.setdefault(target, QueueMemory())
 
     def client(self, entry: QueueConfig, password: str | None, timeout: float) -> Redis:
+        from exporter.probes.queue_redis import make_client
+
         client = self._clients.get(entry.name)
         if client is None:
             client = self._clients[entry.name] = make_client(entry, password, timeout)
@@ -258,6 +257,11 @@ def redis_result(
                 "queue_unknown", f"{q.name} is not in {where} and holds nothing", subject=q.name
             ))  # fmt: skip
         memory.depths.setdefault(q.name, deque(maxlen=th.growing_runs + 1)).append(q.depth)
+    # Forget queues this run did not see: discovered names may come and go.
+    seen = {q.name for q in data.queues}
+    for kept in (memory.depths, memory.failed, memory.unattended):
+        for name in [n for n in kept if n not in seen]:
+            del kept[name]
     result.details["queues"] = " · ".join(f"{q.name} {q.depth}" for q in data.queues) or "none"
     if data.discovered_more:
         result.details["not shown"] = (
@@ -271,6 +275,9 @@ def redis_result(
 async def run_redis(
     entry: QueueConfig, target: str, time_limit: float, resources: QueueResources
 ) -> ProbeResult:
+    # redis-py is imported on the first Redis run: a config without one never loads it.
+    from exporter.probes.queue_redis import QueueReadError, read_celery, read_rq
+
     assert entry.redis_url is not None
     where = display_redis_url(entry.redis_url)
     try:

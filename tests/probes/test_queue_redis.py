@@ -61,8 +61,12 @@ def enqueue(url: str, queue: str, n: int = 1, **kwargs: Any) -> list[rq.job.Job]
     return [q.enqueue("os.getcwd", **kwargs) for _ in range(n)]
 
 
-def celery_send(url: str, queue: str | None, n: int = 1, priority: int | None = None) -> None:
+def celery_send(
+    url: str, queue: str | None, n: int = 1, priority: int | None = None, prefix: str = ""
+) -> None:
     app = Celery("app", broker=url)
+    if prefix:
+        app.conf.broker_transport_options = {"global_keyprefix": prefix}
     try:
         for _ in range(n):
             options: dict[str, Any] = {} if queue is None else {"queue": queue}
@@ -346,6 +350,33 @@ async def test_celery_discovers_bound_queues(url: str) -> None:
     celery_send(url, "webhooks", 1)
     result = await run(entry(url, "celery"))
     assert values(result, "queue_depth") == {"celery": 0, "emails": 2, "webhooks": 1}
+
+
+async def test_celery_global_keyprefix(url: str) -> None:
+    celery_send(url, "emails", 2, prefix="shop:")
+    celery_send(url, "emails", 1, priority=6, prefix="shop:")
+    assert conn(url).llen("shop:emails\x06\x166") == 1
+    assert values(await run(entry(url, "celery", queues=["emails"])), "queue_depth") == {
+        "emails": 0
+    }
+    prefixed = await run(entry(url, "celery", key_prefix="shop:"))
+    assert values(prefixed, "queue_depth") == {"celery": 0, "emails": 3}
+
+
+async def test_memory_forgets_queues_that_went_away(url: str) -> None:
+    rt = runtime()
+    try:
+        enqueue(url, "mail", 1)
+        enqueue(url, "batch-2024", 1)
+        await run(entry(url), rt)
+        memory = rt.resources_for(PROBE).memory["app-mail"]
+        assert set(memory.depths) == {"mail", "batch-2024"}
+        conn(url).delete("rq:queue:batch-2024")
+        conn(url).srem("rq:queues", "rq:queue:batch-2024")
+        await run(entry(url), rt)
+        assert set(memory.depths) == set(memory.failed) == {"mail"}
+    finally:
+        await rt.aclose()
 
 
 async def test_celery_growing(url: str) -> None:
