@@ -222,6 +222,8 @@ class DnsblState:
 
 class DnsblProbe:
     name = "dnsbl"
+    title = "Blacklists"
+    config_key = "blacklists"
 
     def __init__(self, *, cache_entries: int = CACHE_ENTRIES) -> None:
         self.cache_entries = cache_entries

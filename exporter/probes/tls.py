@@ -94,6 +94,8 @@ def _budget(timeout: float) -> float:
 
 class TlsProbe:
     name = "tls"
+    title = "TLS"
+    config_key = "tls"
 
     def targets(self, config: Config) -> list[Target[TlsTargetConfig]]:
         return [

@@ -32,6 +32,8 @@ SUBCHECKS: tuple[tuple[str, SubCheck], ...] = (
 
 class DnsProbe:
     name = "dns"
+    title = "DNS authentication"
+    config_key = "domains"
 
     def targets(self, config: Config) -> list[Target[DomainConfig]]:
         return [Target.of(self.name, d.domain, d, config) for d in config.domains]
