@@ -308,6 +308,8 @@ async def run_redis(
 
 class QueueProbe:
     name = "queue"
+    title = "Mail queues"
+    config_key = "queues"
 
     def targets(self, config: Config) -> list[Target[QueueConfig]]:
         return [Target.of(self.name, q.name, q, config) for q in config.queues]

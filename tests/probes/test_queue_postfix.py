@@ -2,12 +2,12 @@
 ``postfix``) on loopback with deferred mail, held mail and mail stuck in maildrop; and the parser
 of its output and of deferral reasons.
 
-The running postfix accepts mail on a free 127.0.0.1 port and relays everything to two places
-that never take it: the domain ``grey.test`` goes to an aiosmtpd server that answers every RCPT
-with ``450 4.7.1`` (greylisting), every other domain to a closed loopback port (connection
-refused); so mail lands in the deferred queue with two distinct reasons. ``postsuper -h`` puts
-one message on hold. A second postfix directory, whose master never runs, receives mail with
-Postfix's ``sendmail``: it stays in maildrop, as when Postfix is down.
+The running postfix (the shared fixture, tests/servers/mail.py) accepts mail on a free
+127.0.0.1 port and relays everything to two places that never take it: the domain ``grey.test``
+goes to an aiosmtpd server that answers every RCPT with ``450 4.7.1`` (greylisting), every other
+domain to a closed loopback port (connection refused); so mail lands in the deferred queue with
+two distinct reasons. ``postsuper -h`` puts one message on hold. A second postfix is stopped,
+then receives mail with Postfix's ``sendmail``: it stays in maildrop, as when Postfix is down.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from hypothesis import given
 from hypothesis import strategies as st
-from servers.mail import _MASTER_SERVICES, POSTFIX_MASTER, _stop, free_port, wait_port
+from servers.mail import POSTFIX_MASTER, MailCerts, Postfix, free_port
 
 from exporter.config import parse_config
 from exporter.net.dnsclient import make_resolver
@@ -52,8 +52,6 @@ from exporter.results import ProbeResult, State
 from exporter.runner import Runtime, run_probe
 from exporter.web import status_page, target_page
 
-GREY_REPLY = "450 4.7.1 Greylisted, please try again later"
-
 
 class Greylist:
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
@@ -61,91 +59,55 @@ class Greylist:
         return f"450 4.7.1 <{address}>: Recipient address rejected: Greylisted"
 
 
-@dataclass
-class Postfix:
-    dir: Path
-    smtp_port: int
-
-    def send(self, sender: str, recipients: list[str], n: int = 1) -> None:
-        msg = EmailMessage()
-        msg["From"], msg["To"], msg["Subject"] = sender, ", ".join(recipients), "receipt"
-        msg.set_content("Thank you for your order.")
-        with smtplib.SMTP("127.0.0.1", self.smtp_port, timeout=10) as smtp:
-            for _ in range(n):
-                smtp.send_message(msg, sender, recipients)
-
-    def listing(self) -> list[dict[str, Any]]:
-        out = subprocess.run(["postqueue", "-c", str(self.dir), "-j"], capture_output=True,
-                             text=True, timeout=30, check=True).stdout  # fmt: skip
-        return [json.loads(line) for line in out.splitlines() if line.strip()]
+def send(postfix: Postfix, sender: str, recipients: list[str], n: int = 1) -> None:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = sender, ", ".join(recipients), "receipt"
+    msg.set_content("Thank you for your order.")
+    with smtplib.SMTP("127.0.0.1", postfix.smtp_port, timeout=10) as smtp:
+        for _ in range(n):
+            smtp.send_message(msg, sender, recipients)
 
 
-def write_config(d: Path, extra: str = "") -> None:
-    d.chmod(0o755)
-    (d / "queue").mkdir()
-    (d / "data").mkdir()
-    shutil.chown(d / "data", "postfix")
-    (d / "main.cf").write_text(f"""\
-compatibility_level = 3.6
-queue_directory = {d}/queue
-data_directory = {d}/data
-maillog_file = {d}/maillog
-maillog_file_prefixes = {d}
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-myhostname = mail.example.test
-mydestination =
-mynetworks = 127.0.0.0/8
-alias_maps =
-alias_database =
-local_recipient_maps =
-smtputf8_enable = no
-smtp_dns_support_level = disabled
-{extra}""")
+def listing(postfix: Postfix) -> list[dict[str, Any]]:
+    out = subprocess.run(["postqueue", "-c", str(postfix.dir), "-j"], capture_output=True,
+                         text=True, timeout=30, check=True).stdout  # fmt: skip
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
 @contextlib.contextmanager
-def running_postfix() -> Iterator[Postfix]:
-    d = Path(tempfile.mkdtemp(prefix="queue-postfix-"))
+def postfix_relaying_nowhere() -> Iterator[Postfix]:
+    """The shared postfix fixture, relaying grey.test to a greylisting aiosmtpd server and
+    everything else to a closed loopback port: all mail ends up deferred."""
     grey = Controller(Greylist(), hostname="127.0.0.1", port=free_port(), ready_timeout=5)
     grey.start()
+    certs_dir = Path(tempfile.mkdtemp(prefix="queue-certs-"))
     closed = free_port()  # nothing listens there: connection refused
-    smtp_port = free_port()
-    (d / "transport").write_text(f"grey.test smtp:[127.0.0.1]:{grey.port}\n")
-    write_config(
-        d,
-        f"""\
-transport_maps = texthash:{d}/transport
-default_transport = smtp:[127.0.0.1]:{closed}
-relay_transport = smtp:[127.0.0.1]:{closed}
-""",
-    )
-    (d / "master.cf").write_text(f"127.0.0.1:{smtp_port} inet n - n - - smtpd\n"
-                                 + _MASTER_SERVICES)  # fmt: skip
-    check = subprocess.run(["postfix", "-c", str(d), "check"], capture_output=True, timeout=30)
-    assert check.returncode == 0, check.stderr
-    proc = subprocess.Popen([POSTFIX_MASTER, "-c", str(d), "-s"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    postfix = Postfix(MailCerts(certs_dir))
+    (postfix.dir / "transport").write_text(f"grey.test smtp:[127.0.0.1]:{grey.port}\n")
+    postfix.main |= {
+        "transport_maps": f"texthash:{postfix.dir}/transport",
+        "default_transport": f"smtp:[127.0.0.1]:{closed}",
+        "relay_transport": f"smtp:[127.0.0.1]:{closed}",
+    }
     try:
-        wait_port(smtp_port, proc, "postfix")
-        yield Postfix(d, smtp_port)
+        yield postfix.start()
     finally:
-        _stop(proc)
+        postfix.stop()
         grey.stop()
-        shutil.rmtree(d, ignore_errors=True)
+        shutil.rmtree(certs_dir, ignore_errors=True)
 
 
 def wait_deferred(postfix: Postfix, n: int) -> list[dict[str, Any]]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        listing = postfix.listing()
-        deferred = [m for m in listing if m["queue_name"] == "deferred"]
+        found = listing(postfix)
+        deferred = [m for m in found if m["queue_name"] == "deferred"]
         if len(deferred) == n and all(
             "delay_reason" in r for m in deferred for r in m["recipients"]
         ):
-            return listing
+            return found
         time.sleep(0.1)
-    raise AssertionError(f"not {n} deferred messages: {postfix.listing()}")
+    raise AssertionError(f"not {n} deferred messages: {listing(postfix)}")
 
 
 @dataclass
@@ -158,11 +120,11 @@ class World:
 def world() -> Iterator[World]:
     if shutil.which("postqueue") is None or not Path(POSTFIX_MASTER).exists():
         pytest.fail("Debian package postfix is not installed (scripts/test installs it)")
-    with running_postfix() as postfix:
-        postfix.send("shop@example.test", ["alice@remote.test"], n=3)
-        postfix.send("shop@example.test", ["bob@grey.test", "carol@grey.test"], n=2)
-        listing = wait_deferred(postfix, 5)
-        held = next(m["queue_id"] for m in listing
+    with postfix_relaying_nowhere() as postfix:
+        send(postfix, "shop@example.test", ["alice@remote.test"], n=3)
+        send(postfix, "shop@example.test", ["bob@grey.test", "carol@grey.test"], n=2)
+        queued = wait_deferred(postfix, 5)
+        held = next(m["queue_id"] for m in queued
                     if m["recipients"][0]["address"] == "alice@remote.test")  # fmt: skip
         subprocess.run(["postsuper", "-c", str(postfix.dir), "-h", held], check=True,
                        capture_output=True, timeout=30)  # fmt: skip
@@ -201,8 +163,8 @@ async def test_deferred_and_held_mail(world: World) -> None:
     }  # fmt: skip
     ages = values(result, "queue_oldest_age_seconds")
     assert set(ages) == {"deferred", "hold"}
-    listing = world.postfix.listing()
-    oldest = min(m["arrival_time"] for m in listing if m["queue_name"] == "deferred")
+    queued = listing(world.postfix)
+    oldest = min(m["arrival_time"] for m in queued if m["queue_name"] == "deferred")
     assert abs(ages["deferred"] - (started - oldest)) < 5
     assert codes(result) == {("postfix_deferred_high", "deferred"): "warning",
                              ("postfix_hold", "hold"): ""}  # fmt: skip
@@ -265,20 +227,21 @@ async def test_deferred_thresholds(world: World) -> None:
 
 @pytest.fixture
 def stopped_postfix() -> Iterator[Path]:
-    """A Postfix config directory whose master is not running, with one message that the
-    application handed to Postfix's sendmail: it waits in maildrop."""
-    d = Path(tempfile.mkdtemp(prefix="queue-postfix-down-"))
+    """A postfix that went down (its master stopped), then one message the application handed
+    to Postfix's sendmail: it waits in maildrop, as nothing picks it up."""
+    certs_dir = Path(tempfile.mkdtemp(prefix="queue-certs-"))
+    postfix = Postfix(MailCerts(certs_dir)).start()
     try:
-        write_config(d)
-        shutil.copy("/etc/postfix/master.cf", d / "master.cf")
-        subprocess.run(["postfix", "-c", str(d), "check"], check=True, capture_output=True,
-                       timeout=30)  # fmt: skip
-        subprocess.run(["sendmail", "-C", str(d), "-f", "app@example.test", "user@remote.test"],
-                       input=b"Subject: reset your password\n\nhello\n", check=True,
-                       capture_output=True, timeout=30)  # fmt: skip
-        yield d
+        assert postfix.proc is not None
+        postfix.proc.terminate()
+        postfix.proc.wait(10)
+        subprocess.run(["sendmail", "-C", str(postfix.dir), "-f", "app@example.test",
+                        "user@remote.test"], input=b"Subject: reset your password\n\nhello\n",
+                       check=True, capture_output=True, timeout=30)  # fmt: skip
+        yield postfix.dir
     finally:
-        shutil.rmtree(d, ignore_errors=True)
+        postfix.stop()
+        shutil.rmtree(certs_dir, ignore_errors=True)
 
 
 async def test_mail_stuck_in_maildrop_while_postfix_is_down(stopped_postfix: Path) -> None:
