@@ -36,7 +36,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from exporter.config import Config, parse_config
-from exporter.lab import queues as lab_queues
 from exporter.lab import redis as lab_redis
 from exporter.lab.certs import LabCA
 from exporter.lab.dns import LabDnsServer, zone_text
@@ -206,6 +205,8 @@ async def _start_queues(lab: Lab, data: dict[str, Any]) -> None:
         lab.notes.append("redis-server not found: no queue targets (Debian/Ubuntu: apt-get"
                          " install redis-server)")  # fmt: skip
         return
+    from exporter.lab import queues as lab_queues  # redis-py: loaded only for the demo's queues
+
     lab.redis = await asyncio.to_thread(lab_redis.LabRedis().start)
     await asyncio.to_thread(lab_queues.seed, lab.redis.url)
     celery_url = lab.redis.url.rsplit("/", 1)[0] + "/1"
