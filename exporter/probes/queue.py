@@ -239,7 +239,7 @@ def redis_result(
                 "queue_no_workers",
                 f"{_n(q.depth, 'job')} waiting in {q.name} and no live RQ worker listens on it"
                 f" ({data.workers or 0} workers registered in all)"
-                + (f"; it grew from {first_seen} since first seen so" if grew else ""),
+                + (f"; it has grown from {first_seen} since then" if grew else ""),
                 subject=q.name,
                 severity="critical" if grew else "warning",
             ))  # fmt: skip
