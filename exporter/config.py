@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from exporter.net.addr import is_ip_address, parse_nameserver, split_host_port
+from exporter.net.redisurl import check_redis_url
 
 
 class ConfigError(Exception):
@@ -516,6 +517,70 @@ class MtaStsConfig(_Model):
     ca_file: str | None = None
 
 
+class QueueThresholds(_Model):
+    """When the ``queue`` probe reports a finding; meaning and defaults in the README (Queues)."""
+
+    oldest_age: Duration = 900.0
+    oldest_age_critical: Duration = 3600.0
+    deferred: int = Field(default=100, ge=1)
+    deferred_critical: int = Field(default=1000, ge=1)
+    failed_increase: int = Field(default=1, ge=1)
+    growing_runs: int = Field(default=3, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> QueueThresholds:
+        for key in ("oldest_age", "deferred"):
+            if getattr(self, f"{key}_critical") < getattr(self, key):
+                raise ValueError(f"{key}_critical must be at least {key}")
+        return self
+
+
+class QueueConfig(SecretRef):
+    """One ``queues`` entry: this host's Postfix queue, or RQ / Celery queues on a Redis."""
+
+    name: str
+    kind: Literal["postfix", "rq", "celery"]
+    postfix_config_dir: str | None = None
+    postqueue_path: str | None = None
+    redis_url: str | None = None
+    ca_file: str | None = None
+    key_prefix: str | None = None
+    queues: list[str] | None = None
+    thresholds: QueueThresholds = Field(default_factory=QueueThresholds)
+    interval: Duration | None = None
+    timeout: Duration | None = None
+
+    @field_validator("redis_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_redis_url(value)  # never echoes the URL: it may carry a password
+        return value
+
+    @field_validator("queues")
+    @classmethod
+    def _dedupe(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _valid(self) -> QueueConfig:
+        RoundtripConfig._name(self.name)
+        redis = ("redis_url", "ca_file", "key_prefix", "queues", "password_env", "password_file")
+        for key in redis if self.kind == "postfix" else ("postfix_config_dir", "postqueue_path"):
+            if getattr(self, key) is not None:
+                raise ValueError(f"{key} cannot be used with kind {self.kind}")
+        if self.kind != "postfix" and self.redis_url is None:
+            raise ValueError(f"kind {self.kind} needs redis_url")
+        if self.ca_file is not None and not (self.redis_url or "").startswith("rediss:"):
+            raise ValueError("ca_file needs a rediss:// redis_url")
+        if self.queues is not None and not self.queues:
+            raise ValueError("queues: list at least one queue, or omit it to find them all")
+        for text in [*(self.queues or ()), self.key_prefix or ""]:
+            if len(text) > 200 or not text.isprintable():
+                raise ValueError("queue names and key_prefix: at most 200 printable characters")
+        return self
+
+
 class Config(_Model):
     global_: GlobalConfig = Field(default_factory=GlobalConfig, alias="global")
     domains: list[DomainConfig] = Field(default_factory=list)
@@ -530,11 +595,13 @@ class Config(_Model):
     def _present(cls, value: Any) -> Any:
         # `mta_sts:` with nothing after it is YAML null: present, so enabled with the defaults.
         return {} if value is None else value
+    queues: list[QueueConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique(self) -> Config:
         _no_duplicates([d.domain for d in self.domains], "domains", "domain")
         _no_duplicates([r.name for r in self.roundtrip], "roundtrip", "name")
+        _no_duplicates([q.name for q in self.queues], "queues", "name")
         _no_duplicates([s.name for s in self.ses if s.name], "ses", "name")
         return self
 

@@ -482,6 +482,46 @@ CATALOGUE: dict[str, FindingSpec] = _catalogue(
       "The configured spam folder does not exist (SELECT failed), so spam placement is not"
       " watched.",
       "Set imap.spam_folder to the server's junk folder name (Junk, Spam, [Gmail]/Spam...)."),
+    # --- queue (exporter/probes/queue.py) -------------------------------------------------------
+    F("queue_oldest_too_old", "queue", WARNING,
+      "An item has waited in the queue longer than the entry's oldest_age (critical from"
+      " oldest_age_critical): an RQ job not picked up, or a Postfix message not even handed to"
+      " the queue manager (incoming, maildrop); mail is not leaving.",
+      "RQ: check that workers run and keep up ('rq info'), and what the oldest job waits for;"
+      " Postfix: 'postfix status', the mail log for qmgr/pickup errors, 'postfix check'."),
+    F("postfix_deferred_high", "queue", WARNING,
+      "The Postfix deferred queue holds at least the entry's 'deferred' threshold of messages"
+      " (critical from deferred_critical): receivers are refusing or unreachable; the"
+      " evidence and the status page name the most frequent reasons.",
+      "Read the top deferral reasons: a 4xx from one provider (rate limits, greylisting,"
+      " reputation: see the blacklist and DNS probes), connection timeouts (outbound port 25"
+      " blocked), DNS failures; 'qshape deferred' shows the destinations, 'postqueue -f'"
+      " retries once fixed."),
+    F("postfix_hold", "queue", INFO,
+      "Messages are on hold in Postfix: they are never delivered until released.",
+      "'postqueue -j' lists them (queue_name hold); release with 'postsuper -H ID' or delete"
+      " with 'postsuper -d ID'; check header/body checks with a HOLD action."),
+    F("queue_no_workers", "queue", WARNING,
+      "An RQ queue has jobs waiting and no live RQ worker listens on it (critical once it has"
+      " grown meanwhile): nothing sends that mail.",
+      "Start or restart the workers for this queue ('rq worker QUEUE', your process manager or"
+      " deployment); 'rq info' shows the workers Redis knows."),
+    F("queue_failed_growing", "queue", WARNING,
+      "The RQ failed-job registry of a queue grew since the previous run: mail jobs are"
+      " failing.",
+      "Look at the failures ('rq info', or FailedJobRegistry(queue=...).get_job_ids() and each"
+      " job's exc_info): SMTP or API credentials, a provider refusing, a bug; requeue them once"
+      " fixed ('rq requeue --all --queue QUEUE')."),
+    F("queue_growing", "queue", WARNING,
+      "A Redis queue grew at each of the last growing_runs runs: jobs arrive faster than the"
+      " workers take them, or the workers are stuck.",
+      "Check the workers (running, not stuck on one slow job, enough of them for the load) and"
+      " what is flooding the queue."),
+    F("queue_unknown", "queue", INFO,
+      "A configured queue is empty and unknown to RQ (not in rq:queues) or kombu (no"
+      " _kombu.binding set): possibly a misspelt name, so nothing is watched.",
+      "Compare the name with the application's queue names ('rq info', Celery's task_queues);"
+      " RQ and Celery create a queue only when the first job is sent to it."),
 )  # fmt: skip
 
 

@@ -171,6 +171,14 @@ METRICS: dict[str, MetricSpec] = _table(
     M("roundtrip_spam", "1 when the message was found in the spam folder.", T),
     M("roundtrip_auth_result", "State set of the receiver's Authentication-Results.",
       ("target", "method", "result")),
+    # --- queue --------------------------------------------------------------------------------
+    M("queue_depth", "Messages or jobs waiting: per Postfix queue (maildrop incoming active"
+      " deferred hold), or per Celery / RQ queue on Redis.", ("target", "queue")),
+    M("queue_oldest_age_seconds", "Age of the oldest waiting item, where the queue records it"
+      " (Postfix, RQ); absent for an empty queue.", ("target", "queue")),
+    M("queue_failed", "Jobs in the RQ failed-job registry of the queue (expired entries not"
+      " counted).", ("target", "queue")),
+    M("queue_workers", "Live RQ workers registered (Celery: absent).", T),
     M("roundtrip_stale_messages_deleted", "Earlier probe messages (late arrivals of timed-out"
       " runs) this run found and deleted.", T),
 )  # fmt: skip

@@ -30,6 +30,7 @@ from exporter.findings import CATALOGUE
 from exporter.lab.certs import LabCA
 from exporter.lab.dns import LabDnsServer, zone_text
 from exporter.probes import PROBES
+from exporter.runner import Runtime, run_probe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -143,6 +144,11 @@ def expected_findings(banner: str) -> set[tuple[str, str, str]]:
             ("mta_sts", "broken.example", "mta_sts_policy_redirect"),
             ("mta_sts", "broken.example", "tlsrpt_invalid"),
         }
+    if "queue" in PROBES:
+        # redis-server is installed by scripts/test: the demo's queue targets must be there
+        assert "Mail queues on the lab Redis" in banner, banner
+        want.add(("queue", "app-mail", "queue_oldest_too_old"))
+        want.add(("queue", "app-mail", "queue_no_workers"))
     return want
 
 
@@ -161,6 +167,8 @@ def test_demo_serves_metrics_findings_and_the_status_page(demo: Demo) -> None:
         m = re.search(r"(mail\.healthy\.example:\d+)", banner)
         assert m is not None
         must_run.add(("tls", m.group(1)))
+    if "queue" in PROBES:
+        must_run |= {("queue", "app-mail"), ("queue", "celery-mail")}
     deadline = time.monotonic() + 40
     seen: set[tuple[str, str, str]] = set()
     success: dict[tuple[str, str], float] = {}
@@ -188,6 +196,9 @@ def test_demo_serves_metrics_findings_and_the_status_page(demo: Demo) -> None:
     assert all(success[k] == 1 for k in must_run if "healthy" in k[1])
     assert not [f for f in seen if f[1] in ("healthy.example", "127.0.0.1")]
     assert not [f for f in seen if f[0] == "tls" and "healthy" in f[1]]
+    if "queue" in PROBES:
+        assert success[("queue", "app-mail")] == success[("queue", "celery-mail")] == 1
+        assert not [f for f in seen if f[1] == "celery-mail"]
 
     page = get(base)
     for name in ("healthy.example", "weak.example", "broken.example"):
@@ -204,6 +215,49 @@ def test_demo_serves_metrics_findings_and_the_status_page(demo: Demo) -> None:
 
 
 # ----- the lab servers ------------------------------------------------------------------------
+
+
+async def test_demo_without_redis_server_runs_without_queues(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A newcomer's machine may lack redis-server: the lab starts without queue targets."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # no redis-server to be found
+    lab = await start_lab(tmp_path)
+    try:
+        assert lab.redis is None and "queues" not in lab.config_data
+        assert lab.notes == ["redis-server not found: no queue targets (Debian/Ubuntu: apt-get"
+                             " install redis-server)"]  # fmt: skip
+    finally:
+        await lab.stop()
+
+
+async def test_lab_queues_seen_by_the_queue_probe(tmp_path: Path) -> None:
+    lab = await start_lab(tmp_path)
+    try:
+        assert lab.redis is not None
+        config = lab.config()
+        rt = Runtime.for_config(config)
+        try:
+            results = {t.name: (await run_probe(PROBES["queue"], t, rt)).result
+                       for t in PROBES["queue"].targets(config)}  # fmt: skip
+        finally:
+            await rt.aclose()
+        depth = {(n, dict(s.labels)["queue"]): s.value for n, r in results.items()
+                 for s in r.samples if s.metric == "queue_depth"}  # fmt: skip
+        assert depth == {
+            ("app-mail", "mail"): 3,
+            ("app-mail", "reports"): 12,
+            ("celery-mail", "celery"): 0,
+            ("celery-mail", "emails"): 7,
+        }
+        app = results["app-mail"]
+        assert {(f.code, f.subject, f.severity) for f in app.findings} == {
+            ("queue_oldest_too_old", "reports", "critical"),
+            ("queue_no_workers", "reports", "warning"),
+        }
+        assert [s.value for s in app.samples if s.metric == "queue_workers"] == [1]
+    finally:
+        await lab.stop()
 
 
 async def ask(

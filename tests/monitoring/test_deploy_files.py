@@ -206,4 +206,5 @@ def test_overview_has_a_row_per_probe_kind() -> None:
         "Overview", "DNS authentication", "Blacklists", "TLS", "AWS SES", "Round trip",
         "Bulk-sender readiness",
         "MTA-STS and TLS-RPT",
+        "Mail queues",
     ]  # fmt: skip

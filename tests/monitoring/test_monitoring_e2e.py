@@ -8,8 +8,9 @@ a healthy domain, one domain per defect, one whose answers time out ("could not 
 blacklist zones; two STARTTLS SMTP servers (aiosmtpd with trustme certificates), one healthy and
 one whose certificate expires in 5 days; an HTTPS server on port 443 of a loopback address as the
 MTA-STS policy host of good.test (a policy listing its MX) and of lookups.test (an enforce policy
-that does not list its MX). Halfway, the DMARC policy of weakened.test is lowered
-from reject to none, as a careless DNS edit would.
+that does not list its MX); a redis-server with a healthy RQ mail queue (a job waiting, a worker
+registered the way RQ's worker does). Halfway, the DMARC policy of weakened.test is lowered from
+reject to none, as a careless DNS edit would.
 
 Not run here, so their dashboard panels are listed in ``NOT_EXERCISED``: the ``ses`` probe (it
 needs the moto server and its front, covered by tests/probes/test_ses.py) and the ``roundtrip``
@@ -32,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
+import rq
 import trustme
 import yaml
 from aiosmtpd.controller import Controller
@@ -42,6 +45,8 @@ from dnsserver import DnsServer
 from monitoring_support import DASHBOARDS, DEPLOY
 from promstack import Daemon, PromStack, free_port, get, wait_for
 from servers.https import ThreadedHttpsServer
+
+from exporter.lab.redis import LabRedis
 
 pytestmark = pytest.mark.slow
 
@@ -124,7 +129,7 @@ def smtp_server(cert: trustme.LeafCert) -> tuple[Controller, int]:
 
 
 def exporter_config(
-    dns: DnsServer, ca_file: Path, good_tls: str, expiring_tls: str
+    dns: DnsServer, ca_file: Path, good_tls: str, expiring_tls: str, redis_url: str
 ) -> dict[str, Any]:
     domain = {"dkim_selectors": ["s1"], "sending_ips": [HEALTHY_IP]}
     return {
@@ -148,7 +153,17 @@ def exporter_config(
             {"target": expiring_tls, "server_name": "mail.expiring.test", "ca_file": str(ca_file)},
         ],
         "mta_sts": {"interval": "2s", "ca_file": str(ca_file)},
+        "queues": [{"name": "app-mail", "kind": "rq", "redis_url": redis_url, "queues": ["mail"]}],
     }
+
+
+def healthy_rq_queue(url: str) -> rq.Worker:
+    """One job waiting in RQ's 'mail' queue and a live worker registered for it."""
+    connection = redis.Redis.from_url(url)
+    rq.Queue("mail", connection=connection).enqueue("os.getcwd")
+    worker = rq.Worker(["mail"], connection=connection, name="e2e-worker")
+    worker.register_birth()
+    return worker
 
 
 @dataclass
@@ -214,9 +229,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     )
     dns.add("mta-sts.good.test", "A", policy_host.address)
     dns.add("mta-sts.lookups.test", "A", policy_host.address)
+    redis_server = LabRedis().start()
+    worker = healthy_rq_queue(redis_server.url)
     good_tls, expiring_tls = f"127.0.0.1:{good_port}", f"127.0.0.1:{expiring_port}"
     config = workdir / "config.yml"
-    config.write_text(yaml.safe_dump(exporter_config(dns, ca_file, good_tls, expiring_tls)))
+    config.write_text(
+        yaml.safe_dump(exporter_config(dns, ca_file, good_tls, expiring_tls, redis_server.url))
+    )
     exporter_port = free_port()
     exporter = Daemon("exporter", [
         sys.executable, "-m", "exporter", "--config.file", str(config),
@@ -259,6 +278,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         exporter.stop()
         dns.stop()
         policy_host.stop()
+        worker.register_death()
+        redis_server.stop()
         good_smtp.stop()
         expiring_smtp.stop()
 
@@ -285,7 +306,7 @@ def test_every_notified_alert_has_the_conventions(lab: Lab) -> None:
 
 def test_healthy_targets_raise_nothing(lab: Lab) -> None:
     # the healthy domain, its sending IP, the healthy mail server, the blacklist zones
-    healthy = {"good.test", HEALTHY_IP, lab.good_tls, "bl.test", "dbl.test"}
+    healthy = {"good.test", HEALTHY_IP, lab.good_tls, "bl.test", "dbl.test", "app-mail"}
     notified = [labels for _, labels in lab.prom.webhook.alerts()]
     assert notified
     for labels in notified:
