@@ -367,6 +367,11 @@ CATALOGUE: dict[str, FindingSpec] = _catalogue(
       "The policy is in testing mode: senders report TLS failures (TLS-RPT) but still deliver"
       " without TLS; it protects nothing yet.",
       "Once TLS-RPT reports show no failures, switch to 'mode: enforce' and change the id."),
+    F("mta_sts_mode_drift", "mta_sts", WARNING,
+      "The MTA-STS policy's mode is not the one the domain's baseline expects (expect:"
+      " mta_sts_mode): enforcement was switched off or on.",
+      "Restore the policy's mode (and publish a new id in _mta-sts), or update expect: in the"
+      " config if the change was intended."),
     F("mta_sts_max_age_short", "mta_sts", WARNING,
       "The policy's max_age is under a day: senders drop it soon, and blocking one refresh is"
       " enough to strip TLS (RFC 8461 expects weeks).",

@@ -46,6 +46,8 @@ class MtaStsTarget:
 
     domain: str
     section: MtaStsConfig
+    expect_mode: str | None = None
+    """The domain's ``expect: mta_sts_mode`` (its baseline), compared each run."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ class MtaStsProbe:
             Target(
                 self.name,
                 d.domain,
-                MtaStsTarget(d.domain, section),
+                MtaStsTarget(d.domain, section, d.expect.mta_sts_mode if d.expect else None),
                 config.interval_of(section),
                 config.timeout_of(section),
             )
@@ -141,10 +143,33 @@ class MtaStsProbe:
             if found_rpt.status == "absent" and not in_use:
                 needed = bool(await _dane_in_use(ctx, mx_hosts, deadline, result))
             result.merge(_check_tlsrpt(domain, found_rpt, needed))
+        _baseline(target.settings, result)
         return result
 
 
 PROBE = MtaStsProbe()
+
+
+def _baseline(target: MtaStsTarget, result: ProbeResult) -> None:
+    """The domain's ``expect: mta_sts_mode`` against the mode this run saw (nothing when the
+    mode could not be told)."""
+    if target.expect_mode is None:
+        return
+    seen = [
+        dict(s.labels)["mode"] for s in result.samples if s.metric == "mta_sts_mode" and s.value
+    ]
+    if not seen:
+        return
+    if seen[0] == target.expect_mode:
+        result.details["baseline"] = f"mta_sts_mode {seen[0]}, as expected"
+        return
+    result.findings.append(
+        Finding(
+            "mta_sts_mode_drift",
+            f"expect: mta_sts_mode {target.expect_mode}, the policy says {seen[0]}",
+            subject="mta_sts_mode",
+        )
+    )
 
 
 def _fail(result: ProbeResult, error: str) -> None:

@@ -71,12 +71,14 @@ async def probe(
     *,
     store: Store | None = None,
     within: float = 5.0,
+    expect: dict[str, Any] | None = None,
 ) -> ProbeResult:
     section: dict[str, Any] = {"ca_file": ca_file} if ca_file else {}
+    domain: dict[str, Any] = {"domain": DOMAIN, **({"expect": expect} if expect else {})}
     config = parse_config(
         {
             "global": {"nameservers": [dns.address], "timeout": within},
-            "domains": [{"domain": DOMAIN}],
+            "domains": [domain],
             "mta_sts": section,
         }
     )
@@ -127,6 +129,22 @@ async def test_valid_enforce(ca: trustme.CA, ca_file: str, dns: DnsServer) -> No
     )
     assert result.details["mta-sts id"] == "20250101T000000"
     assert result.details["policy id tracking"].startswith("not tracked in a one-shot run")
+
+
+async def test_mode_against_the_baseline(ca: trustme.CA, ca_file: str, dns: DnsServer) -> None:
+    """expect: mta_sts_mode is compared here (this probe fetches the policy)."""
+    held = await serve_policy(dns, ca, ca_file, ENFORCE, expect={"mta_sts_mode": "enforce"})
+    assert "mta_sts_mode_drift" not in codes(held)
+    assert held.details["baseline"] == "mta_sts_mode enforce, as expected"
+    body = ENFORCE.replace("enforce", "testing")
+    drifted = await serve_policy(dns, ca, ca_file, body, expect={"mta_sts_mode": "enforce"})
+    found = codes(drifted)["mta_sts_mode_drift"]
+    assert found.evidence == "expect: mta_sts_mode enforce, the policy says testing"
+    assert severity_of(found) == "warning"
+    # No policy at all reads as mode none: drift from enforce too.
+    dns.remove(f"_mta-sts.{DOMAIN}")
+    gone = await probe(dns, ca_file, expect={"mta_sts_mode": "enforce"})
+    assert codes(gone)["mta_sts_mode_drift"].evidence.endswith("the policy says none")
 
 
 async def test_testing_mode(ca: trustme.CA, ca_file: str, dns: DnsServer) -> None:

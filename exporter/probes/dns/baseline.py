@@ -8,13 +8,17 @@ the SPF include tree are read through the run's cached DNS client. Each expectat
   critical when what is there is itself broken (no DMARC policy, no valid DKIM key, no SPF
   record, no MX, a bogus DNSSEC chain);
 * not checked yet — the value comes from a check that did not publish it in this run
-  (``mta_sts_mode`` from the MTA-STS check, ``dnssec`` from the DNSSEC validation: the state
-  sets ``mta_sts_mode{mode}`` and ``dnssec_status{status}`` of the domain) or there is nothing to
-  compare (no ``dkim_selectors``): a ``baseline_not_checked`` info finding, never drift;
+  (``dnssec`` from the DNSSEC validation: the state set ``dnssec_status{status}`` of the domain)
+  or there is nothing to compare (no ``dkim_selectors``): a ``baseline_not_checked`` info
+  finding, never drift;
 * could not tell — a DNS failure: no verdict.
 
 ``deliverability_baseline_met`` is 0 with any drift, 1 when every expectation that could be
 compared holds, and absent when one could not be told and none drifted.
+
+``mta_sts_mode`` is compared by the ``mta_sts`` probe, which fetches the policy (its
+``mta_sts_mode_drift`` finding); it is not part of ``baseline_met``, which covers what the
+``dns`` probe reads.
 """
 
 from __future__ import annotations
@@ -141,9 +145,6 @@ async def outcomes(domain: DomainConfig, expect: ExpectConfig, ctx: DnsContext,
     if expect.mx is not None:
         pending.append(_mx(name, expect.mx, ctx))
     out.extend(await asyncio.gather(*pending))
-    if expect.mta_sts_mode is not None:
-        out.append(_state("mta_sts_mode", "mta_sts_mode", "mode", expect.mta_sts_mode, name,
-                          so_far))  # fmt: skip
     if expect.dnssec is not None:
         out.append(_state("dnssec", "dnssec_status", "status", expect.dnssec, name, so_far,
                           critical_values=("bogus",)))  # fmt: skip
