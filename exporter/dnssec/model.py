@@ -10,7 +10,7 @@ import dns.name
 import dns.rdataset
 import dns.rrset
 
-from exporter.dnsclient import DnsTempError
+from exporter.net.dnsmodel import DnsTempError
 
 
 class Status(StrEnum):

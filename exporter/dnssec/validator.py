@@ -44,7 +44,6 @@ import dns.rdtypes.ANY.CNAME
 import dns.rdtypes.ANY.DNAME
 import dns.rrset
 
-from exporter.dnsclient import DnsTempError
 from exporter.dnssec import denial
 from exporter.dnssec.anchors import DNSKEY, DS, TrustAnchors, ds_matches
 from exporter.dnssec.model import (
@@ -57,6 +56,7 @@ from exporter.dnssec.model import (
 )
 from exporter.dnssec.signatures import SigCheck, check_rrset, describe, rrsigs_of
 from exporter.dnssec.zonecache import ZoneCache
+from exporter.net.dnsmodel import DnsTempError
 from exporter.net.dnsraw import RawQuery
 
 MAX_TTL = 3600.0
@@ -149,7 +149,7 @@ class Validator:
     async def validate(self, name: str | dns.name.Name, rdtype: str | int) -> Verdict:
         """The DNSSEC status of the answer to ``name``/``rdtype``.
 
-        Raises :class:`~exporter.dnsclient.DnsTempError` when the DNS could not tell
+        Raises :class:`~exporter.net.dnsmodel.DnsTempError` when the DNS could not tell
         (:class:`~exporter.dnssec.model.DnssecUnavailable` when it carries no DNSSEC at all)."""
         qname = name if isinstance(name, dns.name.Name) else dns.name.from_text(name)
         qtype = dns.rdatatype.RdataType.make(rdtype)

@@ -3,7 +3,7 @@
 A thousand monitored domains under one parent validate the parent's DS and DNSKEY records once:
 the first run to need a zone works it out, runs asking at the same time wait for that answer, and
 later runs reuse it until the deadline the validator gave it (the records' TTL, the signatures'
-expiration, a cap). A failure to tell (:class:`~exporter.dnsclient.DnsTempError`) is shared only
+expiration, a cap). A failure to tell (:class:`~exporter.net.dnsmodel.DnsTempError`) is shared only
 with the runs already waiting for it, never kept.
 """
 

@@ -10,7 +10,7 @@ and the response comes back as a :class:`dns.message.Message`.
 dnspython's ``udp_with_fallback`` does the sending (TCP when the UDP answer is truncated); what is
 here is the resolver policy around it, the same as the DNS client's: configured nameservers in
 order, a timeout per attempt and a lifetime per question, and "could not tell"
-(:class:`~exporter.dnsclient.DnsTempError`) for a timeout, SERVFAIL, REFUSED or a malformed
+(:class:`~exporter.net.dnsmodel.DnsTempError`) for a timeout, SERVFAIL, REFUSED or a malformed
 reply. A referral (a server that is neither recursive nor authoritative for the name) is "could
 not tell" as well: its answer says nothing about the name.
 """
@@ -29,7 +29,8 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
-from exporter.dnsclient import DnsTempError, parse_nameserver
+from exporter.net.addr import parse_nameserver
+from exporter.net.dnsmodel import DnsTempError
 
 EDNS_PAYLOAD = 1232
 """The EDNS payload advertised: what fits in one unfragmented UDP datagram on any path."""

@@ -23,13 +23,13 @@ import pytest
 from dnssec_lab import QUESTIONS, DnssecLab, Unbound, lab_zones, resolver_status
 from dnsserver import DnsServer
 
-from exporter.dnsclient import DnsTempError
 from exporter.dnssec import (
     DnssecUnavailable,
     Status,
     Validator,
     load_trust_anchors,
 )
+from exporter.net.dnsmodel import DnsTempError
 from exporter.net.dnsraw import RawDns
 
 TLDS = {".", "test.", "nsec3.", "optout."}

@@ -7,9 +7,9 @@ import asyncio
 import dns.name
 import pytest
 
-from exporter.dnsclient import DnsTempError
 from exporter.dnssec.model import Status, ZoneState
 from exporter.dnssec.zonecache import ZoneCache
+from exporter.net.dnsmodel import DnsTempError
 
 NAME = dns.name.from_text("example.test.")
 

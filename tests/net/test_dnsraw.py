@@ -11,7 +11,7 @@ import dns.rdatatype
 import pytest
 from dnsserver import DnsServer
 
-from exporter.dnsclient import DnsTempError
+from exporter.net.dnsmodel import DnsTempError
 from exporter.net.dnsraw import EDNS_PAYLOAD, RawDns
 
 A = dns.rdatatype.A
