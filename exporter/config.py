@@ -178,6 +178,20 @@ class GlobalConfig(_Model):
     interval: Duration = 300.0
     timeout: Duration = 30.0
     nameservers: list[Nameserver] = Field(default_factory=list)
+    dnssec: bool = True
+    """Validate DNSSEC (the ``dns`` probe's status, DANE in the ``tls`` probe); false for
+    resolvers that strip DNSSEC records."""
+    dnssec_trust_anchors: str | None = None
+    """A file of DS or DNSKEY zone-file lines for "." (default: the IANA root keys built in)."""
+
+    @field_validator("dnssec_trust_anchors")
+    @classmethod
+    def _anchors(cls, value: str | None) -> str | None:
+        if value is not None:
+            from exporter.dnssec.anchors import load_trust_anchors  # dnspython: only when used
+
+            load_trust_anchors(value)  # TrustAnchorError is a ValueError naming file and line
+        return value
 
 
 class DomainConfig(_Model):
@@ -288,6 +302,8 @@ class TlsTargetConfig(SecretRef):
     ca_file: str | None = None
     username: str | None = None
     ehlo_name: str | None = None
+    dane: bool | None = None
+    """Check TLSA records (DANE); default on for ``mx_of``, off for ``target``."""
     interval: Duration | None = None
     timeout: Duration | None = None
 
@@ -307,6 +323,10 @@ class TlsTargetConfig(SecretRef):
         if ehlo is not None and not re.fullmatch(r"[A-Za-z0-9.\-\[\]:_]+", ehlo):
             raise ValueError(f"invalid ehlo_name {self.ehlo_name!r}")
         return self
+
+    @property
+    def use_dane(self) -> bool:
+        return self.dane if self.dane is not None else self.mx_of is not None
 
     @property
     def use_starttls(self) -> bool:

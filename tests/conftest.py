@@ -13,6 +13,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from dnssec_lab import DnssecLab
 from dnsserver import DnsServer
 
 from exporter.config import Config, parse_config
@@ -27,6 +28,16 @@ def pytest_asyncio_loop_factories(
     """Async tests run on uvloop, the event loop the daemon runs on
     (:func:`exporter.runner.run_event_loop`)."""
     return {"uvloop": uvloop.new_event_loop}
+
+
+@pytest.fixture(scope="session")
+def dnssec_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnssecLab]:
+    """The signed loopback hierarchy of tests/dnssec_lab.py (knot), started once per session."""
+    lab = DnssecLab(tmp_path_factory.mktemp("dnssec-lab")).start()
+    try:
+        yield lab
+    finally:
+        lab.stop()
 
 
 @pytest.fixture

@@ -106,12 +106,14 @@ def _presigned(
     nsec3: Nsec3Params | None = None,
     hole: str | None = None,
     wrong_ds: bool = False,
+    lifetime_days: float = 14,
 ) -> LabZone:
     spec = SignSpec(
         keys=[LabKey.generate()],
         nsec3=nsec3,
         tamper=tamper_with(tamper or {}, everything),
         skip_denial={hole} if hole else set(),
+        expiration=time.time() + lifetime_days * 86400,
     )
     return LabZone(name, "presigned", spec=spec, wrong_ds=wrong_ds)
 
@@ -131,6 +133,9 @@ def lab_zones() -> list[LabZone]:
         ),
         LabZone("unsigned.test.", "unsigned", extra="loop CNAME loop.secure.test.\n"),
         LabZone("p384.test.", "nsec", algorithm="ecdsap384sha384"),
+        LabZone("mxbogus.test.", "nsec", extra="@ MX 20 mx.expired.test.\n"),
+        _presigned("expiring.test.", lifetime_days=5),
+        _presigned("lapsing.test.", lifetime_days=1),
         LabZone("rsa.test.", "nsec3", algorithm="rsasha512"),
         # A DS of a private algorithm only: validators treat the zone as unsigned (RFC 4035 §5.2).
         LabZone("privatealg.test.", "unsigned", parent_ds=("12345 253 2 " + "AB" * 32,)),

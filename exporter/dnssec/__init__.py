@@ -8,6 +8,7 @@ from exporter.dnssec.anchors import (
     parse_trust_anchors,
 )
 from exporter.dnssec.model import STATUSES, DnssecUnavailable, Status, Verdict, ZoneState
+from exporter.dnssec.resource import validator_for
 from exporter.dnssec.validator import Validator
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "ZoneState",
     "load_trust_anchors",
     "parse_trust_anchors",
+    "validator_for",
 ]

@@ -144,7 +144,7 @@ def setup(
     be held up behind the faulted questions), and the two targets."""
     config = parse_config(
         {
-            "global": {"nameservers": [server.address], "timeout": "10s"},
+            "global": {"nameservers": [server.address], "timeout": "10s", "dnssec": False},
             "domains": [
                 {"domain": d, "dkim_selectors": ["s1"], "sending_ips": ["192.0.2.10"]}
                 for d in (GOOD, BAD)

@@ -105,7 +105,12 @@ def exporter_config(
 ) -> dict[str, Any]:
     domain = {"dkim_selectors": ["s1"], "sending_ips": [HEALTHY_IP]}
     return {
-        "global": {"interval": "2s", "timeout": "10s", "nameservers": [dns.address]},
+        "global": {
+            "interval": "2s",
+            "timeout": "10s",
+            "nameservers": [dns.address],
+            "dnssec": False,
+        },
         "domains": [
             {"domain": "good.test", **domain},
             {"domain": "nodmarc.test", **domain},

@@ -1,4 +1,4 @@
-"""The ``dns`` probe: DNS authentication of one monitored domain (SPF, DMARC, DKIM, MX).
+"""The ``dns`` probe: DNS authentication of one monitored domain (SPF, DMARC, DKIM, MX, DNSSEC).
 
 One target per configured domain. The sub-checks run concurrently over one shared per-cycle
 :class:`~exporter.net.dnsclient.DnsClient` (so a name asked by two sub-checks is queried once) and
@@ -15,8 +15,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from exporter.config import Config, DomainConfig
+from exporter.dnssec import validator_for
 from exporter.net.network import Network
-from exporter.probes.dns import dkim, dmarc, mx, spf
+from exporter.probes.dns import dkim, dmarc, dnssec, mx, spf
 from exporter.probes.dns.common import DnsContext, DnsResources
 from exporter.results import ProbeResult, Target
 
@@ -27,6 +28,7 @@ SUBCHECKS: tuple[tuple[str, SubCheck], ...] = (
     ("dmarc", dmarc.check),
     ("dkim", dkim.check),
     ("mx", mx.check),
+    ("dnssec", dnssec.check),
 )
 
 
@@ -37,7 +39,7 @@ class DnsProbe:
         return [Target.of(self.name, d.domain, d, config) for d in config.domains]
 
     def resources(self, config: Config, net: Network) -> DnsResources:
-        return DnsResources()
+        return DnsResources(dnssec=validator_for(config.global_))
 
     async def run(self, target: Target[DomainConfig], ctx: DnsContext) -> ProbeResult:
         domain = target.settings
