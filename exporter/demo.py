@@ -1,7 +1,11 @@
 """``deliverability-exporter demo``: the exporter against a self-contained offline lab.
 
 One process, no account, no network: a loopback DNS server (:mod:`exporter.lab.dns`) serves three
-sample domains — one healthy, one with the usual weaknesses, one broken — plus a demo blacklist;
+sample domains — one healthy, one with the usual weaknesses, one broken — plus a demo blacklist,
+under a DNSSEC hierarchy of its own (a root and the ``example.`` TLD signed at start by
+:mod:`exporter.lab.dnssec`, whose root DS the exporter gets as its trust anchor): the healthy
+domain is signed and publishes TLSA records for its mail server (DANE), the weak one is unsigned,
+the broken one has a stale DS at its "registrar" (bogus);
 two loopback SMTP servers (:mod:`exporter.lab.smtp`) offer STARTTLS with certificates from a
 throw-away CA (:mod:`exporter.lab.certs`), one valid, one expiring in 5 days. The exporter runs
 against them with a generated config (written to a temporary directory, so ``POST /-/reload``
@@ -30,13 +34,16 @@ from typing import Any, TextIO
 
 import yaml
 from aiohttp import web
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from exporter.config import Config, parse_config
 from exporter.lab.certs import LabCA
 from exporter.lab.dns import LabDnsServer, zone_text
+from exporter.lab.dnssec import sign_hierarchy
 from exporter.lab.smtp import LabSmtpServer
+from exporter.net import dane
 from exporter.net.addr import split_host_port
 
 DEFAULT_HOST = "127.0.0.1"
@@ -47,12 +54,19 @@ EXPIRING_DAYS = 5
 
 DOMAINS: dict[str, str] = {
     "healthy.example": "everything right: SPF -all, DMARC p=reject with reports, 2048-bit DKIM,"
-    " MX with an address, valid STARTTLS certificate",
+    " MX with an address, DNSSEC-signed, valid STARTTLS certificate with DANE (TLSA rollover pair)",
     "weak.example": "DMARC p=none without reports, 1024-bit DKIM key, MX pointing at a CNAME,"
-    f" certificate expiring in {EXPIRING_DAYS} days",
+    f" unsigned (TLSA records senders ignore), certificate expiring in {EXPIRING_DAYS} days",
     "broken.example": "SPF +all with 11 DNS lookups, no DMARC record, missing DKIM key,"
-    " MX host with no address, sending IP on a blacklist",
+    " MX host with no address, sending IP on a blacklist, a stale DS (DNSSEC bogus)",
 }
+SIGNED = {".", "example.", "healthy.example.", "broken.example."}
+STALE_DS = {"broken.example."}
+ROOT_ZONE = (
+    "$ORIGIN .\n$TTL 300\n"
+    "@ IN SOA ns.example. hostmaster.example. 1 3600 600 86400 300\n"
+    "@ IN NS ns.example.\n"
+)
 BLACKLIST_ZONE = "bl.lab.example"
 DOMAIN_BLACKLIST_ZONE = "dbl.lab.example"
 LISTED_IP = "192.0.2.99"
@@ -73,11 +87,25 @@ def _dkim_record(bits: int) -> str:
     return _txt(f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode()}")
 
 
-def lab_zones() -> list[str]:
-    """The lab's zone files (DKIM keys are generated afresh each time)."""
+def lab_zones(tlsa: dict[str, list[str]] | None = None) -> list[str]:
+    """The lab's zone files, unsigned (DKIM keys are generated afresh each time); ``tlsa`` adds
+    TLSA records (relative owner -> rdata texts) to the zone the owner is in."""
     spf_includes = " ".join(f"include:_spf{i}.broken.example" for i in range(1, 12))
+    extra = tlsa or {}
+
+    def tlsa_of(domain: str) -> list[str]:
+        return [
+            f"{owner.removesuffix('.' + domain)} TLSA {rdata}"
+            for owner, rdatas in extra.items()
+            if owner.endswith("." + domain)
+            for rdata in rdatas
+        ]
+
     return [
+        ROOT_ZONE,
+        zone_text("example", []),
         zone_text("healthy.example", [
+            *tlsa_of("healthy.example"),
             "@ " + _txt("v=spf1 ip4:127.0.0.1 -all"),
             "_dmarc " + _txt("v=DMARC1; p=reject; rua=mailto:dmarc-reports@healthy.example"),
             "s1._domainkey " + _dkim_record(2048),
@@ -85,6 +113,7 @@ def lab_zones() -> list[str]:
             "mail A 127.0.0.1",
         ]),
         zone_text("weak.example", [
+            *tlsa_of("weak.example"),
             "@ " + _txt("v=spf1 ip4:127.0.0.1 ~all"),
             "_dmarc " + _txt("v=DMARC1; p=none"),
             "s1._domainkey " + _dkim_record(1024),
@@ -136,7 +165,8 @@ class Lab:
         await self.dns.stop()
 
 
-def _server_tls(workdir: Path, ca: LabCA, host: str, days: float) -> ssl.SSLContext:
+def _server_tls(workdir: Path, ca: LabCA, host: str, days: float) -> tuple[ssl.SSLContext, str]:
+    """The server's TLS context and the TLSA rdata (3 1 1) of its key."""
     issued = ca.issue(host, "127.0.0.1", days=days)
     cert, key = workdir / f"{host}.crt", workdir / f"{host}.key"
     cert.write_bytes(issued.cert_pem)
@@ -144,18 +174,50 @@ def _server_tls(workdir: Path, ca: LabCA, host: str, days: float) -> ssl.SSLCont
     key.chmod(0o600)
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(cert, key)
-    return ctx
+    leaf = x509.load_pem_x509_certificate(issued.cert_pem)
+    return ctx, f"3 1 1 {dane.association(leaf, 1, 1).hex()}"
+
+
+def _next_key_tlsa() -> str:
+    """A TLSA record for the key the healthy server will move to next (published ahead of the
+    rollover, as DANE operators must)."""
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    spki = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return f"3 1 1 {dane.digest(spki, 1).hex()}"
 
 
 async def start_lab(workdir: Path, *, interval: str = INTERVAL) -> Lab:
     """Start the lab servers on 127.0.0.1 and write the exporter's config into ``workdir``."""
     from exporter.probes import PROBES
 
-    lab = Lab(workdir=workdir, dns=await LabDnsServer(lab_zones()).start())
+    lab = Lab(workdir=workdir, dns=LabDnsServer([]))
     try:
+        targets: list[dict[str, Any]] = []
+        tlsa: dict[str, list[str]] = {}
+        if "tls" in PROBES:
+            ca = LabCA()
+            ca_file = workdir / "lab-ca.pem"
+            ca_file.write_bytes(ca.cert_pem)
+            for host, days in (("mail.healthy.example", 90.0), ("mail.weak.example", 5.0)):
+                ctx, record = _server_tls(workdir, ca, host, days)
+                server = LabSmtpServer(host, ctx)
+                lab.smtp[host] = await server.start()
+                targets.append({"target": f"{host}:{server.port}", "ca_file": str(ca_file),
+                                "ehlo_name": "probe.lab.example", "dane": True})  # fmt: skip
+                tlsa[f"_{server.port}._tcp.{host}"] = [record]
+            tlsa[f"_{lab.smtp['mail.healthy.example'].port}._tcp.mail.healthy.example"].append(
+                _next_key_tlsa()
+            )
+        signed = sign_hierarchy(lab_zones(tlsa), SIGNED, STALE_DS)
+        lab.dns = await LabDnsServer(signed.zones).start()
+        anchors = workdir / "root-anchors.txt"
+        anchors.write_text("".join(line + "\n" for line in signed.root_ds))
         data: dict[str, Any] = {
             "global": {"interval": interval, "timeout": TIMEOUT,
-                       "nameservers": [lab.dns.address]},
+                       "nameservers": [lab.dns.address],
+                       "dnssec_trust_anchors": str(anchors)},
             "domains": [
                 {"domain": "healthy.example", "dkim_selectors": ["s1"],
                  "sending_ips": ["127.0.0.1"]},
@@ -166,16 +228,7 @@ async def start_lab(workdir: Path, *, interval: str = INTERVAL) -> Lab:
             "blacklists": {"ip_zones": [BLACKLIST_ZONE], "domain_zones": [DOMAIN_BLACKLIST_ZONE],
                            "interval": interval},
         }  # fmt: skip
-        if "tls" in PROBES:
-            ca = LabCA()
-            ca_file = workdir / "lab-ca.pem"
-            ca_file.write_bytes(ca.cert_pem)
-            targets = []
-            for host, days in (("mail.healthy.example", 90.0), ("mail.weak.example", 5.0)):
-                server = LabSmtpServer(host, _server_tls(workdir, ca, host, days))
-                lab.smtp[host] = await server.start()
-                targets.append({"target": f"{host}:{server.port}", "ca_file": str(ca_file),
-                                "ehlo_name": "probe.lab.example"})  # fmt: skip
+        if targets:
             data["tls"] = targets
         lab.config_data = data
         lab.config_path.write_text(
@@ -221,7 +274,9 @@ def _banner(lab: Lab, base: str, out: TextIO) -> None:
         "",
         "Diagnose from another terminal (every probe of the lab's config, or domains alone):",
         f"  deliverability-exporter check --config.file {lab.config_path}",
-        f"  deliverability-exporter check --nameserver {lab.dns.address} {domains}",
+        f"  deliverability-exporter check --nameserver {lab.dns.address} --no-dnssec {domains}",
+        "  (the lab's DNSSEC root is its own: checking domains alone, without the config and its"
+        " trust anchor, skips DNSSEC)",
         "",
         "The first results appear within a few seconds. Ctrl-C stops the lab.",
     ]

@@ -101,7 +101,8 @@ async def check(domain: DomainConfig, ctx: DnsContext) -> ProbeResult:
     mx = next((v for v in verdicts if v.rdtype == "MX"), None)
     hosts = _mx_hosts(mx)
     if hosts:
-        host_rows, host_error = await _check_hosts(name, hosts, validator, result)
+        same_cause = decisive.zone if status == Status.BOGUS else None
+        host_rows, host_error = await _check_hosts(name, hosts, validator, result, same_cause)
         rows += host_rows
         if host_error:
             result.error = host_error
@@ -129,9 +130,15 @@ def _mx_hosts(verdict: Verdict | None) -> list[str]:
 
 
 async def _check_hosts(
-    name: str, hosts: list[str], validator: Validator, result: ProbeResult
+    name: str,
+    hosts: list[str],
+    validator: Validator,
+    result: ProbeResult,
+    bogus_zone: str | None,
 ) -> tuple[list[tuple[str, ...]], str | None]:
-    """Validate each MX host's A and AAAA answers; samples and findings go into ``result``."""
+    """Validate each MX host's A and AAAA answers; samples and findings go into ``result``.
+    A host bogus for the same zone as the domain (``bogus_zone``) adds no finding of its own:
+    ``dnssec_bogus`` already says it."""
     answers = await asyncio.gather(
         *(validator.validate(host, rdtype) for host in hosts for rdtype in ("A", "AAAA")),
         return_exceptions=True,
@@ -155,8 +162,8 @@ async def _check_hosts(
             "dnssec_mx_status", status.value, STATUSES, "status", domain=name, mx=host
         )
         rows += [_row(v) for v in verdicts]
-        if status == Status.BOGUS:
-            bad = next(v for v in verdicts if v.status == status)
+        bad = next((v for v in verdicts if v.status == Status.BOGUS), None)
+        if bad is not None and bad.zone != bogus_zone:
             result.findings.append(
                 Finding("dnssec_mx_bogus", f"{bad.name} {bad.rdtype}: {bad.reason}", subject=host)
             )
