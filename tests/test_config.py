@@ -162,3 +162,29 @@ def test_config_check_cli(tmp_path: Path) -> None:
     assert missing.returncode == 1
     assert "cannot read config" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_dnssec_keys(tmp_path: Path) -> None:
+    config = parse_config(None)
+    assert config.global_.dnssec is True and config.global_.dnssec_trust_anchors is None
+    anchors = tmp_path / "root.key"
+    anchors.write_text(
+        ". IN DS 20326 8 2 E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D\n"
+    )
+    config = parse_config({"global": {"dnssec": False, "dnssec_trust_anchors": str(anchors)}})
+    assert (config.global_.dnssec, config.global_.dnssec_trust_anchors) == (False, str(anchors))
+    anchors.write_text("\n. IN DS 20326 8 2 NOTHEX\n")
+    assert problems({"global": {"dnssec_trust_anchors": str(anchors)}}) == [
+        f"global.dnssec_trust_anchors: {anchors}:2: Non-hexadecimal digit found"
+    ]
+    missing = tmp_path / "missing"
+    (problem,) = problems({"global": {"dnssec_trust_anchors": str(missing), "dnssec": "maybe"}})[1:]
+    assert problem == f"global.dnssec_trust_anchors: {missing}: No such file or directory"
+
+
+def test_dane_defaults_on_for_mx_of_only() -> None:
+    config = parse_config({"tls": [
+        {"mx_of": "example.com"}, {"target": "smtp.example.com:587"},
+        {"target": "smtp.example.com:465", "dane": True}, {"mx_of": "example.org", "dane": False},
+    ]})  # fmt: skip
+    assert [t.use_dane for t in config.tls] == [True, False, True, False]
