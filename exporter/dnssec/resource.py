@@ -26,4 +26,4 @@ def validator_for(config: GlobalConfig) -> Validator | None:
     anchors = load_trust_anchors(config.dnssec_trust_anchors)
     lifetime = min(MAX_LIFETIME, config.timeout)
     raw = RawDns(config.nameservers, attempt_timeout=min(2.0, lifetime), lifetime=lifetime)
-    return Validator(raw.query, anchors)
+    return Validator(raw.query, anchors, owns=raw)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import cast
+from typing import Protocol, cast
 
 import dns.dnssec
 import dns.dnssecalgs
@@ -67,6 +67,10 @@ MAX_CHAIN = 12
 """CNAME/DNAME links followed in one answer."""
 
 Key = tuple[dns.name.Name, int]
+
+
+class Closable(Protocol):
+    async def aclose(self) -> None: ...
 
 
 @dataclass
@@ -133,8 +137,11 @@ class Validator:
         max_ttl: float = MAX_TTL,
         bogus_ttl: float = BOGUS_TTL,
         max_entries: int = 100_000,
+        owns: Closable | None = None,
     ) -> None:
         self.query = query
+        self.owns = owns
+        """What :meth:`aclose` closes too (the query function's transport)."""
         self.anchors = anchors
         self.clock = clock
         self.max_ttl = max_ttl
@@ -144,6 +151,8 @@ class Validator:
 
     async def aclose(self) -> None:
         self.zones.clear()
+        if self.owns is not None:
+            await self.owns.aclose()
 
     # ----- answers ------------------------------------------------------------------------------
     async def validate(self, name: str | dns.name.Name, rdtype: str | int) -> Verdict:

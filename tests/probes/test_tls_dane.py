@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from dane_world import Mx, World, dane_world
 from dnssec_lab import DnssecLab
+from test_tls import value
 from test_tls_postfix import run_postfix
 
 from exporter.config import parse_config
@@ -46,16 +47,6 @@ async def run_tls(world: World, entry: dict[str, Any], ca: bool = True) -> Probe
         return (await run_probe(PROBES["tls"], target, runtime)).result
     finally:
         await runtime.aclose()
-
-
-def value(result: ProbeResult, metric: str, **labels: str) -> float | None:
-    found = [
-        s.value
-        for s in result.samples
-        if s.metric == metric and all(dict(s.labels).get(k) == v for k, v in labels.items())
-    ]
-    assert len(found) <= 1, (metric, found)
-    return found[0] if found else None
 
 
 def codes(result: ProbeResult) -> dict[str, list[str]]:
