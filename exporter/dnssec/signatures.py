@@ -100,4 +100,7 @@ def _problem(
         return (4, f"signature algorithm {sig.algorithm} is not supported")
     except dns.exception.ValidationFailure as exc:
         return (2, f"signature by key tag {sig.key_tag} does not verify ({exc})")
+    except (dns.exception.DNSException, ValueError, TypeError) as exc:
+        # A key or signature that cannot even be read (a malformed key, an odd curve).
+        return (2, f"signature by key tag {sig.key_tag} cannot be checked ({type(exc).__name__})")
     return None

@@ -155,22 +155,19 @@ def _table(ep: Endpoint, outcomes: list[Outcome], addresses: list[str]) -> Table
     rows = []
     for out, address in zip(outcomes, addresses, strict=True):
         if out.failure is not None:
-            rows.append((address, "could not tell", out.failure, "", ""))
+            rows.append((address, "could not tell", out.failure))
             continue
         if not out.session.handshake_done:
-            rows.append((address, "no TLS", out.tls_failure or "STARTTLS not offered", "", ""))
+            rows.append((address, "no TLS", out.tls_failure or "STARTTLS not offered"))
             continue
         verdict = out.verdict
         cert = "valid" if verdict is not None and verdict.valid else "not valid"
+        if out.dane_valid is not None:
+            cert += ", DANE match" if out.dane_valid else ", no DANE match"
         if verdict is not None and not verdict.valid:
             cert += f": {verdict.valid_error or verdict.trust_error}"
-        if out.dane_valid is not None:
-            cert += "; DANE match" if out.dane_valid else "; no DANE match"
-        fingerprint = out.certs[0].summary.fingerprint_sha256[:16] if out.certs else ""
-        version = out.session.tls_version or ""
-        rows.append((address, version, cert, out.session.cipher or "", fingerprint))
-    return Table(
-        f"TLS addresses of {ep.label}",
-        ("address", "TLS", "certificate", "cipher", "leaf sha256"),
-        tuple(rows),
-    )
+        if out.certs:
+            cert += f" (leaf sha256 {out.certs[0].summary.fingerprint_sha256[:16]})"
+        tls = f"{out.session.tls_version or ''} {out.session.cipher or ''}".strip()
+        rows.append((address, tls, cert))
+    return Table(f"TLS addresses of {ep.label}", ("address", "TLS", "certificate"), tuple(rows))

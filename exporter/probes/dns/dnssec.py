@@ -44,11 +44,12 @@ def _describe(v: Verdict) -> str:
 
 
 def _row(v: Verdict) -> tuple[str, ...]:
+    answer = f"{v.name} {v.rdtype}" + ("" if v.answer == "ok" else f" ({v.answer})")
     detail = v.reason
-    if v.status == Status.SECURE and v.expiry is not None:
-        detail = f"signatures valid until {when(v.expiry)}"
-    answer = "records" if v.answer == "ok" else v.answer
-    return (v.name, v.rdtype, answer, v.status.value, v.zone, detail)
+    if v.status == Status.SECURE:
+        until = f"until {when(v.expiry)}, " if v.expiry is not None else ""
+        detail = f"{until}signed by {v.zone}"
+    return (answer, v.status.value, detail)
 
 
 async def check(domain: DomainConfig, ctx: DnsContext) -> ProbeResult:
@@ -109,7 +110,7 @@ async def check(domain: DomainConfig, ctx: DnsContext) -> ProbeResult:
     result.tables.append(
         Table(
             "DNSSEC",
-            ("name", "type", "answer", "status", "zone", "detail"),
+            ("answer", "status", "detail"),
             tuple(rows),
             note="validated by the exporter from the trust anchors, never from a resolver's AD bit",
         )
