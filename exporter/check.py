@@ -63,6 +63,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HOST[:PORT]",
         help="resolver to use (repeatable); replaces global.nameservers of the config",
     )
+    parser.add_argument(
+        "--no-dnssec",
+        dest="no_dnssec",
+        action="store_true",
+        help="do not validate DNSSEC (for resolvers that strip DNSSEC records); sets"
+        " global.dnssec: false",
+    )
     parser.add_argument("--format", choices=["text", "json"], default="text")
     parser.add_argument(
         "-v",
@@ -84,7 +91,7 @@ def build_config(args: argparse.Namespace) -> Config:
     nameservers: list[str] = list(args.nameserver)
     if args.domains:
         data = {
-            "global": {"nameservers": nameservers},
+            "global": {"nameservers": nameservers, "dnssec": not args.no_dnssec},
             "domains": [{"domain": d} for d in args.domains],
             # Domain zones only: with no config there are no sending IPs to look up.
             "blacklists": {"ip_zones": [], "domain_zones": list(DEFAULT_DOMAIN_ZONES)},
@@ -103,6 +110,10 @@ def build_config(args: argparse.Namespace) -> Config:
             raise ConfigError([_argument_problem(p, []) for p in exc.problems]) from None
         config = config.model_copy(
             update={"global_": config.global_.model_copy(update={"nameservers": glob.nameservers})}
+        )
+    if args.no_dnssec:
+        config = config.model_copy(
+            update={"global_": config.global_.model_copy(update={"dnssec": False})}
         )
     return config
 

@@ -3,7 +3,11 @@
 One process, no account, no network: a loopback DNS server (:mod:`exporter.lab.dns`) serves four
 sample domains — one healthy, one with the usual weaknesses, one broken, one whose DMARC policy
 comes from its platform's record by the RFC 9989 tree walk — plus a demo blacklist, the reverse
-zones of the sending IPs and the parent zone ``example`` (so the tree walk gets answers);
+zones of the sending IPs and the parent zone ``example`` (so the tree walk gets answers), all
+under a DNSSEC hierarchy of its own (a root and the ``example.`` TLD signed at start by
+:mod:`exporter.lab.dnssec`, whose root DS the exporter gets as its trust anchor): the healthy
+domain is signed and publishes TLSA records for its mail server (DANE), the weak one is unsigned,
+the broken one has a stale DS at its "registrar" (bogus);
 two loopback SMTP servers (:mod:`exporter.lab.smtp`) offer STARTTLS with certificates from a
 throw-away CA (:mod:`exporter.lab.certs`), one valid, one expiring in 5 days; an HTTPS server
 (:mod:`exporter.lab.https`) is the three domains' MTA-STS policy hosts on port 443 of a loopback
@@ -37,15 +41,18 @@ from typing import Any, TextIO
 
 import yaml
 from aiohttp import web
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from exporter.config import Config, parse_config
 from exporter.lab import redis as lab_redis
 from exporter.lab.certs import LabCA
 from exporter.lab.dns import LabDnsServer, zone_text
+from exporter.lab.dnssec import sign_hierarchy
 from exporter.lab.https import LabPolicyServer, PolicyPage
 from exporter.lab.smtp import LabSmtpServer
+from exporter.net import dane
 from exporter.net.addr import split_host_port
 
 DEFAULT_HOST = "127.0.0.1"
@@ -56,20 +63,30 @@ EXPIRING_DAYS = 5
 
 DOMAINS: dict[str, str] = {
     "healthy.example": "everything right: SPF -all, DMARC p=reject with reports, 2048-bit DKIM,"
-    " MX with an address, valid STARTTLS certificate, a forward-confirmed sending IP, a"
+    " MX with an address, DNSSEC-signed, valid STARTTLS certificate with DANE (TLSA rollover"
+    " pair), a forward-confirmed sending IP, a"
     " return path at an ESP's SPF include: ready for Gmail, Yahoo and Microsoft; its baseline"
     " holds; MTA-STS enforce, TLS-RPT",
     "weak.example": "DMARC p=none without reports, 1024-bit DKIM key, MX pointing at a CNAME,"
-    f" certificate expiring in {EXPIRING_DAYS} days; drifted from its baseline (expects"
+    f" unsigned (TLSA records senders ignore), certificate expiring in {EXPIRING_DAYS} days;"
+    " drifted from its baseline (expects"
     " p=reject or quarantine and 2048-bit keys); MTA-STS testing with a one-hour max_age"
     " that lists the CNAME's target instead of the MX, no TLS-RPT",
     "broken.example": "SPF +all with 11 DNS lookups, no DMARC record, missing DKIM key,"
-    " MX host with no address, sending IP on a blacklist whose PTR does not resolve back,"
+    " MX host with no address, sending IP on a blacklist whose PTR does not resolve back, a"
+    " stale DS (DNSSEC bogus),"
     " two MTA-STS records, policy host redirecting, TLS-RPT with an http: URI",
     "app.platform.example": "no DMARC record of its own: the platform publishes psd=y, so by"
     " the RFC 9989 tree walk app.platform.example is its own organizational domain and gets the"
     " platform's sp=quarantine, in test mode (t=y)",
 }
+SIGNED = {".", "example.", "healthy.example.", "broken.example."}
+STALE_DS = {"broken.example."}
+ROOT_ZONE = (
+    "$ORIGIN .\n$TTL 300\n"
+    "@ IN SOA ns.example. hostmaster.example. 1 3600 600 86400 300\n"
+    "@ IN NS ns.example.\n"
+)
 BLACKLIST_ZONE = "bl.lab.example"
 DOMAIN_BLACKLIST_ZONE = "dbl.lab.example"
 LISTED_IP = "192.0.2.99"
@@ -105,14 +122,29 @@ POLICY_CERT_DAYS = {"healthy.example": 90.0, "weak.example": float(EXPIRING_DAYS
                     "broken.example": 90.0}  # fmt: skip
 
 
-def lab_zones(policy_address: str | None = None) -> list[str]:
-    """The lab's zone files (DKIM keys are generated afresh each time); ``policy_address``: where
-    the domains' MTA-STS policy hosts (``mta-sts.<domain>``) listen."""
+def lab_zones(
+    policy_address: str | None = None, tlsa: dict[str, list[str]] | None = None
+) -> list[str]:
+    """The lab's zone files, unsigned (DKIM keys are generated afresh each time);
+    ``policy_address``: where the domains' MTA-STS policy hosts (``mta-sts.<domain>``) listen;
+    ``tlsa`` adds TLSA records (relative owner -> rdata texts) to the zone the owner is in."""
     spf_includes = " ".join(f"include:_spf{i}.broken.example" for i in range(1, 12))
     hosts = [f"mta-sts A {policy_address}"] if policy_address else []
+    extra = tlsa or {}
+
+    def tlsa_of(domain: str) -> list[str]:
+        return [
+            f"{owner.removesuffix('.' + domain)} TLSA {rdata}"
+            for owner, rdatas in extra.items()
+            if owner.endswith("." + domain)
+            for rdata in rdatas
+        ]
+
     return [
-        zone_text("example", []),  # the parent: the DMARC tree walk asks _dmarc.example
+        ROOT_ZONE,
+        zone_text("example", []),  # the TLD; the DMARC tree walk asks _dmarc.example
         zone_text("healthy.example", [
+            *tlsa_of("healthy.example"),
             "@ " + _txt("v=spf1 ip4:127.0.0.1 -all"),
             "_dmarc " + _txt("v=DMARC1; p=reject; rua=mailto:dmarc-reports@healthy.example"),
             "s1._domainkey " + _dkim_record(2048),
@@ -139,6 +171,7 @@ def lab_zones(policy_address: str | None = None) -> list[str]:
             LISTED_IP.rsplit(".", 1)[1] + " PTR mail.broken.example.",
         ]),
         zone_text("weak.example", [
+            *tlsa_of("weak.example"),
             "@ " + _txt("v=spf1 ip4:127.0.0.1 ~all"),
             "_dmarc " + _txt("v=DMARC1; p=none"),
             "s1._domainkey " + _dkim_record(1024),
@@ -205,7 +238,8 @@ class Lab:
         await self.dns.stop()
 
 
-def _server_tls(workdir: Path, ca: LabCA, host: str, days: float) -> ssl.SSLContext:
+def _server_tls(workdir: Path, ca: LabCA, host: str, days: float) -> tuple[ssl.SSLContext, str]:
+    """The server's TLS context and the TLSA rdata (3 1 1) of its key."""
     issued = ca.issue(host, "127.0.0.1", days=days)
     cert, key = workdir / f"{host}.crt", workdir / f"{host}.key"
     cert.write_bytes(issued.cert_pem)
@@ -213,7 +247,18 @@ def _server_tls(workdir: Path, ca: LabCA, host: str, days: float) -> ssl.SSLCont
     key.chmod(0o600)
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(cert, key)
-    return ctx
+    leaf = x509.load_pem_x509_certificate(issued.cert_pem)
+    return ctx, f"3 1 1 {dane.association(leaf, 1, 1).hex()}"
+
+
+def _next_key_tlsa() -> str:
+    """A TLSA record for the key the healthy server will move to next (published ahead of the
+    rollover, as DANE operators must)."""
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    spki = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return f"3 1 1 {dane.digest(spki, 1).hex()}"
 
 
 async def _policy_hosts(workdir: Path, ca: LabCA) -> LabPolicyServer:
@@ -221,7 +266,7 @@ async def _policy_hosts(workdir: Path, ca: LabCA) -> LabPolicyServer:
     hosts = {}
     for domain, page in POLICIES.items():
         host = f"mta-sts.{domain}"
-        hosts[host] = (_server_tls(workdir, ca, host, POLICY_CERT_DAYS[domain]), page)
+        hosts[host] = (_server_tls(workdir, ca, host, POLICY_CERT_DAYS[domain])[0], page)
     server = LabPolicyServer(hosts)
     await server.start()
     return server
@@ -241,17 +286,30 @@ async def start_lab(workdir: Path, *, interval: str = INTERVAL) -> Lab:
             policy = await _policy_hosts(workdir, ca)
         except OSError as exc:
             note = f"not served: cannot listen on port 443 ({exc.strerror or exc})"
+    lab = Lab(workdir=workdir, dns=LabDnsServer([]), policy=policy, policy_note=note)
     try:
-        dns = await LabDnsServer(lab_zones(policy.address if policy else None)).start()
-    except BaseException:
-        if policy is not None:
-            await policy.stop()
-        raise
-    lab = Lab(workdir=workdir, dns=dns, policy=policy, policy_note=note)
-    try:
+        targets: list[dict[str, Any]] = []
+        tlsa: dict[str, list[str]] = {}
+        if "tls" in PROBES:
+            for host, days in (("mail.healthy.example", 90.0), ("mail.weak.example", 5.0)):
+                ctx, record = _server_tls(workdir, ca, host, days)
+                server = LabSmtpServer(host, ctx)
+                lab.smtp[host] = await server.start()
+                targets.append({"target": f"{host}:{server.port}", "ca_file": str(ca_file),
+                                "ehlo_name": "probe.lab.example", "dane": True})  # fmt: skip
+                tlsa[f"_{server.port}._tcp.{host}"] = [record]
+            tlsa[f"_{lab.smtp['mail.healthy.example'].port}._tcp.mail.healthy.example"].append(
+                _next_key_tlsa()
+            )
+        zones = lab_zones(policy.address if policy else None, tlsa)
+        signed = sign_hierarchy(zones, SIGNED, STALE_DS)
+        lab.dns = await LabDnsServer(signed.zones).start()
+        anchors = workdir / "root-anchors.txt"
+        anchors.write_text("".join(line + "\n" for line in signed.root_ds))
         data: dict[str, Any] = {
             "global": {"interval": interval, "timeout": TIMEOUT,
-                       "nameservers": [lab.dns.address]},
+                       "nameservers": [lab.dns.address],
+                       "dnssec_trust_anchors": str(anchors)},
             "domains": [
                 {"domain": "healthy.example", "dkim_selectors": ["s1"],
                  "sending_ips": ["127.0.0.1"], "return_path_domain": "bounce.healthy.example",
@@ -267,13 +325,7 @@ async def start_lab(workdir: Path, *, interval: str = INTERVAL) -> Lab:
             "blacklists": {"ip_zones": [BLACKLIST_ZONE], "domain_zones": [DOMAIN_BLACKLIST_ZONE],
                            "interval": interval},
         }  # fmt: skip
-        if "tls" in PROBES:
-            targets = []
-            for host, days in (("mail.healthy.example", 90.0), ("mail.weak.example", 5.0)):
-                server = LabSmtpServer(host, _server_tls(workdir, ca, host, days))
-                lab.smtp[host] = await server.start()
-                targets.append({"target": f"{host}:{server.port}", "ca_file": str(ca_file),
-                                "ehlo_name": "probe.lab.example"})  # fmt: skip
+        if targets:
             data["tls"] = targets
         if policy is not None:
             data["mta_sts"] = {"interval": interval, "ca_file": str(ca_file)}
@@ -350,7 +402,9 @@ def _banner(lab: Lab, base: str, out: TextIO) -> None:
         "",
         "Diagnose from another terminal (every probe of the lab's config, or domains alone):",
         f"  deliverability-exporter check --config.file {lab.config_path}",
-        f"  deliverability-exporter check --nameserver {lab.dns.address} {domains}",
+        f"  deliverability-exporter check --nameserver {lab.dns.address} --no-dnssec {domains}",
+        "  (the lab's DNSSEC root is its own: checking domains alone, without the config and its"
+        " trust anchor, skips DNSSEC)",
         "",
         "The first results appear within a few seconds. Ctrl-C stops the lab.",
     ]

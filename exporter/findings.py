@@ -244,6 +244,28 @@ CATALOGUE: dict[str, FindingSpec] = _catalogue(
     F("mx_null_mixed", "dns", CRITICAL,
       "A null MX ('0 .') is published together with other MX records (RFC 7505 §3 forbids it).",
       "Remove either the null MX or the other MX records."),
+    # --- dns: DNSSEC (exporter/probes/dns/dnssec.py) ------------------------------------------
+    F("dnssec_bogus", "dns", CRITICAL,
+      "The domain's DNSSEC does not validate (expired signature, no DS matching a DNSKEY,"
+      " missing RRSIG...): every validating resolver (Google, Cloudflare, most ISPs) answers"
+      " SERVFAIL, so mail to and from the domain stops. The evidence has the record and reason.",
+      "Fix what the evidence names: re-sign the zone or restart its signer (expired or missing"
+      " signatures), publish the DS of the current key at the registrar or remove the stale one"
+      " (no DS matches), or remove the DS at the registrar to go unsigned on purpose."),
+    F("dnssec_mx_bogus", "dns", CRITICAL,
+      "The DNSSEC of an MX host's address records does not validate: validating senders cannot"
+      " resolve the host and defer mail to it.",
+      "Tell the operator of the MX host's zone (see the evidence); if it is yours, fix its"
+      " signatures or DS as for dnssec_bogus."),
+    F("dnssec_signature_expiring", "dns", WARNING,
+      "Signatures of the domain's records (or of its zone's keys) expire soon (warning within 7"
+      " days, critical within 2): when they lapse the domain turns bogus.",
+      "Check that the zone's signer runs and re-signs (automatic signing in the DNS provider,"
+      " knot/BIND/OpenDNSSEC jobs); signatures are normally refreshed well before expiry."),
+    F("dnssec_unsigned", "dns", INFO,
+      "The domain is not signed (a proven insecure delegation): its records, and DANE for its"
+      " mail servers, cannot be authenticated.",
+      "Enable DNSSEC at the DNS provider and publish the DS record at the registrar."),
     # --- dnsbl (exporter/probes/dnsbl.py) -----------------------------------------------------
     F("ip_listed", "dnsbl", CRITICAL,
       "A sending IP is listed on a DNS blacklist: receivers that use the list reject its mail or"
@@ -393,6 +415,28 @@ CATALOGUE: dict[str, FindingSpec] = _catalogue(
       "More than one TXT record at _smtp._tls begins with v=TLSRPTv1; senders use none of them"
       " (RFC 8460 §3).",
       "Delete all but one v=TLSRPTv1 record; list several report addresses in one rua."),
+    # --- tls: DANE (exporter/probes/tls_dane.py) ----------------------------------------------
+    F("dane_no_match", "tls", CRITICAL,
+      "The mail server publishes DNSSEC-secure TLSA records but none matches the certificate"
+      " chain it presents: every DANE-enabled sender (Postfix and Exim with DANE, Exchange"
+      " Online, many European providers) defers all mail to it. Usually a renewed certificate"
+      " or key whose TLSA record was not updated.",
+      "Publish a TLSA record for the current certificate (e.g. '3 1 1' with the SHA-256 of its"
+      " public key) beside the old one, or put the previous key back; next time publish the new"
+      " record before the certificate changes."),
+    F("dane_tlsa_insecure", "tls", WARNING,
+      "TLSA records are published in a zone that is not DNSSEC-signed: senders ignore them, so"
+      " the server gets no DANE protection.",
+      "Sign the zone of the TLSA records (and publish its DS), or remove the records."),
+    F("dane_tlsa_bogus", "tls", WARNING,
+      "TLSA records are published in a zone whose DNSSEC does not validate: senders cannot use"
+      " them (and DANE senders may defer mail to the server).",
+      "Fix the zone's DNSSEC (see the dns probe's dnssec findings for the reason)."),
+    F("dane_single_ee", "tls", INFO,
+      "The only usable TLSA record is a single DANE-EE (3 x x) record: the next certificate or"
+      " key change breaks DANE delivery unless a record for the next key is published first.",
+      "Publish a second TLSA record for the next key (or a '2 x x' record for the issuing CA)"
+      " ahead of each rollover, and remove the old one after the change."),
     # --- ses (exporter/probes/ses.py) ---------------------------------------------------------
     F("ses_quota_high", "ses", WARNING,
       "Messages sent in the last 24 hours are above 80% of the SES 24-hour quota (critical from"

@@ -113,6 +113,13 @@ METRICS: dict[str, MetricSpec] = _table(
     M("baseline_met", "1 when every expectation of the domain's expect: block holds.", D),
     M("dns_record_checksum", "Stable checksum (CRC-32) of the record's normalized text; use"
       " changes() to detect edits.", ("domain", "record")),
+    # --- dns: DNSSEC ---------------------------------------------------------------------------
+    M("dnssec_status", "State set: DNSSEC status of the domain's records, validated by the"
+      " exporter (all 0 when it could not tell).", ("domain", "status")),
+    M("dnssec_mx_status", "State set: DNSSEC status of each MX host's address records.",
+      ("domain", "mx", "status")),
+    M("dnssec_signature_expiry_timestamp_seconds", "Earliest RRSIG expiration among the"
+      " domain's validated records and its zone's keys (present only when secure).", D),
     # --- dnsbl --------------------------------------------------------------------------------
     M("dnsbl_listed", "1 if the target is listed on the zone; present only when the query was"
       " answered meaningfully.", ("target", "zone")),
@@ -136,6 +143,12 @@ METRICS: dict[str, MetricSpec] = _table(
     M("tls_cert_chain_trusted", "1 if the presented chain leads to a trusted root (judged"
       " inside the certificates' validity, so an expired certificate may still chain).", T),
     M("smtp_auth_success", "1 if SMTP AUTH with the configured credentials succeeded.", T),
+    M("tls_address_success", "1 if this address of an MX host completed the TLS handshake"
+      " with a valid certificate.", ("target", "address")),
+    M("tls_cipher_info", "The negotiated cipher suite (always 1).", ("target", "cipher")),
+    M("dane_tlsa_records", "Usable TLSA records (DNSSEC-secure, usage 2 or 3); 0 when none.", T),
+    M("dane_valid", "1 if a usable TLSA record matches the presented chain, 0 if none does;"
+      " absent without usable records.", T),
     # --- ses ----------------------------------------------------------------------------------
     M("ses_max_24h_send", "SES sending quota: messages per 24 hours.", R),
     M("ses_max_send_rate", "SES maximum send rate, messages per second.", R),

@@ -14,6 +14,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from dnssec_lab import DnssecLab
 from dnsserver import DnsServer
 
 from exporter.config import Config, parse_config
@@ -43,6 +44,16 @@ def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
     path = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(path))
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def dnssec_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnssecLab]:
+    """The signed loopback hierarchy of tests/dnssec_lab.py (knot), started once per session."""
+    lab = DnssecLab(tmp_path_factory.mktemp("dnssec-lab")).start()
+    try:
+        yield lab
+    finally:
+        lab.stop()
 
 
 @pytest.fixture

@@ -200,9 +200,10 @@ class DnsServer(WireServer):
         labels = name.split(".")
         apex = ".".join(labels[-2:]) if len(labels) >= 2 else name or "."
         rrset = dns.rrset.RRset(dns.name.from_text(apex), dns.rdataclass.IN, dns.rdatatype.SOA)
+        host = "invalid" if apex == "." else apex  # the root zone's own SOA names
         rrset.add(
             dns.rdata.from_text(
-                dns.rdataclass.IN, dns.rdatatype.SOA, f"ns.{apex}. hostmaster.{apex}. 1 60 60 60 60"
+                dns.rdataclass.IN, dns.rdatatype.SOA, f"ns.{host}. hostmaster.{host}. 1 60 60 60 60"
             ),
             60,
         )

@@ -219,7 +219,7 @@ def serve_domains(server: DnsServer) -> None:
 
 def write_config(tmp_path: Path, server: DnsServer, domains: list[str], **extra: object) -> Path:
     data: dict[str, object] = {
-        "global": {"nameservers": [server.address], "timeout": "5s"},
+        "global": {"nameservers": [server.address], "timeout": "5s", "dnssec": False},
         "domains": [{"domain": d} for d in domains],
         "blacklists": {"ip_zones": [], "domain_zones": []},  # the dns probe alone
         **extra,
@@ -283,7 +283,7 @@ def test_nameserver_flag_replaces_the_configs_resolvers(
     cfg.write_text(
         yaml.safe_dump(
             {
-                "global": {"nameservers": ["192.0.2.53"], "timeout": "5s"},
+                "global": {"nameservers": ["192.0.2.53"], "timeout": "5s", "dnssec": False},
                 "domains": [{"domain": "ok.example"}],
                 "blacklists": {"ip_zones": [], "domain_zones": []},
             }
@@ -304,6 +304,7 @@ def test_check_domains_without_a_config(
         "check",
         "--nameserver",
         dns_server.address,
+        "--no-dnssec",  # the test server does not do DNSSEC
         "--format",
         "json",
         "ok.example",

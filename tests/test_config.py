@@ -217,3 +217,29 @@ def test_redis_url_password_is_refused_and_never_echoed(url: str) -> None:
     found = problems({"queues": [{"name": "app", "kind": "rq", "redis_url": url}]})
     assert found and all("hunter2" not in p for p in found), found
     assert found[0].startswith("queues[0].redis_url: ")
+
+
+def test_dnssec_keys(tmp_path: Path) -> None:
+    config = parse_config(None)
+    assert config.global_.dnssec is True and config.global_.dnssec_trust_anchors is None
+    anchors = tmp_path / "root.key"
+    anchors.write_text(
+        ". IN DS 20326 8 2 E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D\n"
+    )
+    config = parse_config({"global": {"dnssec": False, "dnssec_trust_anchors": str(anchors)}})
+    assert (config.global_.dnssec, config.global_.dnssec_trust_anchors) == (False, str(anchors))
+    anchors.write_text("\n. IN DS 20326 8 2 NOTHEX\n")
+    assert problems({"global": {"dnssec_trust_anchors": str(anchors)}}) == [
+        f"global.dnssec_trust_anchors: {anchors}:2: Non-hexadecimal digit found"
+    ]
+    missing = tmp_path / "missing"
+    (problem,) = problems({"global": {"dnssec_trust_anchors": str(missing), "dnssec": "maybe"}})[1:]
+    assert problem == f"global.dnssec_trust_anchors: {missing}: No such file or directory"
+
+
+def test_dane_defaults_on_for_mx_of_only() -> None:
+    config = parse_config({"tls": [
+        {"mx_of": "example.com"}, {"target": "smtp.example.com:587"},
+        {"target": "smtp.example.com:465", "dane": True}, {"mx_of": "example.org", "dane": False},
+    ]})  # fmt: skip
+    assert [t.use_dane for t in config.tls] == [True, False, True, False]

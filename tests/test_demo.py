@@ -23,12 +23,24 @@ import dns.rcode
 import pytest
 from cryptography import x509
 from cryptography.x509.verification import PolicyBuilder, Store
+from dnssec_lab import delv_status
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.demo import BLACKLIST_ZONE, LISTED_IP, lab_zones, start_lab
+from exporter.demo import (
+    BLACKLIST_ZONE,
+    DOMAINS,
+    LISTED_IP,
+    SIGNED,
+    STALE_DS,
+    lab_zones,
+    start_lab,
+)
+from exporter.dnssec import Validator, parse_trust_anchors
 from exporter.findings import CATALOGUE
 from exporter.lab.certs import LabCA
 from exporter.lab.dns import LabDnsServer, zone_text
+from exporter.lab.dnssec import sign_hierarchy
+from exporter.net.dnsraw import RawDns
 from exporter.probes import PROBES
 from exporter.runner import Runtime, run_probe
 
@@ -121,6 +133,8 @@ def expected_findings(banner: str) -> set[tuple[str, str, str]]:
         ("dns", "broken.example", "sender_requirement_unmet"),
         ("dns", "app.platform.example", "dmarc_inherited"),
         ("dns", "app.platform.example", "dmarc_testing_mode"),
+        ("dns", "weak.example", "dnssec_unsigned"),
+        ("dns", "broken.example", "dnssec_bogus"),
     }
     if "spf_all_pass" in CATALOGUE:
         want.add(("dns", "broken.example", "spf_all_pass"))
@@ -149,6 +163,7 @@ def expected_findings(banner: str) -> set[tuple[str, str, str]]:
         assert "Mail queues on the lab Redis" in banner, banner
         want.add(("queue", "app-mail", "queue_oldest_too_old"))
         want.add(("queue", "app-mail", "queue_no_workers"))
+        want.add(("tls", m.group(1), "dane_tlsa_insecure"))
     return want
 
 
@@ -200,6 +215,24 @@ def test_demo_serves_metrics_findings_and_the_status_page(demo: Demo) -> None:
         assert success[("queue", "app-mail")] == success[("queue", "celery-mail")] == 1
         assert not [f for f in seen if f[1] == "celery-mail"]
 
+    values = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(get(base + "metrics"))
+        for s in fam.samples
+    }
+
+    def status(domain: str) -> str:
+        (found,) = [
+            dict(labels)["status"]
+            for (name, labels), v in values.items()
+            if name == "deliverability_dnssec_status" and dict(labels)["domain"] == domain and v
+        ]
+        return found
+
+    assert [status(d) for d in DOMAINS] == ["secure", "insecure", "bogus", "insecure"]
+    if "tls" in PROBES:
+        healthy_tls = next(t for _, t in must_run if t.startswith("mail.healthy"))
+        assert values[("deliverability_dane_valid", (("target", healthy_tls),))] == 1
     page = get(base)
     for name in ("healthy.example", "weak.example", "broken.example"):
         assert name in page
@@ -316,6 +349,43 @@ async def test_lab_serves_the_demo_blacklist_per_rfc_5782() -> None:
         assert [r.to_text() for r in listed.answer[0]] == ["127.0.0.2"]
         clean = await ask(server, f"1.0.0.127.{BLACKLIST_ZONE}", "A")
         assert clean.rcode() == dns.rcode.NXDOMAIN
+    finally:
+        await server.stop()
+
+
+async def _delv(anchor: Path, server: LabDnsServer, name: str, rdtype: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        "delv", "-a", str(anchor), "+root=.", "@127.0.0.1", "-p", str(server.port), name, rdtype,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    return delv_status(out.decode())
+
+
+async def test_lab_dnssec_is_what_delv_and_the_validator_say(tmp_path: Path) -> None:
+    """The demo's signed hierarchy, served by the in-process server, judged by delv (BIND) and
+    by the exporter's validator alike."""
+    signed = sign_hierarchy(lab_zones(), SIGNED, STALE_DS)
+    ds = signed.root_ds[0].split(" DS ")[1].split()
+    anchor = tmp_path / "delv.conf"
+    anchor.write_text(f'trust-anchors {{ . static-ds {" ".join(ds[:3])} "{ds[3]}"; }};\n')
+    server = await LabDnsServer(signed.zones).start()
+    try:
+        validator = Validator(
+            RawDns([server.address]).query, parse_trust_anchors("\n".join(signed.root_ds), "lab")
+        )
+        questions = [
+            ("healthy.example", "MX", "secure"),
+            ("mail.healthy.example", "AAAA", "secure"),  # proven absent
+            ("nothing.healthy.example", "A", "secure"),  # proven absent
+            ("weak.example", "MX", "insecure"),
+            (f"1.0.0.127.{BLACKLIST_ZONE}", "A", "insecure"),
+            ("broken.example", "MX", "bogus"),
+        ]
+        for name, rdtype, expected in questions:
+            mine = (await validator.validate(name, rdtype)).status.value
+            theirs = await _delv(anchor, server, name, rdtype)
+            assert (name, mine, theirs) == (name, expected, expected)
     finally:
         await server.stop()
 

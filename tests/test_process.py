@@ -70,7 +70,12 @@ def process(tmp_path: Path, zone: DnsServer) -> Iterator[tuple[subprocess.Popen[
     config.write_text(
         yaml.safe_dump(
             {
-                "global": {"interval": "1s", "timeout": "5s", "nameservers": [zone.address]},
+                "global": {
+                    "interval": "1s",
+                    "timeout": "5s",
+                    "nameservers": [zone.address],
+                    "dnssec": False,
+                },
                 "domains": [{"domain": "one.test"}, {"domain": "two.test"}],
             }
         )
@@ -152,7 +157,7 @@ def test_serve_scrape_reload(
     config.write_text(
         yaml.safe_dump(
             {
-                "global": {"interval": "1s", "nameservers": [zone.address]},
+                "global": {"interval": "1s", "nameservers": [zone.address], "dnssec": False},
                 "domains": [{"domain": "one.test"}],
             }
         )
@@ -185,7 +190,7 @@ def test_serve_scrape_reload(
     config.write_text(
         yaml.safe_dump(
             {
-                "global": {"interval": "1s", "nameservers": [zone.address]},
+                "global": {"interval": "1s", "nameservers": [zone.address], "dnssec": False},
                 "domains": [{"domain": "one.test"}, {"domain": "two.test"}],
             }
         )

@@ -31,6 +31,20 @@ class GlobalConfig(Model):
     interval: Duration = 300.0
     timeout: Duration = 30.0
     nameservers: list[Nameserver] = Field(default_factory=list)
+    dnssec: bool = True
+    """Validate DNSSEC (the ``dns`` probe's status, DANE in the ``tls`` probe); false for
+    resolvers that strip DNSSEC records."""
+    dnssec_trust_anchors: str | None = None
+    """A file of DS or DNSKEY zone-file lines for "." (default: the IANA root keys built in)."""
+
+    @field_validator("dnssec_trust_anchors")
+    @classmethod
+    def _anchors(cls, value: str | None) -> str | None:
+        if value is not None:
+            from exporter.dnssec.anchors import load_trust_anchors  # dnspython: only when used
+
+            load_trust_anchors(value)  # TrustAnchorError is a ValueError naming file and line
+        return value
 
 
 def _one_or_many(value: Any) -> Any:

@@ -27,6 +27,8 @@ class TlsTargetConfig(SecretRef):
     ca_file: str | None = None
     username: str | None = None
     ehlo_name: str | None = None
+    dane: bool | None = None
+    """Check TLSA records (DANE); default on for ``mx_of``, off for ``target``."""
     interval: Duration | None = None
     timeout: Duration | None = None
 
@@ -46,6 +48,10 @@ class TlsTargetConfig(SecretRef):
         if ehlo is not None and not re.fullmatch(r"[A-Za-z0-9.\-\[\]:_]+", ehlo):
             raise ValueError(f"invalid ehlo_name {self.ehlo_name!r}")
         return self
+
+    @property
+    def use_dane(self) -> bool:
+        return self.dane if self.dane is not None else self.mx_of is not None
 
     @property
     def use_starttls(self) -> bool:

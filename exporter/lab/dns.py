@@ -5,6 +5,11 @@ demo serves can be read like any zone. Answers are built with ``dns.message.make
 carry the AA flag; CNAMEs are followed inside the served zones; NXDOMAIN and NODATA answers carry
 the zone's SOA; UDP answers larger than the client's payload are truncated (TC) so the client
 retries over TCP. Names outside every zone are REFUSED, as an authoritative-only server does.
+
+Signed zones (:mod:`exporter.lab.dnssec`) are served as a DNSSEC authoritative server does for a
+query with the DO bit: the RRSIGs of every RRset, the NSEC records that prove a name or a type
+absent (for a name error also the one covering the wildcard), and DS questions for a zone's apex
+answered from the parent zone when it is served too.
 Hand-written (dnspython has no server) and kept apart from the tests' own server so that the
 package never imports test code; it runs on the caller's event loop.
 """
@@ -12,6 +17,7 @@ package never imports test code; it runs on the caller's event loop.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import struct
 from collections.abc import Iterable
@@ -140,6 +146,7 @@ class LabDnsServer(WireServer):
         # Longest origin first, so a child zone wins over its parent.
         self.zones.sort(key=lambda z: len(z[0].labels), reverse=True)
         self.queries = 0
+        self._nsec_owners: dict[dns.name.Name, list[dns.name.Name]] = {}
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> LabDnsServer:
         await self.start_serving(host, port)
@@ -155,6 +162,16 @@ class LabDnsServer(WireServer):
                 return origin, zone
         return None
 
+    def _zone_for(
+        self, name: dns.name.Name, qtype: dns.rdatatype.RdataType
+    ) -> tuple[dns.name.Name, dns.zone.Zone] | None:
+        """The zone that answers: a DS at a zone's apex lives in the parent zone (RFC 4035
+        §3.1.4.1)."""
+        found = self._zone_of(name)
+        if qtype == dns.rdatatype.DS and found is not None and found[0] == name != dns.name.root:
+            return self._zone_of(name.parent()) or found
+        return found
+
     def answer_wire(self, wire: bytes, udp: bool) -> bytes | None:
         """The wire answer to a wire query (None for garbage, which gets no answer)."""
         try:
@@ -167,12 +184,15 @@ class LabDnsServer(WireServer):
             response.set_rcode(dns.rcode.FORMERR)
             return response.to_wire()
         q = query.question[0]
-        found = self._zone_of(q.name)
+        found = self._zone_for(q.name, q.rdtype)
         if found is None or q.rdclass != dns.rdataclass.IN:
             response.set_rcode(dns.rcode.REFUSED)
             return response.to_wire()
         response.flags |= dns.flags.AA
-        self._answer(response, found, q.name, q.rdtype)
+        dnssec = query.edns >= 0 and bool(query.ednsflags & dns.flags.DO)
+        if dnssec:
+            response.use_edns(0, dns.flags.DO, 1232)
+        self._answer(response, found, q.name, q.rdtype, dnssec)
         limit = max(512, query.payload if query.edns >= 0 else 512) if udp else 65535
         return to_wire_truncating(response, limit)
 
@@ -182,14 +202,27 @@ class LabDnsServer(WireServer):
         found: tuple[dns.name.Name, dns.zone.Zone],
         name: dns.name.Name,
         qtype: dns.rdatatype.RdataType,
+        dnssec: bool = False,
     ) -> None:
         origin, zone = found
+
+        def add(
+            section: list[dns.rrset.RRset], owner: dns.name.Name, rdtype: dns.rdatatype.RdataType
+        ) -> None:
+            rdataset = zone.get_rdataset(owner, rdtype)
+            if rdataset is None:
+                return
+            section.append(_rrset(owner, rdataset))
+            sigs = zone.get_rdataset(owner, dns.rdatatype.RRSIG, rdtype) if dnssec else None
+            if sigs is not None:
+                section.append(_rrset(owner, sigs))
+
         for _ in range(CNAME_LIMIT):
             node = zone.get_node(name)
             if node is not None:
                 cname = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.CNAME)
                 if cname is not None and qtype != dns.rdatatype.CNAME:
-                    response.answer.append(_rrset(name, cname))
+                    add(response.answer, name, dns.rdatatype.CNAME)
                     target: dns.name.Name = cname[0].target
                     next_zone = self._zone_of(target)
                     if next_zone is None:
@@ -198,16 +231,45 @@ class LabDnsServer(WireServer):
                     continue
                 wanted = node.get_rdataset(dns.rdataclass.IN, qtype)
                 if wanted is not None:
-                    response.answer.append(_rrset(name, wanted))
+                    add(response.answer, name, qtype)
                     return
-            elif not response.answer and not any(
-                n.is_subdomain(name) for n in zone.nodes
-            ):  # not even an empty non-terminal
+            nxdomain = node is None and not _exists(zone, name)  # not even an empty non-terminal
+            if nxdomain and not response.answer:
                 response.set_rcode(dns.rcode.NXDOMAIN)
-            soa = zone.get_rdataset(origin, dns.rdatatype.SOA)
-            if soa is not None:
-                response.authority.append(_rrset(origin, soa))
+            add(response.authority, origin, dns.rdatatype.SOA)
+            if dnssec:
+                for owner in self._denial(origin, zone, name, nxdomain):
+                    add(response.authority, owner, dns.rdatatype.NSEC)
             return
+
+    def _denial(
+        self, origin: dns.name.Name, zone: dns.zone.Zone, name: dns.name.Name, nxdomain: bool
+    ) -> list[dns.name.Name]:
+        """The NSEC owners proving ``name`` absent (name error) or without the type asked."""
+        owners = self._nsec_owners.get(origin)
+        if owners is None:
+            owners = self._nsec_owners[origin] = sorted(
+                n for n, node in zone.nodes.items()
+                if node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.NSEC) is not None
+            )  # fmt: skip
+        if not owners:
+            return []
+
+        def covering(target: dns.name.Name) -> dns.name.Name:
+            return owners[bisect.bisect_right(owners, target) - 1]  # index -1: the last wraps
+
+        if not nxdomain:
+            return [name if name in owners else covering(name)]
+        encloser = name.parent()
+        while encloser != origin and not _exists(zone, encloser):
+            encloser = encloser.parent()
+        wildcard = dns.name.Name((b"*", *encloser.labels))
+        return list(dict.fromkeys([covering(name), covering(wildcard)]))
+
+
+def _exists(zone: dns.zone.Zone, name: dns.name.Name) -> bool:
+    """A node, or an empty non-terminal above one."""
+    return zone.get_node(name) is not None or any(n.is_subdomain(name) for n in zone.nodes)
 
 
 def _rrset(name: dns.name.Name, rdataset: dns.rdataset.Rdataset) -> dns.rrset.RRset:

@@ -50,6 +50,8 @@ class Request:
     wire_name: bytes
     qtype: int
     opt: bytes = b""
+    flags: int = 0x0100
+    """The header flags: RD (the DNSSEC transport adds CD)."""
 
 
 class UdpTransport:
@@ -300,7 +302,7 @@ class UdpSocket:
         qid = _random_id()
         while qid in self.pending:
             qid = _random_id()
-        wire = _HEADER.pack(qid, 0x0100, 1, 0, 0, 1 if request.opt else 0)
+        wire = _HEADER.pack(qid, request.flags, 1, 0, 0, 1 if request.opt else 0)
         wire += request.question + request.opt
         fut: asyncio.Future[bytes] = self.loop.create_future()
         self.pending[qid] = (request.question.lower(), fut)

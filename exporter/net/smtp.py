@@ -64,6 +64,8 @@ class Session:
     starttls_offered: bool | None = None
     handshake_done: bool = False
     tls_version: str | None = None
+    cipher: str | None = None
+    """The negotiated cipher suite (OpenSSL's name)."""
     chain_der: list[bytes] = field(default_factory=list)
     full_chain: bool = False
     """False when only the leaf could be read (no get_unverified_chain in this Python)."""
@@ -145,6 +147,8 @@ class SmtpConversation:
             raise SmtpProtocolError("TLS session without an SSL object")
         self.session.handshake_done = True
         self.session.tls_version = obj.version()
+        cipher = obj.cipher()
+        self.session.cipher = cipher[0] if cipher else None
         self.session.chain_der, self.session.full_chain = presented_chain(obj)
 
     def close(self) -> None:

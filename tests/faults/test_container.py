@@ -77,7 +77,12 @@ def _run_unprivileged(tmp_path: Path) -> None:
     config.write_text(
         yaml.safe_dump(
             {
-                "global": {"nameservers": [dns.address], "interval": "1h", "timeout": "3s"},
+                "global": {
+                    "nameservers": [dns.address],
+                    "interval": "1h",
+                    "timeout": "3s",
+                    "dnssec": False,
+                },
                 "domains": [{"domain": "example.test"}],
                 "blacklists": {"ip_zones": [], "domain_zones": []},
             }

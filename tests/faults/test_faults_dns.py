@@ -157,7 +157,7 @@ def setup(
     be held up behind the faulted questions), and the two targets."""
     config = parse_config(
         {
-            "global": {"nameservers": [server.address], "timeout": "10s"},
+            "global": {"nameservers": [server.address], "timeout": "10s", "dnssec": False},
             "domains": [
                 {"domain": d, "dkim_selectors": ["s1", "s2"], "sending_ips": [SENDING_IP]}
                 for d in (GOOD, BAD)

@@ -207,4 +207,5 @@ def test_overview_has_a_row_per_probe_kind() -> None:
         "Bulk-sender readiness",
         "MTA-STS and TLS-RPT",
         "Mail queues",
+        "DNSSEC and DANE",
     ]  # fmt: skip

@@ -56,7 +56,7 @@ async def probe(
 ) -> RunRecord:
     config = parse_config(
         {
-            "global": {"nameservers": [server.address], "timeout": "10s"},
+            "global": {"nameservers": [server.address], "timeout": "10s", "dnssec": False},
             "domains": [{"domain": domain, "dkim_selectors": list(selectors)}],
         }
     )

@@ -39,7 +39,10 @@ def sender(server: DnsServer) -> None:
 async def run(server: DnsServer, lifetime: float = 1.0, **domain: Any) -> RunRecord:
     entry = {"domain": DOMAIN, "dkim_selectors": ["s1"], "sending_ips": [IP4, IP6], **domain}
     config = parse_config(
-        {"global": {"nameservers": [server.address], "timeout": "10s"}, "domains": [entry]}
+        {
+            "global": {"nameservers": [server.address], "timeout": "10s", "dnssec": False},
+            "domains": [entry],
+        }
     )
     deps = Runtime(
         make_resolver([server.address], attempt_timeout=lifetime, lifetime=lifetime), config

@@ -56,7 +56,7 @@ async def scrape(server: DnsServer, sending_ips: list[str] | None = None,
                  lifetime: float = 1.0) -> Scrape:  # fmt: skip
     config = parse_config(
         {
-            "global": {"nameservers": [server.address], "timeout": "20s"},
+            "global": {"nameservers": [server.address], "timeout": "20s", "dnssec": False},
             "domains": [{"domain": DOMAIN, "sending_ips": sending_ips or []}],
         }
     )

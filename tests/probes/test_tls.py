@@ -581,9 +581,13 @@ async def test_mx_of_one_host_down(ca: trustme.CA, ca_file: str, dns: DnsServer)
     dns.add("mx2.example.test", "A", a2)  # nothing listens there
     with smtp_server(ca.issue_cert("mx1.example.test"), host=a1, port=25):
         result = await probe(dns, {"mx_of": "example.test", "ca_file": ca_file})
-    assert result.error is not None and result.error.startswith("mx2.example.test:25: ")
+    # The error names the host and the address that could not be reached.
+    assert result.error is not None
+    assert result.error.startswith(f"mx2.example.test:25 [{a2}]: connecting to {a2}:25")
     assert value(result, "tls_cert_valid", target="mx1.example.test:25") == 1
     assert value(result, "tls_handshake_success", target="mx2.example.test:25") == 0
+    assert value(result, "tls_address_success", target="mx1.example.test:25", address=a1) == 1
+    assert value(result, "tls_address_success", target="mx2.example.test:25", address=a2) == 0
     assert result.findings == []
 
 

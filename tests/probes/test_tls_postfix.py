@@ -31,6 +31,7 @@ HOST = "mail.example.test"
 @dataclass
 class PostfixTls:
     dir: Path
+    """Where the certificate files are (cert.pem, key.pem, ca.pem)."""
     starttls_port: int
     implicit_port: int
     ca_file: str
@@ -57,9 +58,7 @@ def run_postfix(not_after: dt.datetime, process_limit: int = 100) -> Iterator[Po
     )
     try:
         server.start()
-        yield PostfixTls(
-            server.dir, server.smtp_port, server.smtps_port, str(d / "ca.pem"), not_after
-        )
+        yield PostfixTls(d, server.smtp_port, server.smtps_port, str(d / "ca.pem"), not_after)
     finally:
         server.stop()
         shutil.rmtree(d, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""The ``dns`` probe: DNS authentication of one monitored domain (SPF, DMARC, DKIM, MX, the
+"""The ``dns`` probe: DNS authentication of one monitored domain (SPF, DMARC, DKIM, MX, DNSSEC, the
 forward-confirmed reverse DNS of its sending IPs), its readiness for the bulk-sender rules of
 Gmail, Yahoo and Microsoft, and its declared baseline (``expect:``).
 
@@ -19,8 +19,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from exporter.config import Config, DomainConfig
+from exporter.dnssec import validator_for
 from exporter.net.network import Network
-from exporter.probes.dns import baseline, dkim, dmarc, fcrdns, mx, readiness, spf
+from exporter.probes.dns import baseline, dkim, dmarc, dnssec, fcrdns, mx, readiness, spf
 from exporter.probes.dns.common import DnsContext, DnsResources
 from exporter.results import ProbeResult, Target
 
@@ -33,6 +34,7 @@ SUBCHECKS: tuple[tuple[str, SubCheck], ...] = (
     ("dkim", dkim.check),
     ("mx", mx.check),
     ("fcrdns", fcrdns.check),
+    ("dnssec", dnssec.check),
 )
 POSTCHECKS: tuple[tuple[str, PostCheck], ...] = (
     ("readiness", readiness.check),
@@ -49,7 +51,7 @@ class DnsProbe:
         return [Target.of(self.name, d.domain, d, config) for d in config.domains]
 
     def resources(self, config: Config, net: Network) -> DnsResources:
-        return DnsResources()
+        return DnsResources(dnssec=validator_for(config.global_))
 
     async def run(self, target: Target[DomainConfig], ctx: DnsContext) -> ProbeResult:
         domain = target.settings

@@ -6,16 +6,22 @@ import asyncio
 import zlib
 from collections.abc import Awaitable, Iterable
 
+from exporter.dnssec import Validator
 from exporter.net.dnsmodel import DnsTempError
 from exporter.probes.base import ProbeContext
 from exporter.results import ProbeResult, Sample, sample
 
 
 class DnsResources:
-    """What the ``dns`` probe keeps across the runs of one config (made by the runtime)."""
+    """What the ``dns`` probe keeps across the runs of one config (made by the runtime): the
+    DNSSEC validator with its zone cache (None with ``global.dnssec: false``)."""
+
+    def __init__(self, dnssec: Validator | None = None) -> None:
+        self.dnssec = dnssec
 
     async def aclose(self) -> None:
-        return None
+        if self.dnssec is not None:
+            await self.dnssec.aclose()
 
 
 DnsContext = ProbeContext[DnsResources]

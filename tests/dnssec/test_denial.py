@@ -1,0 +1,210 @@
+"""NSEC and NSEC3 denial of existence: property tests against zones generated at random.
+
+Each example is a zone (hosts, delegations with and without DS, empty non-terminals) with its
+complete NSEC or NSEC3 chain built here from first principles (canonical order, RFC 5155 hashes
+computed with hashlib); whatever name is asked about, the proof logic must reach the answer the
+zone's contents dictate.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import dns.name
+import dns.rdatatype
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exporter.dnssec import denial
+from exporter.dnssec.denial import Denial, Nsec, Nsec3
+
+ZONE = dns.name.from_text("zone.test.")
+A, NS, DS, SOA, TXT = (dns.rdatatype.A, dns.rdatatype.NS, dns.rdatatype.DS, dns.rdatatype.SOA,
+                       dns.rdatatype.TXT)  # fmt: skip
+LABELS = st.sampled_from(["a", "b", "c", "mx", "www", "0", "z-z"])
+RELATIVE = st.lists(LABELS, min_size=1, max_size=3).map(".".join)
+KINDS = st.sampled_from(["host", "cut", "cut-ds"])
+
+
+def rfc5155_hash(name: dns.name.Name, salt: bytes, iterations: int) -> bytes:
+    wire = name.canonicalize().to_wire()
+    assert wire is not None
+    digest = hashlib.sha1(wire + salt).digest()
+    for _ in range(iterations):
+        digest = hashlib.sha1(digest + salt).digest()
+    return digest
+
+
+class Zone:
+    """A zone's names and types, without names hidden below its delegations."""
+
+    def __init__(self, entries: dict[str, str]) -> None:
+        self.types: dict[dns.name.Name, set[int]] = {ZONE: {SOA, NS}}
+        kinds = {dns.name.from_text(rel, ZONE): kind for rel, kind in entries.items()}
+        self.cuts = {n for n, k in kinds.items() if k != "host"}
+        for name, kind in kinds.items():
+            if self.occluded(name):
+                continue
+            self.types[name] = {"host": {A}, "cut": {NS}, "cut-ds": {NS, DS}}[kind]
+        self.cuts = {n for n in self.cuts if n in self.types}
+
+    def occluded(self, name: dns.name.Name) -> bool:
+        return any(name != c and name.is_subdomain(c) for c in self.cuts)
+
+    def ents(self) -> set[dns.name.Name]:
+        out = set()
+        for name in self.types:
+            cur = name
+            while cur != ZONE:
+                cur = cur.parent()
+                if cur not in self.types:
+                    out.add(cur)
+        return out
+
+    def nsec_chain(self) -> list[Nsec]:
+        names = sorted(self.types)
+        chain = []
+        for i, name in enumerate(names):
+            types = self.types[name] | {dns.rdatatype.NSEC, dns.rdatatype.RRSIG}
+            chain.append(Nsec(name, names[(i + 1) % len(names)], frozenset(types)))
+        return chain
+
+    def nsec3_chain(self, salt: bytes, iterations: int, opt_out: bool) -> list[Nsec3]:
+        unsigned = {n for n in self.cuts if DS not in self.types[n]}
+        chained = {n: t for n, t in self.types.items() if not (opt_out and n in unsigned)}
+        for name in list(chained):
+            cur = name
+            while cur != ZONE:
+                cur = cur.parent()
+                chained.setdefault(cur, set())
+        hashed = sorted((rfc5155_hash(n, salt, iterations), n) for n in chained)
+        return [
+            Nsec3(
+                h,
+                hashed[(i + 1) % len(hashed)][0],
+                frozenset(chained[n]),
+                opt_out,
+                1,
+                iterations,
+                salt,
+            )
+            for i, (h, n) in enumerate(hashed)
+        ]
+
+    def ds_truth(self, name: dns.name.Name, opt_out: bool) -> Denial:
+        """What the zone's contents say about a DS question at ``name``."""
+        unsigned = {n for n in self.cuts if DS not in self.types[n]}
+        if self.occluded(name):
+            # The parent has nothing to say below its delegations, except that an opt-out span
+            # (where an unsigned delegation hides) is insecure all the way down.
+            below_unsigned = any(name.is_subdomain(c) for c in unsigned)
+            return Denial.INSECURE if opt_out and below_unsigned else Denial.UNPROVEN
+        if name in unsigned:
+            return Denial.INSECURE
+        if name in self.types:
+            return Denial.UNPROVEN if DS in self.types[name] else Denial.NODATA
+        if name in self.ents():
+            if opt_out and not any(n.is_subdomain(name) and n not in unsigned for n in self.types):
+                return Denial.INSECURE
+            return Denial.NODATA
+        return Denial.INSECURE if opt_out else Denial.NXDOMAIN
+
+
+ZONES = st.dictionaries(RELATIVE, KINDS, max_size=8).map(Zone)
+
+
+def mixed_case(name: dns.name.Name, flips: list[bool]) -> dns.name.Name:
+    text = name.to_text()
+    chars = [c.upper() if flips[i % len(flips)] else c for i, c in enumerate(text)]
+    return dns.name.from_text("".join(chars))
+
+
+@given(ZONES, RELATIVE, st.lists(st.booleans(), min_size=1, max_size=4))
+def test_nsec_ds_denial(zone: Zone, rel: str, flips: list[bool]) -> None:
+    name = dns.name.from_text(rel, ZONE)
+    proof = denial.ds_denial(mixed_case(name, flips), ZONE, zone.nsec_chain(), [])
+    assert proof.kind == zone.ds_truth(name, opt_out=False), proof
+
+
+@settings(max_examples=150)
+@given(ZONES, RELATIVE, st.binary(max_size=4), st.integers(0, 3), st.booleans())
+def test_nsec3_ds_denial(zone: Zone, rel: str, salt: bytes, iterations: int, opt_out: bool) -> None:
+    name = dns.name.from_text(rel, ZONE)
+    chain = zone.nsec3_chain(salt, iterations, opt_out)
+    proof = denial.ds_denial(name, ZONE, [], chain)
+    assert proof.kind == zone.ds_truth(name, opt_out), proof
+
+
+@given(ZONES, RELATIVE, st.booleans())
+def test_negative_proofs(zone: Zone, rel: str, use_nsec3: bool) -> None:
+    name = dns.name.from_text(rel, ZONE)
+    if zone.occluded(name) or name in zone.cuts:
+        return
+    nsecs = [] if use_nsec3 else zone.nsec_chain()
+    nsec3s = zone.nsec3_chain(b"", 0, False) if use_nsec3 else []
+    exists = name in zone.types or name in zone.ents()
+    if exists:
+        assert denial.negative_proof(name, TXT, False, ZONE, nsecs, nsec3s).kind == Denial.NODATA
+        has_a = A in zone.types.get(name, set())
+        expected = Denial.UNPROVEN if has_a else Denial.NODATA
+        assert denial.negative_proof(name, A, False, ZONE, nsecs, nsec3s).kind == expected
+        assert not denial.negative_proof(name, A, True, ZONE, nsecs, nsec3s).proven
+    else:
+        proof = denial.negative_proof(name, A, True, ZONE, nsecs, nsec3s)
+        assert proof.kind == Denial.NXDOMAIN
+        # A NODATA claim for a name that does not exist is not proven by the same records.
+        assert denial.negative_proof(name, A, False, ZONE, nsecs, nsec3s).kind != Denial.NODATA
+
+
+@given(st.binary(min_size=1, max_size=63).filter(lambda b: b"." not in b), st.binary(max_size=8),
+       st.integers(0, 20))  # fmt: skip
+def test_nsec3_hash_is_rfc5155(label: bytes, salt: bytes, iterations: int) -> None:
+    name = dns.name.Name((label, *ZONE.labels))
+    n3 = Nsec3(b"", b"", frozenset(), False, 1, iterations, salt)
+    assert denial.nsec3_hash(name, n3) == rfc5155_hash(name, salt, iterations)
+    owner = dns.name.Name((base64.b32hexencode(rfc5155_hash(name, salt, iterations)), *ZONE.labels))
+    assert denial.owner_hash(owner) == rfc5155_hash(name, salt, iterations)
+
+
+@given(st.sets(st.binary(min_size=20, max_size=20), min_size=1, max_size=8),
+       st.binary(min_size=20, max_size=20))  # fmt: skip
+def test_a_complete_ring_covers_every_other_hash_once(ring: set[bytes], value: bytes) -> None:
+    hashes = sorted(ring)
+    covering = [
+        i for i, h in enumerate(hashes) if denial.covers(h, hashes[(i + 1) % len(hashes)], value)
+    ]
+    assert len(covering) == (0 if value in ring else 1)
+
+
+def test_owner_hash_rejects_what_is_not_a_hash() -> None:
+    assert denial.owner_hash(dns.name.from_text("not-base32!.zone.test.")) is None
+    assert denial.owner_hash(dns.name.from_text("abc.zone.test.")) is None  # too short
+    assert denial.owner_hash(dns.name.root) is None
+
+
+def test_costly_nsec3_is_insecure() -> None:
+    zone = Zone({"a": "host"})
+    chain = zone.nsec3_chain(b"", denial.NSEC3_MAX_ITERATIONS + 1, False)
+    name = dns.name.from_text("nx", ZONE)
+    assert denial.ds_denial(name, ZONE, [], chain).kind == Denial.INSECURE
+    assert denial.negative_proof(name, A, True, ZONE, [], chain).kind == Denial.INSECURE
+
+
+def test_wildcards() -> None:
+    zone = Zone({"*.w": "host", "x.w": "host"})
+    name = dns.name.from_text("q.w", ZONE)
+    labels = 3  # *.w.zone.test -> RRSIG labels 3 (w, zone, test)
+    assert denial.wildcard_proof(name, labels, ZONE, zone.nsec_chain(), []) == Denial.NXDOMAIN
+    assert denial.wildcard_proof(name, labels, ZONE, [], []) == Denial.UNPROVEN
+    # The name itself exists: nothing covers it, so the "expansion" is not proven.
+    real = dns.name.from_text("x.w", ZONE)
+    assert denial.wildcard_proof(real, labels, ZONE, zone.nsec_chain(), []) == Denial.UNPROVEN
+    for opt_out, expected in ((False, Denial.NXDOMAIN), (True, Denial.INSECURE)):
+        chain = zone.nsec3_chain(b"\x01", 1, opt_out)
+        assert denial.wildcard_proof(name, labels, ZONE, [], chain) == expected
+    # A NODATA answer from the wildcard: the name is covered and the wildcard lacks the type.
+    proof = denial.negative_proof(name, TXT, False, ZONE, zone.nsec_chain(), [])
+    assert proof.kind == Denial.NODATA
+    proof3 = denial.negative_proof(name, TXT, False, ZONE, [], zone.nsec3_chain(b"", 0, False))
+    assert proof3.kind == Denial.NODATA
