@@ -17,6 +17,7 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -316,6 +317,7 @@ class TlsTargetConfig(SecretRef):
         return self.target is None or split_host_port(self.target)[1] != 465
 
 
+_QUEUE_PATH = re.compile(r"/\d{12}/[A-Za-z0-9_-]{1,80}(\.fifo)?/?")
 _ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
 
 
@@ -334,14 +336,18 @@ class SesConfig(_Model):
     ``sts_endpoint_url`` override it for CloudWatch and STS (e.g. when only SES has a VPC
     endpoint). ``name`` (default: the region) is the target name and the ``region`` label of the
     metrics (see :mod:`exporter.probes.ses` for entries that share a region).
+    ``events_queue_url``: the SQS queue SES event notifications arrive in (SNS-wrapped or raw);
+    its client uses the queue URL's region, and ``sqs_endpoint_url`` (else ``endpoint_url``).
     """
 
     region: str
     name: str | None = None
     identities: list[str] = Field(default_factory=list)
+    events_queue_url: str | None = None
     endpoint_url: str | None = None
     cloudwatch_endpoint_url: str | None = None
     sts_endpoint_url: str | None = None
+    sqs_endpoint_url: str | None = None
     profile: str | None = None
     role_arn: str | None = None
     external_id: str | None = None
@@ -356,10 +362,22 @@ class SesConfig(_Model):
             raise ValueError(f"invalid AWS region {value!r}")
         return value
 
-    @field_validator("endpoint_url", "cloudwatch_endpoint_url", "sts_endpoint_url")
+    @field_validator("endpoint_url", "cloudwatch_endpoint_url", "sts_endpoint_url",
+                     "sqs_endpoint_url")  # fmt: skip
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         return _check_url(value)
+
+    @field_validator("events_queue_url")
+    @classmethod
+    def _queue_url(cls, value: str | None) -> str | None:
+        value = _check_url(value)
+        if value is not None and not _QUEUE_PATH.fullmatch(urlsplit(value).path):
+            raise ValueError(
+                f"invalid SQS queue URL {value!r}: expected"
+                " https://sqs.<region>.amazonaws.com/<account>/<queue name>"
+            )
+        return value
 
     @field_validator("role_arn")
     @classmethod

@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from moto.server import ThreadedMotoServer
 
 REGION = "us-east-1"
 ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
@@ -24,8 +23,9 @@ SECRETS = (ACCESS_KEY, SECRET_KEY, SESSION_TOKEN)
 
 _CHAIN = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
           "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-          "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_SNS",
-          "AWS_SECURITY_TOKEN")  # fmt: skip
+          "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SES", "AWS_ENDPOINT_URL_SESV2",
+          "AWS_ENDPOINT_URL_CLOUDWATCH", "AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL_SQS",
+          "AWS_ENDPOINT_URL_SNS", "AWS_SECURITY_TOKEN")  # fmt: skip
 
 
 def isolate_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -51,6 +51,8 @@ def closed_port_url() -> str:
 @contextmanager
 def moto_server() -> Iterator[str]:
     """A moto server on 127.0.0.1 (free port) for the block; its URL."""
+    from moto.server import ThreadedMotoServer  # moto loads slowly: only where it is needed
+
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

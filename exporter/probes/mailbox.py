@@ -5,7 +5,7 @@ shows in the bounces of that provider's recipients only, so SES events are count
 The provider is told first from the recipient's domain (the providers' consumer domains, a fixed
 table below), then, for any other domain, optionally from its MX hosts: Google Workspace and
 Microsoft 365 tenants (and Yahoo- or iCloud-hosted custom domains) are recognised by their MX
-host names. Anything else, and any domain whose MX cannot be looked up now, is ``other``.
+host names. Anything else is ``other``, and so is, for now, a domain whose MX cannot be looked up.
 
 The tables are hand-written: no maintained library maps mail domains to mailbox providers. They
 hold only what the providers themselves document or operate (their consumer domains and their
@@ -17,7 +17,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from exporter.dnsclient import DnsAnswer, DnsClient, DnsTempError
+from exporter.net.dnsclient import DnsClient
+from exporter.net.dnsmodel import DnsAnswer, DnsTempError
 
 PROVIDERS = ("gmail", "microsoft", "yahoo", "apple", "other")
 """The ``provider`` label values (SPEC: ``gmail microsoft yahoo apple other``)."""
@@ -126,9 +127,10 @@ def preferred_exchanges(answer: DnsAnswer) -> list[str]:
     return sorted(host for p, host in records if p == best)
 
 
-async def provider_of(domain: str, dns: DnsClient | None) -> str:
+async def provider_of(domain: str, dns: DnsClient | None) -> str | None:
     """The mailbox provider of a recipient domain: its consumer domain, else (with a DNS client)
-    its MX hosts, else ``other``. A DNS failure is ``other`` (an event cannot wait for it)."""
+    its MX hosts, else ``other``; None when the DNS cannot tell now (the caller counts the event
+    as ``other``: it cannot wait)."""
     domain = normalize_domain(domain)
     if not domain:
         return OTHER
@@ -140,5 +142,5 @@ async def provider_of(domain: str, dns: DnsClient | None) -> str:
     try:
         answer = await dns.query(domain, "MX")
     except DnsTempError:
-        return OTHER
+        return None
     return provider_of_mx(preferred_exchanges(answer))

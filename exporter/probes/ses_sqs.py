@@ -1,8 +1,9 @@
 """The SQS queue SES events arrive in: long polls, deletes and its depth, off the event loop.
 
 boto3 blocks, so every call runs in a thread pool that belongs to the probe's per-config
-resources (:class:`SqsResources`), never in the event loop's default executor: a long poll that
-hangs cannot starve the rest of the daemon. Calls use botocore's "standard" retry mode (throttling
+resources (:class:`~exporter.probes.ses_aws.SesResources`, which also keeps the clients), never
+in the event loop's default executor: a long poll that hangs cannot starve the rest of the
+daemon. Calls use botocore's "standard" retry mode (throttling
 and 5xx retried with backoff) and timeouts sized from the probe's timeout; a long poll's read
 timeout is its wait plus that per-attempt budget, since SQS holds the connection for the wait.
 
@@ -18,11 +19,11 @@ import asyncio
 import json
 import re
 from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import Executor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from exporter.probes.ses import attempt_timeout, describe_error
+from exporter.probes.ses_aws import attempt_timeout, describe_error
 
 if TYPE_CHECKING:
     import boto3
@@ -37,11 +38,6 @@ MAX_BATCH = 10
 """SQS's most messages per ``ReceiveMessage`` and per ``DeleteMessageBatch``."""
 WORKERS = 4
 
-SQS_PERMISSIONS = {
-    "ReceiveMessage": "sqs:ReceiveMessage",
-    "DeleteMessageBatch": "sqs:DeleteMessage",
-    "GetQueueAttributes": "sqs:GetQueueAttributes",
-}
 _MISSING_QUEUE = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
 _KMS = re.compile(r"^(KMS\.|Kms)")
 _QUEUE_HOST = re.compile(
@@ -137,8 +133,6 @@ def describe_sqs_error(operation: str, exc: BaseException) -> SqsCallError:
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code") or "")
     text = describe_error(operation, exc)
-    needed = SQS_PERMISSIONS.get(operation, operation)
-    text = text.replace(f"(access denied: grant {operation})", f"(access denied: grant {needed})")
     if code in _MISSING_QUEUE:
         text += " (no such queue: check events_queue_url, its account and its region)"
     elif _KMS.match(code):
@@ -258,48 +252,3 @@ def _redrive(policy: str | None) -> tuple[str | None, int | None]:
     target = data.get("deadLetterTargetArn")
     count = _int(data.get("maxReceiveCount"), default=0)
     return (str(target) if target else None), (count if count > 0 else None)
-
-
-@dataclass
-class SqsResources:
-    """What the SES probe keeps across runs for its queues: the thread pool SQS calls block in
-    (a long poll holds a thread for its wait) and the clients (building one costs tens of
-    milliseconds of CPU). Owned per config; :meth:`aclose` on reload and shutdown."""
-
-    workers: int = WORKERS
-    _executor: ThreadPoolExecutor | None = None
-    _queues: dict[tuple[str, ...], SqsQueue] = field(default_factory=dict)
-
-    @property
-    def executor(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="ses-sqs")
-        return self._executor
-
-    async def queue(
-        self, key: tuple[str, ...], url: str, build: Callable[[], SQSClient]
-    ) -> SqsQueue:
-        """The queue for ``key`` (what its client depends on), its client built once, off the
-        event loop. Raises :class:`SqsCallError` when the client cannot be built (no
-        credentials)."""
-        queue = self._queues.get(key)
-        if queue is not None:
-            return queue
-        from botocore.exceptions import BotoCoreError
-
-        def guarded() -> SQSClient:
-            try:
-                return build()
-            except BotoCoreError as exc:
-                raise describe_sqs_error("credentials", exc) from None
-
-        client = await asyncio.get_running_loop().run_in_executor(self.executor, guarded)
-        queue = self._queues.setdefault(key, SqsQueue(client, url, self.executor))
-        return queue
-
-    async def aclose(self) -> None:
-        """Forget the clients and stop the pool (a long poll in progress ends on its own)."""
-        self._queues.clear()
-        executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)

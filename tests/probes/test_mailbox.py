@@ -109,7 +109,7 @@ async def test_provider_from_mx(dns_server: DnsServer) -> None:
         "own.example": "other",
         "nomx.example": "other",
         "missing.example": "other",
-        "slow.example": "other",
+        "slow.example": None,
         "gmail.com": "gmail",
         "": "other",
     }

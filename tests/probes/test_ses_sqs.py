@@ -11,23 +11,26 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from awsenv import REGION, SECRETS, closed_port_url, isolate_aws, moto_server, reset_moto
+from awsenv import REGION, SECRETS, closed_port_url
+from botocore.exceptions import NoCredentialsError
 from sqsfront import SqsFront
 
+from exporter.config import parse_config
+from exporter.probes.ses_aws import SesResources
 from exporter.probes.ses_events import NotAnEvent, SesEvent, parse
 from exporter.probes.ses_sqs import (
     MAX_WAIT,
     QueueMessage,
     SqsCallError,
     SqsQueue,
-    SqsResources,
+    describe_sqs_error,
     poll_wait,
     queue_region,
     sqs_client,
@@ -36,36 +39,16 @@ from exporter.probes.ses_sqs import (
 
 DATA = Path(__file__).parent / "data" / "ses_events"
 
+pytestmark = pytest.mark.usefixtures("aws_env")
+
 
 def fixture_text(name: str) -> str:
     return (DATA / f"{name}.json").read_text()
 
 
-@pytest.fixture(autouse=True)
-def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    isolate_aws(monkeypatch, tmp_path)
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    with moto_server() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def shared_front(moto_url: str) -> Iterator[SqsFront]:
-    server = SqsFront(moto_url).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
-def front(moto_url: str, shared_front: SqsFront) -> SqsFront:
-    reset_moto(moto_url)
-    shared_front.reset()
-    return shared_front
+def front(aws_front: SqsFront) -> SqsFront:
+    return aws_front
 
 
 @pytest.fixture
@@ -320,44 +303,42 @@ async def test_errors_never_carry_credentials(front: SqsFront, pool: ThreadPoolE
 # ----- resources ---------------------------------------------------------------------------------
 
 
-async def test_resources_build_a_client_once_and_close(front: SqsFront) -> None:
+async def test_resources_build_a_queue_client_once_and_close(front: SqsFront) -> None:
     url, _ = make_queue(front)
-    resources = SqsResources(workers=2)
-    built: list[str] = []
-
-    def build() -> Any:
-        built.append(threading.current_thread().name)
-        return sqs_client(
-            boto3.Session(), url, region=REGION, endpoint_url=front.url, timeout=10.0,
-            max_attempts=1,
-        )  # fmt: skip
-
-    first = await resources.queue(("k",), url, build)
-    again = await resources.queue(("k",), url, build)
-    assert first is again and len(built) == 1
-    assert built[0].startswith("ses-sqs")  # off the event loop, in the probe's own pool
+    config = parse_config(
+        {"ses": [{"region": REGION, "endpoint_url": front.url, "events_queue_url": url,
+                  "max_attempts": 1}]}
+    )  # fmt: skip
+    (cfg,) = config.ses
+    resources = SesResources(workers=2)
+    loop = asyncio.get_running_loop()
+    first = await loop.run_in_executor(resources.queue_pool, resources.queue_for, cfg, 10.0)
+    again = await loop.run_in_executor(resources.queue_pool, resources.queue_for, cfg, 10.0)
+    assert first is again
+    assert first.executor is resources.queue_pool is not resources.pool  # long polls apart
     assert await first.receive(wait=0) == []
-    executor = resources.executor
+    pool = resources.queue_pool
     await resources.aclose()
-    assert executor._shutdown  # type: ignore[attr-defined]
-    assert await resources.queue(("k",), url, build) is not first  # rebuilt after a close
+    assert pool._shutdown  # type: ignore[attr-defined]
     await resources.aclose()
 
 
-async def test_resources_without_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_resources_without_credentials(
+    front: SqsFront, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name)
-    resources = SqsResources(workers=1)
-
-    def build() -> Any:
-        from botocore.exceptions import NoCredentialsError
-
-        if boto3.Session().get_credentials() is None:
-            raise NoCredentialsError()
-        raise AssertionError("credentials found")
-
-    with pytest.raises(SqsCallError, match="no AWS credentials found"):
-        await resources.queue(("k",), "https://sqs.us-east-1.amazonaws.com/1/q", build)
+    config = parse_config(
+        {"ses": [{"region": REGION, "events_queue_url": f"{front.url}/123456789012/q"}]}
+    )
+    resources = SesResources(workers=1)
+    loop = asyncio.get_running_loop()
+    with pytest.raises(NoCredentialsError):
+        await loop.run_in_executor(resources.queue_pool, resources.queue_for, config.ses[0], 10.0)
+    assert describe_sqs_error("credentials", NoCredentialsError()).code == ""
+    assert "no AWS credentials found" in str(
+        describe_sqs_error("credentials", NoCredentialsError())
+    )
     await resources.aclose()
 
 
