@@ -262,6 +262,42 @@ async def test_a_restart_mid_batch_loses_nothing_and_counts_nothing_twice(
     assert lab.depth() == (0, 0)
 
 
+async def test_a_batch_whose_transaction_fails_is_neither_counted_nor_deleted(
+    make_lab: Callable[..., Lab],
+) -> None:
+    """The counting transaction fails halfway (a bounce's diagnostic row cannot be written:
+    a table of the wrong shape): the counters and marks it had written are rolled back with it,
+    and nothing is deleted; once the store is fixed, the next run counts the batch once."""
+    lab = make_lab(visibility=1)
+    lab.publish(text("event-delivery"), text("event-bounce"))
+    store = await Store.open(lab.storage)
+    try:
+        await store.transact(
+            lambda tx: tx.execute(f"CREATE TABLE {CODES_TABLE} (ts REAL, extra TEXT NOT NULL)")
+        )
+    finally:
+        await store.aclose()
+    failed = await lab.run()
+    assert not failed.success and "store" in str(failed.result.error)
+    assert counters(failed) == {}  # the delivery counted before the bounce is rolled back too
+    assert sum(lab.depth()) == 2
+    store = await Store.open(lab.storage)
+    try:
+        await store.transact(lambda tx: tx.execute(f"DROP TABLE {CODES_TABLE}"))
+    finally:
+        await store.aclose()
+    await asyncio.sleep(1.2)  # the visibility timeout
+    rec = await lab.run()
+    assert rec.success, rec.result.error
+    assert counters(rec) == {
+        ("ses_events_total", "Delivery"): 1,
+        ("ses_events_total", "Bounce"): 1,
+        ("ses_deliveries_total", "yahoo"): 1,
+        ("ses_bounces_total", "Permanent", "gmail"): 1,
+    }
+    assert lab.depth() == (0, 0)
+
+
 async def test_a_malformed_message_is_left_for_the_dead_letter_queue(
     make_lab: Callable[..., Lab],
 ) -> None:
