@@ -1,8 +1,9 @@
 """SES events of the ``ses`` probe: drain the queue, count each event once, then delete it.
 
 For an entry with ``events_queue_url``, one run reads the queue's attributes (what waits, where
-invalid messages go), then long-polls it in batches of ten until it is empty, half the run's
-time is spent, or :data:`MAX_MESSAGES` were read. For each batch, in this order:
+invalid messages go, how long messages are kept), then long-polls it in batches of ten until it
+is empty, half the run's time is spent, or :data:`MAX_MESSAGES` were read. For each batch, in
+this order:
 
 1. parse every message (:mod:`exporter.probes.ses_events`) and find each recipient's mailbox
    provider (:mod:`exporter.probes.mailbox`; custom domains by their MX, remembered for a day);
@@ -58,8 +59,9 @@ WAITING = "ses_events_queue_messages"
 
 SEEN_EVENTS = "ses_events"
 SEEN_INVALID = "ses_events_invalid"
-SEEN_KEEP = 14 * 86400.0
-"""De-dup marks are kept as long as SQS can keep a message (its longest retention)."""
+MIN_KEEP = 4 * 86400.0
+"""De-dup marks are kept as long as the queue keeps a message (``MessageRetentionPeriod``, SQS's
+default 4 days, at most 14) and a day more: no copy of a counted event can come later."""
 PRUNE_EVERY = 3600.0
 PROVIDER_CACHE = "ses_mx_provider"
 PROVIDER_TTL = 86400.0
@@ -190,18 +192,18 @@ def _count(
     for item in items:
         if item.parsed is None:
             did["invalid"] += 1
-            if not tx.seen(SEEN_INVALID, item.message.message_id):
-                tx.mark_seen(SEEN_INVALID, item.message.message_id, now)
+            if not tx.seen(f"{SEEN_INVALID}:{region}", item.message.message_id):
+                tx.mark_seen(f"{SEEN_INVALID}:{region}", item.message.message_id, now)
                 tx.add(INVALID, {"region": region}, 1)
             continue
         if isinstance(item.parsed, NotAnEvent):
             did["not_events"] += 1
             continue
         event = item.parsed
-        if tx.seen(SEEN_EVENTS, event.dedup_key):
+        if tx.seen(f"{SEEN_EVENTS}:{region}", event.dedup_key):
             did["duplicates"] += 1
             continue
-        tx.mark_seen(SEEN_EVENTS, event.dedup_key, now)
+        tx.mark_seen(f"{SEEN_EVENTS}:{region}", event.dedup_key, now)
         did["counted"] += 1
         tx.add(EVENTS, {"region": region, "event": event.event}, event.count)
         for rcpt in event.recipients:
@@ -220,17 +222,18 @@ def _count(
     return did
 
 
-def _prune(tx: Tx, now: float) -> None:
-    """Forget old de-dup marks and diagnostic rows, at most once an hour (it scans)."""
-    last = tx.get(SEEN_EVENTS, "pruned")
+def _prune(tx: Tx, now: float, region: str, keep: float) -> None:
+    """Forget the region's de-dup marks older than ``keep`` seconds and old diagnostic rows, at
+    most once an hour (it scans)."""
+    last = tx.get(SEEN_EVENTS, f"pruned:{region}")
     if last is not None and last.isdigit() and now - int(last) < PRUNE_EVERY:
         return
     for statement in _SCHEMA:
         tx.execute(statement)
-    tx.forget_seen_before(SEEN_EVENTS, now - SEEN_KEEP)
-    tx.forget_seen_before(SEEN_INVALID, now - SEEN_KEEP)
-    tx.execute(f"DELETE FROM {CODES_TABLE} WHERE ts < ?", (now - CODES_KEEP,))
-    tx.put(SEEN_EVENTS, "pruned", str(int(now)))
+    tx.forget_seen_before(f"{SEEN_EVENTS}:{region}", now - keep)
+    tx.forget_seen_before(f"{SEEN_INVALID}:{region}", now - keep)
+    tx.execute(f"DELETE FROM {CODES_TABLE} WHERE region = ? AND ts < ?", (region, now - CODES_KEEP))
+    tx.put(SEEN_EVENTS, f"pruned:{region}", str(int(now)))
 
 
 def _item(message: QueueMessage) -> _Item:
@@ -248,14 +251,17 @@ async def intake(
     dns: DnsClient | None,
     wait: int,
     deadline: float,
+    retention: float | None = None,
     done: Intake | None = None,
 ) -> Intake:
     """Drain the queue into the store (module doc). ``deadline`` is a ``time.monotonic()``
-    value: no long poll and no MX lookup starts after it. Raises :class:`SqsCallError` and
-    :class:`~exporter.storage.StoreError`; what ``done`` (given by the caller) says was counted
-    and deleted before stays so."""
+    value: no long poll and no MX lookup starts after it. ``retention`` is the queue's message
+    retention (how long de-dup marks are kept, see :data:`MIN_KEEP`). Raises
+    :class:`SqsCallError` and :class:`~exporter.storage.StoreError`; what ``done`` (given by the
+    caller) says was counted and deleted before stays so."""
     done = done if done is not None else Intake()
-    await store.transact(lambda tx: _prune(tx, time.time()))
+    keep = max(MIN_KEEP, retention or 0.0) + 86400.0
+    await store.transact(lambda tx: _prune(tx, time.time(), region, keep))
     read: set[str] = set()
     while True:
         if done.received >= MAX_MESSAGES:
@@ -385,7 +391,7 @@ async def events_result(
         done = Intake()
         try:
             await intake(queue, store, region=region, dns=ctx.dns, wait=poll_wait(ctx.timeout),
-                         deadline=deadline, done=done)  # fmt: skip
+                         deadline=deadline, retention=depth.retention, done=done)  # fmt: skip
         except (SqsCallError, StoreError) as exc:
             result.error = str(exc)
             done.stopped = "stopped by the error above"

@@ -73,6 +73,8 @@ class QueueDepth:
     dead_letter_queue: str | None
     """The redrive policy's target queue ARN; None when the queue has no dead-letter queue."""
     max_receive_count: int | None
+    retention: float | None = None
+    """How long the queue keeps a message (``MessageRetentionPeriod``, seconds)."""
 
 
 def queue_region(queue_url: str) -> str | None:
@@ -210,6 +212,7 @@ class SqsQueue:
                     "ApproximateNumberOfMessages",
                     "ApproximateNumberOfMessagesNotVisible",
                     "RedrivePolicy",
+                    "MessageRetentionPeriod",
                 ],
             ).get("Attributes", {})
             target, max_receives = _redrive(attrs.get("RedrivePolicy"))
@@ -218,6 +221,7 @@ class SqsQueue:
                 in_flight=_int(attrs.get("ApproximateNumberOfMessagesNotVisible")),
                 dead_letter_queue=target,
                 max_receive_count=max_receives,
+                retention=float(_int(attrs.get("MessageRetentionPeriod"))) or None,
             )
 
         return await self._call("GetQueueAttributes", call)

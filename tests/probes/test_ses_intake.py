@@ -11,6 +11,7 @@ import asyncio
 import functools
 import json
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from exporter.probes import PROBES
 from exporter.probes.ses_intake import CODES_TABLE
 from exporter.results import RunRecord, State
 from exporter.runner import Runtime, run_probe
-from exporter.storage import Store
+from exporter.storage import Store, Tx
 from exporter.web import status_page
 
 DATA = Path(__file__).parent / "data" / "ses_events"
@@ -438,12 +439,39 @@ async def test_old_diagnostic_rows_are_forgotten(lab: Lab) -> None:
     try:
         old = 1_000_000.0
         await store.transact(lambda tx: tx.execute(f"UPDATE {CODES_TABLE} SET ts = ?", (old,)))
-        await store.transact(lambda tx: tx.execute("DELETE FROM kv WHERE key = 'pruned'"))
+        await store.transact(lambda tx: tx.execute("DELETE FROM kv WHERE key LIKE 'pruned:%'"))
     finally:
         await store.aclose()
     rec = await lab.run()
     assert rec.result.tables[0].rows == ()
     assert rec.result.tables[0].note == "No bounce in the last 24 hours."
+
+
+async def test_marks_are_kept_as_long_as_the_queue_keeps_messages(lab: Lab) -> None:
+    """moto's queue keeps messages 4 days (SQS's default): marks are kept 5 days."""
+    bounce = text("event-bounce")
+    lab.publish(bounce)
+    assert counters(await lab.run())[("ses_events_total", "Bounce")] == 1
+
+    async def age(days: float) -> None:
+        store = await Store.open(lab.storage)
+        try:
+            then = time.time() - days * 86400
+
+            def older(tx: Tx) -> None:
+                tx.execute("UPDATE seen SET ts = ? WHERE namespace LIKE 'ses_events%'", (then,))
+                tx.execute("DELETE FROM kv WHERE key LIKE 'pruned:%'")
+
+            await store.transact(older)
+        finally:
+            await store.aclose()
+
+    await age(4.5)
+    lab.publish(bounce)
+    assert counters(await lab.run())[("ses_events_total", "Bounce")] == 1  # still a duplicate
+    await age(6)
+    lab.publish(bounce)  # later than any copy of the first could come: a new event
+    assert counters(await lab.run())[("ses_events_total", "Bounce")] == 2
 
 
 @pytest.mark.parametrize(
