@@ -14,7 +14,7 @@ Both carry a ``mail`` object (``messageId``: the SES message id) and one object 
 type (``bounce``, ``complaint``, ``delivery``, ``deliveryDelay``, ``reject``, ``failure``...).
 The queue gets them raw (SNS raw message delivery), wrapped in an SNS envelope (``Type``
 ``Notification``, the event as the JSON string ``Message``), or wrapped by EventBridge
-(``source`` ``aws.ses``, the event as ``detail``).
+(``source`` ``aws.ses``, the event as ``detail``), or both (an EventBridge rule to an SNS topic).
 
 What is kept of a recipient is its domain, its DSN status and a summary of the diagnostic code
 with every address cut down to its domain: recipients are personal data. An event type this
@@ -74,6 +74,8 @@ _VALIDATION_TEXT = "Successfully validated SNS topic for Amazon SES event publis
 _SNS_SETUP_TYPES = frozenset({"SubscriptionConfirmation", "UnsubscribeConfirmation"})
 MAX_BODY = 1 << 20
 """SQS's largest message (1 MiB); anything larger is not from SQS."""
+MAX_ENVELOPES = 3
+"""SNS and EventBridge envelopes unwrapped at most (EventBridge to SNS to SQS is two)."""
 MAX_TEXT = 160
 MAX_RECIPIENTS = 1000
 """SES sends to at most 50 recipients per message; more is not an SES event."""
@@ -150,27 +152,32 @@ def parse(body: str | bytes) -> Parsed:
             raise SesEventError("message body is not UTF-8") from None
     if body.strip() == _VALIDATION_TEXT:  # with SNS raw message delivery
         return NotAnEvent("SES event destination validation")
-    outer = _load(body, "message body")
-    if not isinstance(outer, dict):
+    obj = _load(body, "message body")
+    if not isinstance(obj, dict):
         raise SesEventError("message body is not a JSON object")
-    sns_type = outer.get("Type")
-    if isinstance(sns_type, str) and "TopicArn" in outer:
-        if sns_type in _SNS_SETUP_TYPES:
-            return NotAnEvent(f"SNS {sns_type}")
-        if sns_type != "Notification":
-            raise SesEventError("SNS message of an unknown Type")
-        message = outer.get("Message")
-        if not isinstance(message, str):
-            raise SesEventError("SNS notification without a Message string")
-        if message.strip() == _VALIDATION_TEXT:
-            return NotAnEvent("SES event destination validation")
-        inner = _load(message, "SNS Message")
-        if not isinstance(inner, dict):
-            raise SesEventError("SNS Message is not a JSON object")
-        return _event(inner, "sns")
-    if outer.get("source") == "aws.ses" and isinstance(outer.get("detail"), dict):
-        return _event(outer["detail"], "eventbridge")
-    return _event(outer, "raw")
+    envelope: Literal["raw", "sns", "eventbridge"] = "raw"
+    for _ in range(MAX_ENVELOPES):
+        sns_type = obj.get("Type")
+        if isinstance(sns_type, str) and "TopicArn" in obj:
+            if sns_type in _SNS_SETUP_TYPES:
+                return NotAnEvent(f"SNS {sns_type}")
+            if sns_type != "Notification":
+                raise SesEventError("SNS message of an unknown Type")
+            message = obj.get("Message")
+            if not isinstance(message, str):
+                raise SesEventError("SNS notification without a Message string")
+            if message.strip() == _VALIDATION_TEXT:
+                return NotAnEvent("SES event destination validation")
+            obj = _load(message, "SNS Message")
+            if not isinstance(obj, dict):
+                raise SesEventError("SNS Message is not a JSON object")
+            envelope = "sns" if envelope == "raw" else envelope
+        elif obj.get("source") == "aws.ses" and isinstance(obj.get("detail"), dict):
+            obj = obj["detail"]
+            envelope = "eventbridge" if envelope == "raw" else envelope
+        else:
+            return _event(obj, envelope)
+    raise SesEventError(f"more than {MAX_ENVELOPES} envelopes")
 
 
 def _load(text: str, what: str) -> Any:
@@ -261,9 +268,11 @@ def _recipients(
             entries = []
         if not isinstance(entries, list):
             raise SesEventError(f"{event} event whose {key} is not a list")
-        if event in ("Bounce", "Complaint") and not entries:
-            raise SesEventError(f"{event} event with no recipient")
-    elif event == "Delivery" and "recipients" in detail:
+        if not entries:  # none named: the message's destinations (one unknown, if none)
+            entries = mail.get("destination") or [""]
+            if not isinstance(entries, list):
+                raise SesEventError(f"{event} event whose mail.destination is not a list")
+    elif event == "Delivery" and detail.get("recipients"):
         entries = detail["recipients"]
         if not isinstance(entries, list):
             raise SesEventError("Delivery event whose recipients is not a list")

@@ -203,6 +203,31 @@ def test_unknown_bounce_type_is_undetermined() -> None:
     assert event(json.dumps(data)).bounce_type == "Undetermined"
 
 
+def test_no_recipient_named_means_the_destinations() -> None:
+    complaint = fixture("notification-complaint")
+    complaint["complaint"]["complainedRecipients"] = []  # a feedback loop that redacts them
+    got = event(json.dumps(complaint))
+    assert [r.domain for r in got.recipients] == ["yahoo.com"] * 3
+    complaint["mail"]["destination"] = []
+    got = event(json.dumps(complaint))
+    assert [r.domain for r in got.recipients] == [""] and got.count == 1
+    delivery = fixture("event-delivery")
+    delivery["delivery"]["recipients"] = []
+    assert [r.domain for r in event(json.dumps(delivery)).recipients] == ["yahoo.com"]
+
+
+def test_eventbridge_to_sns_to_sqs() -> None:
+    """An EventBridge rule whose target is an SNS topic: two envelopes."""
+    got = event(sns(eventbridge(fixture("event-bounce"))))
+    assert (got.event, got.envelope) == ("Bounce", "sns")
+    assert got.dedup_key == event(json.dumps(fixture("event-bounce"))).dedup_key
+    nested = fixture("event-send")
+    for _ in range(4):
+        nested = json.loads(sns(nested))
+    with pytest.raises(SesEventError, match="envelopes"):
+        parse(json.dumps(nested))
+
+
 def test_bytes_body() -> None:
     assert event(json.dumps(fixture("event-send")).encode()).event == "Send"
 
@@ -374,11 +399,14 @@ def test_scrub_cuts_addresses_to_their_domain() -> None:
 
 # ----- the parser lets out nothing but its own error ---------------------------------------------
 
+
+def _any_containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
-    ),
+    _any_containers,
     max_leaves=20,
 )
 KEYS = ["eventType", "notificationType", "mail", "messageId", "bounce", "bouncedRecipients",
@@ -388,11 +416,16 @@ KEYS = ["eventType", "notificationType", "mail", "messageId", "bounce", "bounced
         "TopicArn", "Message", "source", "detail"]  # fmt: skip
 TYPES = ["Bounce", "Complaint", "Delivery", "Send", "Reject", "DeliveryDelay", "Rendering Failure",
          "Open", "Notification", "aws.ses", "AmazonSnsSubscriptionSucceeded"]  # fmt: skip
+
+
+def _event_containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(KEYS), inner, max_size=6)
+
+
 shaped = st.recursive(
     st.none() | st.integers() | st.sampled_from(TYPES) | st.text(max_size=30)
     | st.sampled_from(["a@gmail.com", "smtp; 550 5.1.1 <a@b.c> x", "2025-03-04T10:41:02Z"]),
-    lambda inner: st.lists(inner, max_size=3)
-    | st.dictionaries(st.sampled_from(KEYS), inner, max_size=6),
+    _event_containers,
     max_leaves=30,
 )  # fmt: skip
 
