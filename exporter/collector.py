@@ -210,16 +210,12 @@ def _escape(value: str) -> str:
 
 
 def _headers() -> dict[str, str]:
-    """The ``# HELP`` and ``# TYPE`` lines of every family, as ``generate_latest`` writes them."""
-    names = [*EXPORTER_METRICS, *METRICS]
-    text = generate_latest(_registry_of([_family(n) for n in names])).decode()
+    """The ``# HELP`` and ``# TYPE`` lines of every family, as ``generate_latest`` writes them,
+    by family name (a counter's ``TYPE`` line names it with its ``_total`` suffix)."""
     out: dict[str, str] = {}
-    header: list[str] = []
-    for line in text.splitlines(keepends=True):
-        header.append(line)
-        if line.startswith("# TYPE "):
-            out[line.split(" ", 3)[2]] = "".join(header)
-            header = []
+    for name in (*EXPORTER_METRICS, *METRICS):
+        family = _family(name)
+        out[family.name] = generate_latest(_registry_of([family])).decode()
     return out
 
 

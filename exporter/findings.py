@@ -487,6 +487,12 @@ CATALOGUE: dict[str, FindingSpec] = _catalogue(
       " mail is not DKIM-signed with the domain, so DMARC alignment may fail.",
       "Publish the three DKIM CNAME records shown for the identity in the SES console (Easy"
       " DKIM), or the TXT record of your own key (BYODKIM), and keep them published."),
+    F("ses_events_no_dead_letter_queue", "ses", WARNING,
+      "The SES events queue has no redrive policy: a message that is not an SES event is never"
+      " deleted by the exporter and comes back after every visibility timeout until the queue's"
+      " retention period ends.",
+      "Create a dead-letter queue and set the events queue's RedrivePolicy to it with a"
+      " maxReceiveCount of 3 to 5 ('aws sqs set-queue-attributes ... RedrivePolicy=...')."),
     # --- roundtrip (exporter/probes/roundtrip.py) ---------------------------------------------
     F("roundtrip_connect_failed", "roundtrip", WARNING,
       "The round trip could not reach the SMTP or IMAP server (name not resolved, connection"

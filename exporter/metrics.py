@@ -175,6 +175,20 @@ METRICS: dict[str, MetricSpec] = _table(
       ("domain", "mx")),
     M("tlsrpt_valid", "1 when _smtp._tls.<domain> has exactly one valid v=TLSRPTv1 record with"
       " mailto: or https: rua URIs; 0 when invalid or duplicated; absent without a record.", D),
+    # --- ses events (events_queue_url: SES event notifications read from SQS) -----------------
+    M("ses_events_total", "SES events read from the events queue, one per recipient concerned"
+      " (Open and Click: one per event); each event counted once.", ("region", "event"),
+      kind="counter"),
+    M("ses_bounces_total", "Bounced recipients by bounce type and mailbox provider.",
+      ("region", "bounce_type", "provider"), kind="counter"),
+    M("ses_complaints_total", "Recipients who complained (marked the mail as spam), by mailbox"
+      " provider.", ("region", "provider"), kind="counter"),
+    M("ses_deliveries_total", "Recipients SES delivered to, by mailbox provider (the"
+      " denominator of the per-provider shares).", ("region", "provider"), kind="counter"),
+    M("ses_events_invalid_total", "Messages in the events queue that are not SES events (left"
+      " for its dead-letter queue), each counted once.", R, kind="counter"),
+    M("ses_events_queue_messages", "Messages waiting in the events queue when the run started"
+      " (SQS ApproximateNumberOfMessages).", R),
     # --- roundtrip ----------------------------------------------------------------------------
     M("roundtrip_success", "1 if the last round trip found its message in the mailbox.", T),
     M("roundtrip_duration_seconds", "From the start of sending to the message being visible.", T),

@@ -1,4 +1,5 @@
-"""Shared fixtures: a real loopback DNS server, and a probe context pointed at it."""
+"""Shared fixtures: a real loopback DNS server, a probe context pointed at it, and for the tests
+that talk to AWS, moto on loopback with the front server before it."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from awsenv import isolate_aws, moto_server, reset_moto
 from dnssec_lab import DnssecLab
 from dnsserver import DnsServer
+from sqsfront import SqsFront
 
 from exporter.config import Config, parse_config
 from exporter.net.dnsclient import DnsClient, make_resolver
@@ -103,3 +106,34 @@ def sample_value(result: ProbeResult, metric: str, **labels: str) -> float | Non
     ]
     assert len(found) <= 1, (metric, found)
     return found[0] if found else None
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Dummy credentials, nothing but loopback (:func:`awsenv.isolate_aws`); modules that talk
+    to AWS use it for every test (``pytestmark = pytest.mark.usefixtures("aws_env")``)."""
+    isolate_aws(monkeypatch, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    """A moto server for the test module (reset by the fixtures that use it)."""
+    with moto_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def aws_front_server(moto_url: str) -> Iterator[SqsFront]:
+    server = SqsFront(moto_url).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws_front(moto_url: str, aws_front_server: SqsFront) -> SqsFront:
+    """The front server (SQS errors on the wire, SESv2 GetAccount), reset, over a reset moto."""
+    reset_moto(moto_url)
+    aws_front_server.reset()
+    return aws_front_server

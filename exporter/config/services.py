@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     Field,
@@ -13,6 +14,8 @@ from pydantic import (
 
 from exporter.config.fields import ROLE_ARN, Duration, Model, SecretRef, check_name, check_url
 from exporter.net.redisurl import check_redis_url
+
+QUEUE_PATH = re.compile(r"/\d{12}/[A-Za-z0-9_-]{1,80}(\.fifo)?/?")
 
 
 class SesConfig(Model):
@@ -24,14 +27,18 @@ class SesConfig(Model):
     ``sts_endpoint_url`` override it for CloudWatch and STS (e.g. when only SES has a VPC
     endpoint). ``name`` (default: the region) is the target name and the ``region`` label of the
     metrics (see :mod:`exporter.probes.ses` for entries that share a region).
+    ``events_queue_url``: the SQS queue SES event notifications arrive in (SNS-wrapped or raw);
+    its client uses the queue URL's region, and ``sqs_endpoint_url`` (else ``endpoint_url``).
     """
 
     region: str
     name: str | None = None
     identities: list[str] = Field(default_factory=list)
+    events_queue_url: str | None = None
     endpoint_url: str | None = None
     cloudwatch_endpoint_url: str | None = None
     sts_endpoint_url: str | None = None
+    sqs_endpoint_url: str | None = None
     profile: str | None = None
     role_arn: str | None = None
     external_id: str | None = None
@@ -46,10 +53,22 @@ class SesConfig(Model):
             raise ValueError(f"invalid AWS region {value!r}")
         return value
 
-    @field_validator("endpoint_url", "cloudwatch_endpoint_url", "sts_endpoint_url")
+    @field_validator("endpoint_url", "cloudwatch_endpoint_url", "sts_endpoint_url",
+                     "sqs_endpoint_url")  # fmt: skip
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         return check_url(value)
+
+    @field_validator("events_queue_url")
+    @classmethod
+    def _queue_url(cls, value: str | None) -> str | None:
+        value = check_url(value)
+        if value is not None and not QUEUE_PATH.fullmatch(urlsplit(value).path):
+            raise ValueError(
+                f"invalid SQS queue URL {value!r}: expected"
+                " https://sqs.<region>.amazonaws.com/<account>/<queue name>"
+            )
+        return value
 
     @field_validator("role_arn")
     @classmethod

@@ -17,7 +17,9 @@ retries and error parsing are the SDK's, nothing is hand-written):
 
 The AWS side (clients, the thread pool boto3's blocking calls run on, error reasons without
 secrets) is :mod:`exporter.probes.ses_aws`; the pool and clients are the probe's per-config
-resources.
+resources. For an entry with ``events_queue_url``, the same run also drains the SQS queue of SES
+event notifications into the store (:mod:`exporter.probes.ses_intake`): every bounce and
+complaint, counted once, by the recipient's mailbox provider.
 
 A call that fails (throttled, access denied, expired credentials, endpoint down, timeout) adds
 its reason to the result's error, so ``probe_success`` is 0, while the parts that answered are
@@ -55,6 +57,7 @@ from exporter.probes.providers import (
     rate_level,
 )
 from exporter.probes.ses_aws import AwsClients, Outcome, SesResources
+from exporter.probes.ses_intake import events_result
 from exporter.results import Finding, ProbeResult, Target, sample, state_set
 
 ENFORCEMENT_STATUSES = ("HEALTHY", "PROBATION", "SHUTDOWN")
@@ -332,8 +335,13 @@ class SesProbe:
 
     async def run(self, target: Target[SesConfig], ctx: ProbeContext[SesResources]) -> ProbeResult:
         cfg = target.settings
-        account = await SesProvider(cfg, ctx.resources, timeout=ctx.timeout).fetch()
-        return evaluate(account, target.name)
+        fetch = SesProvider(cfg, ctx.resources, timeout=ctx.timeout).fetch()
+        if cfg.events_queue_url is None:
+            return evaluate(await fetch, target.name)
+        account, events = await asyncio.gather(fetch, events_result(cfg, ctx, target.name))
+        result = evaluate(account, target.name)
+        result.merge(events)
+        return result
 
 
 PROBE = SesProbe()

@@ -33,11 +33,14 @@ from exporter.config import SesConfig
 # boto3/botocore (about 18 MB resident) are imported only where clients are built or their errors
 # classified, so a daemon without ``ses`` entries never loads them.
 if TYPE_CHECKING:
+    import boto3
     from botocore.config import Config as BotoConfig
     from botocore.credentials import CredentialProvider, Credentials
     from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_ses import SESClient
     from mypy_boto3_sesv2 import SESV2Client
+
+    from exporter.probes.ses_sqs import SqsQueue
 
 # botocore logs whole requests (headers included, so the session token) at DEBUG; keep it quiet
 # whatever the exporter's --log.level, also when the probe is used without setup_logging().
@@ -56,6 +59,9 @@ PERMISSIONS = {
     "GetEmailIdentity": "ses:GetEmailIdentity",
     "GetMetricData": "cloudwatch:GetMetricData",
     "AssumeRole": "sts:AssumeRole on the role",
+    "ReceiveMessage": "sqs:ReceiveMessage",
+    "DeleteMessageBatch": "sqs:DeleteMessage",
+    "GetQueueAttributes": "sqs:GetQueueAttributes",
 }
 THROTTLING_CODES = frozenset({"Throttling", "ThrottlingException", "TooManyRequestsException",
                               "RequestLimitExceeded", "RequestThrottled", "SlowDown"})  # fmt: skip
@@ -198,8 +204,9 @@ class AwsClients:
     cloudwatch: CloudWatchClient
 
 
-def build_clients(cfg: SesConfig, timeout: float) -> AwsClients:
-    """Clients for one entry: the standard credential chain, then ``role_arn`` if given."""
+def aws_session(cfg: SesConfig, timeout: float) -> boto3.Session:
+    """The session of one entry: the standard credential chain, then ``role_arn`` if given
+    (assumed through STS, refreshed by botocore when the credentials near expiry)."""
     import boto3
     import botocore.session
     from botocore.credentials import (
@@ -209,33 +216,42 @@ def build_clients(cfg: SesConfig, timeout: float) -> AwsClients:
     )
     from botocore.exceptions import NoCredentialsError
 
-    config = botocore_config(timeout, cfg.max_attempts)
     session = boto3.Session(profile_name=cfg.profile, region_name=cfg.region)
     # Resolve the chain now: with none found, say so once (not once per call), and build no
     # clients to cache (a client keeps the credentials it was built with).
     source = session.get_credentials()
     if source is None:
         raise NoCredentialsError()
-    if cfg.role_arn:
-        sts_url = cfg.sts_endpoint_url or cfg.endpoint_url
-        extra: dict[str, Any] = {"RoleSessionName": ROLE_SESSION_NAME}
-        if cfg.external_id:
-            extra["ExternalId"] = cfg.external_id
-        fetcher = AssumeRoleCredentialFetcher(
-            client_creator=functools.partial(
-                session.client, region_name=cfg.region, endpoint_url=sts_url, config=config
-            ),
-            source_credentials=source,
-            role_arn=cfg.role_arn,
-            extra_args=extra,
-        )
-        assumed = DeferredRefreshableCredentials(
-            refresh_using=fetcher.fetch_credentials, method=_ASSUME_ROLE_METHOD
-        )
-        core = botocore.session.Session()
-        resolver = CredentialResolver([_fixed_provider(assumed)])
-        core.register_component("credential_provider", resolver)
-        session = boto3.Session(botocore_session=core, region_name=cfg.region)
+    if not cfg.role_arn:
+        return session
+    sts_url = cfg.sts_endpoint_url or cfg.endpoint_url
+    extra: dict[str, Any] = {"RoleSessionName": ROLE_SESSION_NAME}
+    if cfg.external_id:
+        extra["ExternalId"] = cfg.external_id
+    fetcher = AssumeRoleCredentialFetcher(
+        client_creator=functools.partial(
+            session.client,
+            region_name=cfg.region,
+            endpoint_url=sts_url,
+            config=botocore_config(timeout, cfg.max_attempts),
+        ),
+        source_credentials=source,
+        role_arn=cfg.role_arn,
+        extra_args=extra,
+    )
+    assumed = DeferredRefreshableCredentials(
+        refresh_using=fetcher.fetch_credentials, method=_ASSUME_ROLE_METHOD
+    )
+    core = botocore.session.Session()
+    resolver = CredentialResolver([_fixed_provider(assumed)])
+    core.register_component("credential_provider", resolver)
+    return boto3.Session(botocore_session=core, region_name=cfg.region)
+
+
+def build_clients(cfg: SesConfig, timeout: float) -> AwsClients:
+    """Clients for one entry's SES account (see :func:`aws_session` for the credentials)."""
+    config = botocore_config(timeout, cfg.max_attempts)
+    session = aws_session(cfg, timeout)
     return AwsClients(
         ses=session.client("ses", endpoint_url=cfg.endpoint_url, config=config),
         sesv2=session.client("sesv2", endpoint_url=cfg.endpoint_url, config=config),
@@ -249,30 +265,76 @@ def build_clients(cfg: SesConfig, timeout: float) -> AwsClients:
 
 _CLIENT_FIELDS = ("region", "endpoint_url", "cloudwatch_endpoint_url", "sts_endpoint_url",
                   "profile", "role_arn", "external_id", "max_attempts")  # fmt: skip
+_QUEUE_FIELDS = (*_CLIENT_FIELDS, "events_queue_url", "sqs_endpoint_url")
 
 
 class SesResources:
     """What the ``ses`` probe keeps across the runs of one config: built clients (by the
-    entry's AWS settings and timeout, at most :data:`CLIENT_CACHE_SIZE`) and the thread pool."""
+    entry's AWS settings and timeout, at most :data:`CLIENT_CACHE_SIZE`) and the thread pool;
+    for entries with ``events_queue_url``, their queues' clients and a second pool for SQS (a
+    long poll holds its thread for its wait, which must not delay the account's calls)."""
 
     def __init__(self, workers: int = WORKERS) -> None:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ses-probe")
         self._clients: OrderedDict[tuple[str, float], AwsClients] = OrderedDict()
-        self._lock = threading.Lock()  # clients are built on the pool's threads
+        self._queues: OrderedDict[tuple[str, float], SqsQueue] = OrderedDict()
+        self._queue_pool: ThreadPoolExecutor | None = None
+        self._workers = workers
+        self._lock = threading.Lock()  # clients are built on the pools' threads
+
+    @property
+    def queue_pool(self) -> ThreadPoolExecutor:
+        """The SQS calls' pool, made on first use (a config without queues makes none)."""
+        with self._lock:
+            if self._queue_pool is None:
+                self._queue_pool = ThreadPoolExecutor(self._workers, thread_name_prefix="ses-sqs")
+            return self._queue_pool
+
+    def queue_for(self, cfg: SesConfig, timeout: float) -> SqsQueue:
+        """The entry's events queue with its client, built once (call it on :attr:`queue_pool`:
+        building a client blocks). Raises botocore's errors (no credentials)."""
+        from exporter.probes.ses_sqs import SqsQueue, sqs_client  # it imports this module
+
+        url = cfg.events_queue_url
+        assert url is not None
+
+        def build() -> SqsQueue:
+            client = sqs_client(
+                aws_session(cfg, timeout),
+                url,
+                region=cfg.region,
+                endpoint_url=cfg.sqs_endpoint_url or cfg.endpoint_url,
+                timeout=timeout,
+                max_attempts=cfg.max_attempts,
+            )
+            return SqsQueue(client, url, self.queue_pool)
+
+        key = (cfg.model_dump_json(include=set(_QUEUE_FIELDS)), timeout)
+        return self._cached(self._queues, key, build)
 
     def clients_for(self, cfg: SesConfig, timeout: float) -> AwsClients:
         key = (cfg.model_dump_json(include=set(_CLIENT_FIELDS)), timeout)
+        return self._cached(self._clients, key, lambda: build_clients(cfg, timeout))
+
+    def _cached(
+        self,
+        cache: OrderedDict[tuple[str, float], C],
+        key: tuple[str, float],
+        build: Callable[[], C],
+    ) -> C:
+        """``cache[key]``, built outside the lock when missing (two threads may both build one:
+        the first stored wins); the least recently used entries beyond the size are dropped."""
         with self._lock:
-            clients = self._clients.get(key)
-            if clients is not None:
-                self._clients.move_to_end(key)
-                return clients
-        clients = build_clients(cfg, timeout)
+            found = cache.get(key)
+            if found is not None:
+                cache.move_to_end(key)
+                return found
+        built = build()
         with self._lock:
-            self._clients[key] = clients
-            while len(self._clients) > CLIENT_CACHE_SIZE:
-                self._clients.popitem(last=False)
-        return clients
+            built = cache.setdefault(key, built)
+            while len(cache) > CLIENT_CACHE_SIZE:
+                cache.popitem(last=False)
+        return built
 
     def call(self, operation: str, fn: Callable[[], T]) -> asyncio.Future[Outcome]:
         """Run one blocking AWS call on the pool; the outcome holds its value or its reason."""
@@ -281,11 +343,16 @@ class SesResources:
     async def aclose(self) -> None:
         with self._lock:
             self._clients.clear()
+            self._queues.clear()
+            queue_pool, self._queue_pool = self._queue_pool, None
         # Calls in flight finish on their own threads (botocore's timeouts bound them).
         self.pool.shutdown(wait=False, cancel_futures=True)
+        if queue_pool is not None:
+            queue_pool.shutdown(wait=False, cancel_futures=True)
 
 
 T = TypeVar("T")
+C = TypeVar("C")
 
 
 @dataclass(frozen=True)

@@ -208,4 +208,5 @@ def test_overview_has_a_row_per_probe_kind() -> None:
         "MTA-STS and TLS-RPT",
         "Mail queues",
         "DNSSEC and DANE",
+        "SES events",
     ]  # fmt: skip

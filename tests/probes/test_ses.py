@@ -11,19 +11,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import socket
-import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from awsenv import (
+    ACCESS_KEY,
+    REGION,
+    SECRET_KEY,
+    SECRETS,
+    SESSION_TOKEN,
+    closed_port_url,
+)
 from awsfront import AwsFront, cbor_map
 from hypothesis import given
 from hypothesis import strategies as st
-from moto.server import ThreadedMotoServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.collector import exposition
@@ -43,84 +48,22 @@ from exporter.probes.providers import (
 from exporter.results import ProbeResult, RunRecord, Target
 from exporter.runner import Runtime, run_probe
 
-REGION = "us-east-1"
-ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
-SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-SESSION_TOKEN = "IQoJb3JpZ2luX2VjEXAMPLETOKENxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-SECRETS = (ACCESS_KEY, SECRET_KEY, SESSION_TOKEN)
-
-
 # ----- fixtures ----------------------------------------------------------------------------------
 
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture(autouse=True)
-def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in (
-        "AWS_PROFILE",
-        "AWS_DEFAULT_PROFILE",
-        "AWS_ROLE_ARN",
-        "AWS_WEB_IDENTITY_TOKEN_FILE",
-        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-        "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_SES",
-        "AWS_ENDPOINT_URL_SESV2",
-        "AWS_ENDPOINT_URL_CLOUDWATCH",
-        "AWS_ENDPOINT_URL_STS",
-        "AWS_SECURITY_TOKEN",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-    monkeypatch.setenv("AWS_SESSION_TOKEN", SESSION_TOKEN)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
-
-
-@pytest.fixture(scope="module")
-def shared_front(moto_url: str) -> Iterator[AwsFront]:
-    server = AwsFront(moto_url).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+pytestmark = pytest.mark.usefixtures("aws_env")
 
 
 @pytest.fixture
-def front(moto_url: str, shared_front: AwsFront) -> AwsFront:
-    """The front server, reset, over a reset moto. Each run gets a fresh runtime, so boto3
-    clients are built anew with the test's environment (production reuses them between runs of
-    one config)."""
-    req = urllib.request.Request(moto_url + "/moto-api/reset", method="POST")
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        assert resp.status == 200
-    shared_front.reset()
-    return shared_front
+def front(aws_front: AwsFront) -> AwsFront:
+    """The front server (:mod:`sqsfront`, which answers SES as :mod:`awsfront` does), reset,
+    over a reset moto. Each run gets a fresh runtime, so boto3 clients are built anew with the
+    test's environment (production reuses them between runs of one config)."""
+    return aws_front
 
 
 def client(front: AwsFront, service: str) -> Any:
     """A boto3 client talking to moto through the front server (to seed state)."""
     return boto3.client(service, region_name=REGION, endpoint_url=front.url)
-
-
-def closed_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 def config_for(*entries: dict[str, Any], timeout: str = "10s") -> Any:
