@@ -4,6 +4,8 @@
 # The config (and, optionally, the web config for TLS and basic auth) are mounted files:
 #   /etc/deliverability-exporter/config.yml      --config.file (default below)
 #   /etc/deliverability-exporter/web-config.yml  add --web.config.file=/etc/deliverability-exporter/web-config.yml
+# State that survives a restart (report counters, seen report ids, event de-duplication) is one
+# SQLite file in the volume /var/lib/deliverability-exporter (--storage.path): mount a volume there.
 # Secrets (SMTP/IMAP passwords, AWS credentials) come from mounted files or the environment,
 # never from the image.
 
@@ -26,13 +28,16 @@ LABEL org.opencontainers.image.title="deliverability-exporter" \
 RUN groupadd --system --gid 10001 exporter \
  && useradd --system --uid 10001 --gid exporter --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin exporter \
- && mkdir -p /etc/deliverability-exporter
+ && mkdir -p /etc/deliverability-exporter /var/lib/deliverability-exporter \
+ && chown 10001:10001 /var/lib/deliverability-exporter
 COPY --from=build /opt/venv /opt/venv
 COPY deploy/healthcheck.py /usr/local/lib/deliverability-exporter/healthcheck.py
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 USER 10001:10001
 EXPOSE 9866
+VOLUME ["/var/lib/deliverability-exporter"]
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
   CMD ["python", "/usr/local/lib/deliverability-exporter/healthcheck.py"]
 ENTRYPOINT ["deliverability-exporter"]
-CMD ["--config.file=/etc/deliverability-exporter/config.yml", "--web.listen-address=:9866"]
+CMD ["--config.file=/etc/deliverability-exporter/config.yml", "--web.listen-address=:9866", \
+     "--storage.path=/var/lib/deliverability-exporter"]

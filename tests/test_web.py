@@ -22,9 +22,7 @@ from aiohttp.test_utils import TestServer
 from exporter.config import parse_config
 from exporter.daemon import Exporter
 from exporter.findings import CATALOGUE
-from exporter.probes.base import Finding, ProbeResult, Target
-from exporter.runner import RunRecord
-from exporter.state import HISTORY, State
+from exporter.results import HISTORY, Finding, ProbeResult, RunRecord, State, Target
 from exporter.web import status_page, target_page
 
 ROOT = Path(__file__).resolve().parents[1]
