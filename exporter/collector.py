@@ -218,7 +218,10 @@ def _headers() -> dict[str, str]:
     for line in text.splitlines(keepends=True):
         header.append(line)
         if line.startswith("# TYPE "):
-            out[line.split(" ", 3)[2]] = "".join(header)
+            _, _, name, kind = line.split(" ", 3)
+            if kind.strip() == "counter":  # keyed by family name: a counter's has no _total
+                name = name.removesuffix("_total")
+            out[name] = "".join(header)
             header = []
     return out
 
