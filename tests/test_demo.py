@@ -28,7 +28,11 @@ from exporter.demo import BLACKLIST_ZONE, LISTED_IP, lab_zones, start_lab
 from exporter.findings import CATALOGUE
 from exporter.lab.certs import LabCA
 from exporter.lab.dns import LabDnsServer, zone_text
+from exporter.lab.imap import LabImapServer, LabMailbox
+from exporter.lab.reportmail import demo_report_mail
+from exporter.net.imap import ImapClient
 from exporter.probes import PROBES
+from exporter.reports.mime import parse_message
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -125,6 +129,10 @@ def expected_findings(banner: str) -> set[tuple[str, str, str]]:
         m = re.search(r"(mail\.weak\.example:\d+)", banner)
         assert m is not None, banner
         want.add(("tls", m.group(1), "tls_cert_expiring"))
+    if "reports" in PROBES:
+        for code in ("dmarc_report_new_failing_source", "dmarc_report_failure_share_high",
+                     "tlsrpt_failure_sessions", "reports_invalid_messages"):  # fmt: skip
+            want.add(("reports", "dmarc-reports", code))
     return want
 
 
@@ -138,6 +146,8 @@ def test_demo_serves_metrics_findings_and_the_status_page(demo: Demo) -> None:
         m = re.search(r"(mail\.healthy\.example:\d+)", banner)
         assert m is not None
         must_run.add(("tls", m.group(1)))
+    if "reports" in PROBES:
+        must_run.add(("reports", "dmarc-reports"))
     deadline = time.monotonic() + 40
     seen: set[tuple[str, str, str]] = set()
     success: dict[tuple[str, str], float] = {}
@@ -171,6 +181,11 @@ def test_demo_serves_metrics_findings_and_the_status_page(demo: Demo) -> None:
         assert name in page
     assert "dmarc_missing" in page
     assert "Publish a TXT record at _dmarc.&lt;domain&gt;" in page  # the fix, escaped
+    if "reports" in PROBES:
+        assert success[("reports", "dmarc-reports")] == 1
+        reports = get(base + "target?probe=reports&name=dmarc-reports")
+        assert "DMARC sources of the last 7 days: healthy.example" in reports
+        assert "203.0.113.66" in reports and "mail.healthy.example" in reports  # PTR via lab DNS
     detail = get(base + "target?probe=dns&name=broken.example")
     assert "Recent runs" in detail and "dmarc_missing" in detail
     assert demo.stop() == 0
@@ -293,3 +308,30 @@ async def test_lab_smtp_offers_starttls_and_refuses_mail(tmp_path: Path) -> None
         assert config.global_.nameservers == [lab.dns.address]
     finally:
         await lab.stop()
+
+
+async def test_lab_imap_serves_the_report_mailbox() -> None:
+    mailbox = LabMailbox()
+    for message in demo_report_mail():
+        mailbox.append("INBOX", message)
+    server = await LabImapServer("u@lab.example", "pw", mailbox).start()
+    try:
+        client = await ImapClient.open("127.0.0.1", server.port, security="none",
+                                       server_hostname="127.0.0.1", ssl_context=None,
+                                       op_timeout=5)  # fmt: skip
+        await client.login("u@lab.example", "pw")
+        assert await client.ensure_folder("Done") is True
+        assert await client.ensure_folder("Done") is False
+        await client.select("INBOX")
+        uids = await client.uid_search("UNDELETED")
+        assert len(uids) == 4
+        sizes = await client.fetch_sizes(uids)
+        raw = await client.fetch_message(uids[0], 1 << 20)
+        assert raw is not None and len(raw) == sizes[uids[0]]
+        assert parse_message(raw).dmarc[0].domain == "healthy.example"
+        await client.move(uids[:1], "Done")
+        assert await client.uid_search("ALL") == uids[1:]
+        assert len(mailbox.folders["Done"]) == 1
+        await client.logout()
+    finally:
+        await server.stop()

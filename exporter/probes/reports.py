@@ -44,6 +44,7 @@ from exporter.probes import reports_store as rs
 from exporter.probes.base import NO_RESOURCES, NoResources, ProbeContext
 from exporter.reports.archive import Limits, ReportError
 from exporter.reports.mime import MessageReports, parse_message
+from exporter.reports.tlsrpt import RESULT_TYPES
 from exporter.results import Finding, ProbeResult, Table, Target, sample
 from exporter.storage import Store, StoreError
 
@@ -277,9 +278,45 @@ def _share(part: int, whole: int) -> str:
     return f"{part}/{whole}"
 
 
+def _with_zeros(
+    counters: dict[str, list[tuple[dict[str, str], float]]],
+) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """The stored counters plus, at 0, the sibling series a later report may start: every
+    dmarc x disposition of a (domain, reporter), both results of a TLS (domain, reporter) and
+    every RFC 8460 result type of a TLS domain. A counter series that first appears at its
+    final value hides that first increase from increase() and rate(); one that was there at 0
+    does not."""
+    out = {name: list(series) for name, series in counters.items()}
+
+    def pad(
+        name: str, keys: set[tuple[tuple[str, str], ...]], add: dict[str, tuple[str, ...]]
+    ) -> None:
+        have = {tuple(sorted(lb.items())) for lb, _ in out.get(name, [])}
+        for key in sorted(keys):
+            base = dict(key)
+            combos: list[dict[str, str]] = [base]
+            for label, values in add.items():
+                combos = [{**c, label: v} for c in combos for v in values]
+            for labels in combos:
+                if tuple(sorted(labels.items())) not in have:
+                    out.setdefault(name, []).append((labels, 0.0))
+
+    Key = tuple[tuple[str, str], ...]
+    dmarc: set[Key] = {(("domain", lb["domain"]), ("reporter", lb["reporter"]))
+             for lb, _ in counters.get(rs.DMARC_MESSAGES, [])}  # fmt: skip
+    pad(rs.DMARC_MESSAGES, dmarc, {"dmarc": ("pass", "fail"),
+                                   "disposition": ("none", "quarantine", "reject")})  # fmt: skip
+    tls: set[Key] = {(("domain", lb["domain"]), ("reporter", lb["reporter"]))
+           for lb, _ in counters.get(rs.TLS_SESSIONS, [])}  # fmt: skip
+    pad(rs.TLS_SESSIONS, tls, {"result": ("success", "failure")})
+    pad(rs.TLS_FAILURES, {key[:1] for key in tls},
+        {"result_type": (*sorted(RESULT_TYPES), "other")})  # fmt: skip
+    return out
+
+
 def emit_stored(result: ProbeResult, snap: rs.Snapshot, target: str, now: float) -> None:
     """Samples, findings and tables from what the store holds."""
-    for name, series in snap.counters.items():
+    for name, series in _with_zeros(snap.counters).items():
         for labels, value in series:
             if name == rs.INVALID and labels.get("target") != target:
                 continue  # each mailbox serves its own

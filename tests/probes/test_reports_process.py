@@ -5,7 +5,6 @@ exactly once, every message moved exactly once, nothing left behind."""
 from __future__ import annotations
 
 import imaplib
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import yaml
 from dnsserver import DnsServer
 from prometheus_client.parser import text_string_to_metric_families
 from reportmail import aggregate_xml, report_mail
-from servers.mail import HOST, Dovecot, MailCerts, _tempdir, free_port
+from servers.mail import HOST, Dovecot, free_port, running_dovecot
 
 USER = "rua@example.test"
 PASSWORD = "rua-S3cret-pw"
@@ -29,14 +28,8 @@ RECORDS = 3000  # about 1.3 MB of XML per report: a batch takes seconds, long en
 
 @pytest.fixture(scope="module")
 def dovecot() -> Iterator[Dovecot]:
-    assert shutil.which("dovecot"), "needs Debian package dovecot-imapd (scripts/test installs it)"
-    d = _tempdir("certs-")
-    server = Dovecot({USER: PASSWORD}, MailCerts(d)).start()
-    try:
+    with running_dovecot({USER: PASSWORD}) as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def count(dovecot: Dovecot, folder: str) -> int:
