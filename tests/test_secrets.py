@@ -38,6 +38,7 @@ SMTP_USER = "probe@example.test"
 SMTP_PASSWORD = "smtp-Pa55-SECRET-7f3a"
 TLS_PASSWORD = "tls-auth-Pa55-SECRET-91c2"
 IMAP_PASSWORD = "imap-Pa55-SECRET-c0de"
+REPORTS_PASSWORD = "reports-Pa55-SECRET-5e7a"
 AWS_ACCESS_KEY = "AKIASECRETSTEST00042"
 AWS_SECRET_KEY = "aws/Secret+Key/SECRET-4b1d000000000000000000"
 AWS_SESSION_TOKEN = "FwoGZXIvYXdzSECRETSESSIONTOKEN0123456789abcdef"
@@ -54,6 +55,7 @@ SECRETS = [
     *forms(SMTP_PASSWORD),
     *forms(TLS_PASSWORD),
     *forms(IMAP_PASSWORD, "inbox@example.test"),
+    *forms(REPORTS_PASSWORD, "dmarc@example.test"),
     AWS_SECRET_KEY,
     AWS_SESSION_TOKEN,
 ]
@@ -119,6 +121,11 @@ def write_config(s: dict[str, Any]) -> Path:
                       "username": "inbox@example.test",
                       "password_file": str(tmp / "imap-password")}},
         ],
+        "reports": [
+            {"name": "rua", "imap": {"host": "127.0.0.1", "port": s["imap"], "security": "none",
+                                     "username": "dmarc@example.test",
+                                     "password_env": "REPORTS_PASSWORD"}},
+        ],
     }  # fmt: skip
     path = tmp / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -130,6 +137,7 @@ def env() -> dict[str, str]:
     out.update(
         SMTP_PASSWORD=SMTP_PASSWORD,
         TLS_PASSWORD=TLS_PASSWORD,
+        REPORTS_PASSWORD=REPORTS_PASSWORD,
         AWS_ACCESS_KEY_ID=AWS_ACCESS_KEY,
         AWS_SECRET_ACCESS_KEY=AWS_SECRET_KEY,
         AWS_SESSION_TOKEN=AWS_SESSION_TOKEN,
@@ -169,7 +177,8 @@ def test_daemon_logs_metrics_and_pages_have_no_secret(
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "exporter", "--config.file", str(path), "--web.listen-address",
-         f"127.0.0.1:{port}", "--log.level", "debug", "--log.format", log_format],
+         f"127.0.0.1:{port}", "--log.level", "debug", "--log.format", log_format,
+         "--storage.path", str(servers["tmp"] / f"data-{log_format}")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env(),
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"

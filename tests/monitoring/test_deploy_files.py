@@ -202,4 +202,7 @@ def test_dashboards_use_only_declared_metrics() -> None:
 def test_overview_has_a_row_per_probe_kind() -> None:
     overview = load(REPO / "grafana/dashboards/deliverability-overview.json")
     rows = [p["title"] for p in overview["panels"] if p["type"] == "row"]
-    assert rows == ["Overview", "DNS authentication", "Blacklists", "TLS", "AWS SES", "Round trip"]
+    assert rows == [
+        "Overview", "DNS authentication", "Blacklists", "TLS", "AWS SES", "Round trip",
+        "DMARC and TLS reports",
+    ]  # fmt: skip
