@@ -123,7 +123,8 @@ def daemon(config: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[bytes],
     port = free_port()
     proc = subprocess.Popen(
         [PYTHON, "-m", "exporter", "--config.file", str(config),
-         "--web.listen-address", f"127.0.0.1:{port}", "--log.level", "error", *extra],
+         "--web.listen-address", f"127.0.0.1:{port}", "--log.level", "error",
+         "--storage.path", str(config.parent / "data"), *extra],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:

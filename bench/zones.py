@@ -8,7 +8,13 @@ Every domain ``dNNNNN.bench.test`` has, like a real customer of an email service
   that provider);
 * a DMARC record (``p=quarantine`` with ``rua``; every 50th domain ``p=none``);
 * two DKIM selectors ``s1`` and ``s2`` (2048-bit RSA; the key is generated once per run);
-* an MX pointing at ``mx.dNNNNN.bench.test`` (A 127.0.0.1).
+* an MX pointing at ``mx.dNNNNN.bench.test`` (A 127.0.0.1);
+* a PTR record for its sending IP, ``mta.dNNNNN.bench.test``, whose A record points back
+  (forward-confirmed reverse DNS, as Gmail requires), in the reverse zone ``198.in-addr.arpa``.
+
+The top-level zone ``test`` is served too (empty): the RFC 9989 DMARC tree walk asks
+``_dmarc.bench.test`` and ``_dmarc.test``, and an authoritative server refuses names outside its
+zones (a resolver would answer NXDOMAIN).
 
 Blacklists: ``bl.bench.test`` (IP list, RFC 5782 test entries, every 100th sending IP listed with a
 TXT reason) and ``dbl.bench.test`` (domain list, every 100th domain listed).
@@ -28,6 +34,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 PARENT = "bench.test"
+TOP = "test"
+REVERSE_ZONE = "198.in-addr.arpa"
 IP_LIST = "bl.bench.test"
 DOMAIN_LIST = "dbl.bench.test"
 ESPS = 5
@@ -92,6 +100,7 @@ def parent_zone(doms: list[BenchDomain], dkim: str) -> str:
             f'{label} TXT "v=spf1 ip4:{d.sending_ip} include:_spf.{d.esp} ~all"',
             f"{label} MX 10 mx.{label}",
             f"mx.{label} A 127.0.0.1",
+            f"mta.{label} A {d.sending_ip}",
             f'_dmarc.{label} TXT "v=DMARC1; p={policy}; rua=mailto:dmarc@{d.name}"',
             *(f"{sel}._domainkey.{label} TXT {dkim}" for sel in SELECTORS),
         ]
@@ -113,6 +122,14 @@ def esp_zone(esp: str, index: int) -> str:
 
 def _reverse(ip: str) -> str:
     return ".".join(reversed(ip.split(".")))
+
+
+def reverse_zone(doms: list[BenchDomain]) -> str:
+    lines = _head(REVERSE_ZONE)
+    for d in doms:
+        rev = _reverse(d.sending_ip).removesuffix(".198")
+        lines.append(f"{rev} PTR mta.{d.name}.")
+    return "\n".join(lines) + "\n"
 
 
 def ip_list_zone(doms: list[BenchDomain]) -> str:
@@ -141,7 +158,9 @@ def write_zones(directory: Path, n: int) -> dict[str, Path]:
     doms = domains(n)
     directory.mkdir(parents=True, exist_ok=True)
     texts = {
+        TOP: "\n".join(_head(TOP)) + "\n",
         PARENT: parent_zone(doms, dkim_txt()),
+        REVERSE_ZONE: reverse_zone(doms),
         IP_LIST: ip_list_zone(doms),
         DOMAIN_LIST: domain_list_zone(doms),
     }

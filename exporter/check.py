@@ -46,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "domains",
         nargs="*",
         metavar="DOMAIN",
-        help="check these domains (DNS authentication and domain blacklists) without a config",
+        help="check these domains (DNS authentication, domain blacklists, MTA-STS and TLS-RPT)"
+        " without a config",
     )
     parser.add_argument(
         "--config.file",
@@ -87,6 +88,7 @@ def build_config(args: argparse.Namespace) -> Config:
             "domains": [{"domain": d} for d in args.domains],
             # Domain zones only: with no config there are no sending IPs to look up.
             "blacklists": {"ip_zones": [], "domain_zones": list(DEFAULT_DOMAIN_ZONES)},
+            "mta_sts": {},
         }
         try:
             return parse_config(data)

@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from exporter.net.addr import is_ip_address, parse_nameserver, split_host_port
+from exporter.net.redisurl import check_redis_url
 
 
 class ConfigError(Exception):
@@ -180,12 +181,44 @@ class GlobalConfig(_Model):
     nameservers: list[Nameserver] = Field(default_factory=list)
 
 
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+class ExpectConfig(_Model):
+    """A domain's declared baseline (``expect:``): each key set is compared on every run."""
+
+    dmarc_policy: (
+        Annotated[list[Literal["none", "quarantine", "reject"]], BeforeValidator(_one_or_many)]
+        | None
+    ) = Field(None, min_length=1)
+    dkim_min_bits: int | None = Field(None, ge=1024, le=16384)
+    spf_includes: list[DomainName] | None = None
+    mx: list[DomainName] | None = Field(None, min_length=1)
+    mta_sts_mode: Literal["enforce", "testing", "none"] | None = None
+    dnssec: Literal["secure", "insecure"] | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> ExpectConfig:
+        if not self.model_fields_set:
+            raise ValueError("give at least one expectation (or remove expect:)")
+        return self
+
+
 class DomainConfig(_Model):
     domain: DomainName
     dkim_selectors: list[str] = Field(default_factory=list)
     sending_ips: list[IPAddress] = Field(default_factory=list)
+    return_path_domain: DomainName | None = None
+    """The envelope MAIL FROM domain (e.g. an SES custom MAIL FROM); default the domain."""
+    expect: ExpectConfig | None = None
     interval: Duration | None = None
     timeout: Duration | None = None
+
+    @property
+    def spf_domain(self) -> str:
+        """The domain SPF is checked for: the return-path domain, else the domain itself."""
+        return self.return_path_domain or self.domain
 
     @field_validator("dkim_selectors")
     @classmethod
@@ -474,6 +507,80 @@ class RoundtripConfig(_Model):
         return value
 
 
+class MtaStsConfig(_Model):
+    """The ``mta_sts`` probe: enabled by the section's presence (``mta_sts: {}`` = defaults), one
+    target per ``domains[]`` entry. ``ca_file``: extra CAs (PEM) trusted for the policy hosts,
+    besides the system's roots."""
+
+    interval: Duration | None = 3600.0
+    timeout: Duration | None = None
+    ca_file: str | None = None
+
+
+class QueueThresholds(_Model):
+    """When the ``queue`` probe reports a finding; meaning and defaults in the README (Queues)."""
+
+    oldest_age: Duration = 900.0
+    oldest_age_critical: Duration = 3600.0
+    deferred: int = Field(default=100, ge=1)
+    deferred_critical: int = Field(default=1000, ge=1)
+    failed_increase: int = Field(default=1, ge=1)
+    growing_runs: int = Field(default=3, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> QueueThresholds:
+        for key in ("oldest_age", "deferred"):
+            if getattr(self, f"{key}_critical") < getattr(self, key):
+                raise ValueError(f"{key}_critical must be at least {key}")
+        return self
+
+
+class QueueConfig(SecretRef):
+    """One ``queues`` entry: this host's Postfix queue, or RQ / Celery queues on a Redis."""
+
+    name: str
+    kind: Literal["postfix", "rq", "celery"]
+    postfix_config_dir: str | None = None
+    postqueue_path: str | None = None
+    redis_url: str | None = None
+    ca_file: str | None = None
+    key_prefix: str | None = None
+    queues: list[str] | None = None
+    thresholds: QueueThresholds = Field(default_factory=QueueThresholds)
+    interval: Duration | None = None
+    timeout: Duration | None = None
+
+    @field_validator("redis_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_redis_url(value)  # never echoes the URL: it may carry a password
+        return value
+
+    @field_validator("queues")
+    @classmethod
+    def _dedupe(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _valid(self) -> QueueConfig:
+        RoundtripConfig._name(self.name)
+        redis = ("redis_url", "ca_file", "key_prefix", "queues", "password_env", "password_file")
+        for key in redis if self.kind == "postfix" else ("postfix_config_dir", "postqueue_path"):
+            if getattr(self, key) is not None:
+                raise ValueError(f"{key} cannot be used with kind {self.kind}")
+        if self.kind != "postfix" and self.redis_url is None:
+            raise ValueError(f"kind {self.kind} needs redis_url")
+        if self.ca_file is not None and not (self.redis_url or "").startswith("rediss:"):
+            raise ValueError("ca_file needs a rediss:// redis_url")
+        if self.queues is not None and not self.queues:
+            raise ValueError("queues: list at least one queue, or omit it to find them all")
+        for text in [*(self.queues or ()), self.key_prefix or ""]:
+            if len(text) > 200 or not text.isprintable():
+                raise ValueError("queue names and key_prefix: at most 200 printable characters")
+        return self
+
+
 class ReportsImapConfig(SecretRef):
     """The mailbox DMARC aggregate and TLS-RPT reports are sent to (the ``rua=`` addresses of
     the domains' DMARC and TLS-RPT records)."""
@@ -530,6 +637,15 @@ class Config(_Model):
     tls: list[TlsTargetConfig] = Field(default_factory=list)
     ses: list[SesConfig] = Field(default_factory=list)
     roundtrip: list[RoundtripConfig] = Field(default_factory=list)
+    mta_sts: MtaStsConfig | None = None
+
+    @field_validator("mta_sts", mode="before")
+    @classmethod
+    def _present(cls, value: Any) -> Any:
+        # `mta_sts:` with nothing after it is YAML null: present, so enabled with the defaults.
+        return {} if value is None else value
+
+    queues: list[QueueConfig] = Field(default_factory=list)
     reports: list[ReportsConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -537,6 +653,7 @@ class Config(_Model):
         _no_duplicates([r.name for r in self.reports], "reports", "name")
         _no_duplicates([d.domain for d in self.domains], "domains", "domain")
         _no_duplicates([r.name for r in self.roundtrip], "roundtrip", "name")
+        _no_duplicates([q.name for q in self.queues], "queues", "name")
         _no_duplicates([s.name for s in self.ses if s.name], "ses", "name")
         return self
 

@@ -1,17 +1,24 @@
 """``deliverability-exporter demo``: the exporter against a self-contained offline lab.
 
-One process, no account, no network: a loopback DNS server (:mod:`exporter.lab.dns`) serves three
-sample domains — one healthy, one with the usual weaknesses, one broken — plus a demo blacklist;
+One process, no account, no network: a loopback DNS server (:mod:`exporter.lab.dns`) serves four
+sample domains — one healthy, one with the usual weaknesses, one broken, one whose DMARC policy
+comes from its platform's record by the RFC 9989 tree walk — plus a demo blacklist, the reverse
+zones of the sending IPs and the parent zone ``example`` (so the tree walk gets answers);
 two loopback SMTP servers (:mod:`exporter.lab.smtp`) offer STARTTLS with certificates from a
-throw-away CA (:mod:`exporter.lab.certs`), one valid, one expiring in 5 days; a loopback IMAP
-server (:mod:`exporter.lab.imap`) holds a mailbox of DMARC aggregate and TLS-RPT reports of the
-last day (:mod:`exporter.lab.reportmail`), counted into a store in the temporary directory. The
+throw-away CA (:mod:`exporter.lab.certs`), one valid, one expiring in 5 days; an HTTPS server
+(:mod:`exporter.lab.https`) is the three domains' MTA-STS policy hosts on port 443 of a loopback
+address; a loopback ``redis-server`` (:mod:`exporter.lab.redis`, when installed: else the demo
+says it runs without it) holds RQ and Celery mail queues (:mod:`exporter.lab.queues`); a
+loopback IMAP server (:mod:`exporter.lab.imap`) holds a mailbox of DMARC aggregate and TLS-RPT
+reports of the last day (:mod:`exporter.lab.reportmail`), counted into the demo's store. The
 exporter runs against them with a generated config (written to a temporary directory, so
 ``POST /-/reload`` works) and serves ``/metrics`` and the status page on 127.0.0.1 until Ctrl-C.
 
 Sections appear only for registered probes: the TLS servers start only when the ``tls`` probe is
-in :data:`exporter.probes.PROBES`; the blacklist config is always written but is probed only when
-a ``dnsbl`` probe is registered.
+in :data:`exporter.probes.PROBES`, the policy hosts only with the ``mta_sts`` probe (and only
+where port 443 can be bound: root, ``CAP_NET_BIND_SERVICE`` or a container; otherwise the banner
+says so and the demo runs without them); the blacklist config is always written but is probed
+only when a ``dnsbl`` probe is registered.
 """
 
 from __future__ import annotations
@@ -37,8 +44,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from exporter.config import Config, parse_config
+from exporter.lab import redis as lab_redis
 from exporter.lab.certs import LabCA
 from exporter.lab.dns import LabDnsServer, zone_text
+from exporter.lab.https import LabPolicyServer, PolicyPage
 from exporter.lab.imap import LabImapServer, LabMailbox
 from exporter.lab.reportmail import HEALTHY_SENDER, demo_report_mail
 from exporter.lab.smtp import LabSmtpServer
@@ -52,11 +61,19 @@ EXPIRING_DAYS = 5
 
 DOMAINS: dict[str, str] = {
     "healthy.example": "everything right: SPF -all, DMARC p=reject with reports, 2048-bit DKIM,"
-    " MX with an address, valid STARTTLS certificate",
+    " MX with an address, valid STARTTLS certificate, a forward-confirmed sending IP, a"
+    " return path at an ESP's SPF include: ready for Gmail, Yahoo and Microsoft; its baseline"
+    " holds; MTA-STS enforce, TLS-RPT",
     "weak.example": "DMARC p=none without reports, 1024-bit DKIM key, MX pointing at a CNAME,"
-    f" certificate expiring in {EXPIRING_DAYS} days",
+    f" certificate expiring in {EXPIRING_DAYS} days; drifted from its baseline (expects"
+    " p=reject or quarantine and 2048-bit keys); MTA-STS testing with a one-hour max_age"
+    " that lists the CNAME's target instead of the MX, no TLS-RPT",
     "broken.example": "SPF +all with 11 DNS lookups, no DMARC record, missing DKIM key,"
-    " MX host with no address, sending IP on a blacklist",
+    " MX host with no address, sending IP on a blacklist whose PTR does not resolve back,"
+    " two MTA-STS records, policy host redirecting, TLS-RPT with an http: URI",
+    "app.platform.example": "no DMARC record of its own: the platform publishes psd=y, so by"
+    " the RFC 9989 tree walk app.platform.example is its own organizational domain and gets the"
+    " platform's sp=quarantine, in test mode (t=y)",
 }
 BLACKLIST_ZONE = "bl.lab.example"
 DOMAIN_BLACKLIST_ZONE = "dbl.lab.example"
@@ -79,16 +96,53 @@ def _dkim_record(bits: int) -> str:
     return _txt(f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode()}")
 
 
-def lab_zones() -> list[str]:
-    """The lab's zone files (DKIM keys are generated afresh each time)."""
+STS_ID = _txt("v=STSv1; id=20250101T000000")
+POLICIES: dict[str, PolicyPage] = {
+    "healthy.example": PolicyPage(
+        "version: STSv1\nmode: enforce\nmx: mail.healthy.example\nmax_age: 604800\n"
+    ),
+    # senders match the MX name (mx.weak.example), not the CNAME's target
+    "weak.example": PolicyPage(
+        "version: STSv1\nmode: testing\nmx: mail.weak.example\nmax_age: 3600\n"
+    ),
+    "broken.example": PolicyPage(status=301, location="https://www.broken.example/mta-sts.txt"),
+}
+POLICY_CERT_DAYS = {"healthy.example": 90.0, "weak.example": float(EXPIRING_DAYS),
+                    "broken.example": 90.0}  # fmt: skip
+
+
+def lab_zones(policy_address: str | None = None) -> list[str]:
+    """The lab's zone files (DKIM keys are generated afresh each time); ``policy_address``: where
+    the domains' MTA-STS policy hosts (``mta-sts.<domain>``) listen."""
     spf_includes = " ".join(f"include:_spf{i}.broken.example" for i in range(1, 12))
+    hosts = [f"mta-sts A {policy_address}"] if policy_address else []
     return [
+        zone_text("example", []),  # the parent: the DMARC tree walk asks _dmarc.example
         zone_text("healthy.example", [
             "@ " + _txt("v=spf1 ip4:127.0.0.1 -all"),
             "_dmarc " + _txt("v=DMARC1; p=reject; rua=mailto:dmarc-reports@healthy.example"),
             "s1._domainkey " + _dkim_record(2048),
             "@ MX 10 mail.healthy.example.",
             "mail A 127.0.0.1",
+            "out A 127.0.0.1",
+            "bounce " + _txt("v=spf1 include:amazonses.esp.example -all"),
+            "_mta-sts " + STS_ID,
+            "_smtp._tls " + _txt("v=TLSRPTv1; rua=mailto:tls-reports@healthy.example"),
+            *hosts,
+        ]),
+        zone_text("esp.example", [
+            "amazonses " + _txt("v=spf1 ip4:127.0.0.0/24 -all"),
+        ]),
+        zone_text("platform.example", [
+            "_dmarc " + _txt("v=DMARC1; p=reject; sp=quarantine; np=reject; psd=y; t=y;"
+                             " rua=mailto:dmarc@platform.example"),
+            "app " + _txt("v=spf1 ip4:127.0.0.1 -all"),
+            "app MX 10 mx.platform.example.",
+            "mx A 127.0.0.1",
+        ]),
+        zone_text("0.0.127.in-addr.arpa", ["1 PTR out.healthy.example."]),
+        zone_text("2.0.192.in-addr.arpa", [  # the listed IP's PTR points at another address
+            LISTED_IP.rsplit(".", 1)[1] + " PTR mail.broken.example.",
         ]),
         zone_text("weak.example", [
             "@ " + _txt("v=spf1 ip4:127.0.0.1 ~all"),
@@ -97,12 +151,18 @@ def lab_zones() -> list[str]:
             "@ MX 10 mx.weak.example.",
             "mx CNAME mail.weak.example.",
             "mail A 127.0.0.1",
+            "_mta-sts " + STS_ID,
+            *hosts,
         ]),
         zone_text("broken.example", [
             "@ " + _txt(f"v=spf1 {spf_includes} +all"),
             *(f"_spf{i} " + _txt("v=spf1 -all") for i in range(1, 12)),
             "@ MX 10 mial.broken.example.",  # a typo: that host has no address
             "mail A 127.0.0.1",
+            "_mta-sts " + STS_ID,
+            "_mta-sts " + _txt("v=STSv1; id=20250301T000000"),  # a second record
+            "_smtp._tls " + _txt("v=TLSRPTv1; rua=http://reports.broken.example/tlsrpt"),
+            *hosts,
         ]),
         zone_text(BLACKLIST_ZONE, [
             # RFC 5782 §5: the test entry 127.0.0.2 is listed, 127.0.0.1 is not.
@@ -130,6 +190,11 @@ class Lab:
     workdir: Path
     dns: LabDnsServer
     smtp: dict[str, LabSmtpServer] = field(default_factory=dict)
+    policy: LabPolicyServer | None = None
+    policy_note: str = ""
+    """Why there are no policy hosts ('' when they run, or without the mta_sts probe)."""
+    redis: lab_redis.LabRedis | None = None
+    notes: list[str] = field(default_factory=list)
     imap: LabImapServer | None = None
     config_data: dict[str, Any] = field(default_factory=dict)
 
@@ -143,6 +208,10 @@ class Lab:
     async def stop(self) -> None:
         for server in self.smtp.values():
             await server.stop()
+        if self.policy is not None:
+            await self.policy.stop()
+        if self.redis is not None:
+            await asyncio.to_thread(self.redis.stop)
         if self.imap is not None:
             await self.imap.stop()
         await self.dns.stop()
@@ -159,29 +228,58 @@ def _server_tls(workdir: Path, ca: LabCA, host: str, days: float) -> ssl.SSLCont
     return ctx
 
 
+async def _policy_hosts(workdir: Path, ca: LabCA) -> LabPolicyServer:
+    """The domains' policy hosts on port 443 of a loopback address; OSError when none binds."""
+    hosts = {}
+    for domain, page in POLICIES.items():
+        host = f"mta-sts.{domain}"
+        hosts[host] = (_server_tls(workdir, ca, host, POLICY_CERT_DAYS[domain]), page)
+    server = LabPolicyServer(hosts)
+    await server.start()
+    return server
+
+
 async def start_lab(workdir: Path, *, interval: str = INTERVAL) -> Lab:
     """Start the lab servers on 127.0.0.1 and write the exporter's config into ``workdir``."""
     from exporter.probes import PROBES
 
-    lab = Lab(workdir=workdir, dns=await LabDnsServer(lab_zones()).start())
+    ca = LabCA()
+    ca_file = workdir / "lab-ca.pem"
+    ca_file.write_bytes(ca.cert_pem)
+    policy: LabPolicyServer | None = None
+    note = ""
+    if "mta_sts" in PROBES:
+        try:
+            policy = await _policy_hosts(workdir, ca)
+        except OSError as exc:
+            note = f"not served: cannot listen on port 443 ({exc.strerror or exc})"
+    try:
+        dns = await LabDnsServer(lab_zones(policy.address if policy else None)).start()
+    except BaseException:
+        if policy is not None:
+            await policy.stop()
+        raise
+    lab = Lab(workdir=workdir, dns=dns, policy=policy, policy_note=note)
     try:
         data: dict[str, Any] = {
             "global": {"interval": interval, "timeout": TIMEOUT,
                        "nameservers": [lab.dns.address]},
             "domains": [
                 {"domain": "healthy.example", "dkim_selectors": ["s1"],
-                 "sending_ips": ["127.0.0.1"]},
-                {"domain": "weak.example", "dkim_selectors": ["s1"]},
+                 "sending_ips": ["127.0.0.1"], "return_path_domain": "bounce.healthy.example",
+                 "expect": {"dmarc_policy": ["reject"], "dkim_min_bits": 2048,
+                            "spf_includes": ["amazonses.esp.example"],
+                            "mx": ["mail.healthy.example"]}},
+                {"domain": "weak.example", "dkim_selectors": ["s1"], "sending_ips": ["127.0.0.1"],
+                 "expect": {"dmarc_policy": ["reject", "quarantine"], "dkim_min_bits": 2048}},
                 {"domain": "broken.example", "dkim_selectors": ["s1"],
                  "sending_ips": [LISTED_IP]},
+                {"domain": "app.platform.example"},
             ],
             "blacklists": {"ip_zones": [BLACKLIST_ZONE], "domain_zones": [DOMAIN_BLACKLIST_ZONE],
                            "interval": interval},
         }  # fmt: skip
         if "tls" in PROBES:
-            ca = LabCA()
-            ca_file = workdir / "lab-ca.pem"
-            ca_file.write_bytes(ca.cert_pem)
             targets = []
             for host, days in (("mail.healthy.example", 90.0), ("mail.weak.example", 5.0)):
                 server = LabSmtpServer(host, _server_tls(workdir, ca, host, days))
@@ -189,6 +287,10 @@ async def start_lab(workdir: Path, *, interval: str = INTERVAL) -> Lab:
                 targets.append({"target": f"{host}:{server.port}", "ca_file": str(ca_file),
                                 "ehlo_name": "probe.lab.example"})  # fmt: skip
             data["tls"] = targets
+        if policy is not None:
+            data["mta_sts"] = {"interval": interval, "ca_file": str(ca_file)}
+        if "queue" in PROBES:
+            await _start_queues(lab, data)
         if "reports" in PROBES:
             mailbox = LabMailbox()
             for message in demo_report_mail():
@@ -213,6 +315,24 @@ async def start_lab(workdir: Path, *, interval: str = INTERVAL) -> Lab:
         await lab.stop()
         raise
     return lab
+
+
+async def _start_queues(lab: Lab, data: dict[str, Any]) -> None:
+    """RQ and Celery queues on a lab Redis, when ``redis-server`` is installed (a newcomer's
+    machine may lack it: the demo then runs without queue targets and says so)."""
+    if not lab_redis.available():
+        lab.notes.append("redis-server not found: no queue targets (Debian/Ubuntu: apt-get"
+                         " install redis-server)")  # fmt: skip
+        return
+    from exporter.lab import queues as lab_queues  # redis-py: loaded only for the demo's queues
+
+    lab.redis = await asyncio.to_thread(lab_redis.LabRedis().start)
+    await asyncio.to_thread(lab_queues.seed, lab.redis.url)
+    celery_url = lab.redis.url.rsplit("/", 1)[0] + "/1"
+    data["queues"] = [
+        {"name": "app-mail", "kind": "rq", "redis_url": lab.redis.url, "interval": INTERVAL},
+        {"name": "celery-mail", "kind": "celery", "redis_url": celery_url, "interval": INTERVAL},
+    ]
 
 
 def _listen(address: str) -> tuple[str, int]:
@@ -243,6 +363,15 @@ def _banner(lab: Lab, base: str, out: TextIO) -> None:
     if lab.smtp:
         lines.append("TLS targets (SMTP with STARTTLS):")
         lines.extend(f"  {h}:{s.port}" for h, s in lab.smtp.items())
+    if lab.policy is not None:
+        lines.append(f"MTA-STS policy hosts: https://mta-sts.<domain>/ on {lab.policy.address}:443")
+    elif lab.policy_note:
+        lines.append(f"MTA-STS policy hosts: {lab.policy_note}")
+    if lab.redis is not None:
+        lines.append(f"Mail queues on the lab Redis {lab.redis.url.rsplit('/', 1)[0]}:")
+        lines.append("  app-mail (RQ: a healthy queue, and one with no worker and a 2-hour-old"
+                     " job), celery-mail (Celery)")  # fmt: skip
+    lines.extend(f"Note: {note}" for note in lab.notes)
     if lab.imap is not None:
         lines.append(f"Report mailbox (IMAP, DMARC and TLS-RPT reports): 127.0.0.1:{lab.imap.port}")
     lines += [

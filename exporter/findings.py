@@ -123,44 +123,83 @@ CATALOGUE: dict[str, FindingSpec] = _catalogue(
       "check_host() for a configured sending IP ended in temperror: a DNS lookup in the SPF tree"
       " failed, so receivers may defer its mail.",
       "See the lookup trail in the details; check the DNS servers of the failing name."),
-    # --- dns: DMARC (exporter/probes/dns/dmarc.py) --------------------------------------------
+    # --- dns: DMARC (exporter/probes/dns/dmarc.py, treewalk.py) ------------------------------
     F("dmarc_missing", "dns", CRITICAL,
-      "No DMARC record applies to the domain (none at _dmarc.<domain> nor at its organizational"
-      " domain).",
+      "No DMARC record applies to the domain: none at _dmarc.<domain> nor anywhere up the RFC"
+      " 9989 tree walk (its organizational domain, its public suffix domain).",
       "Publish a TXT record at _dmarc.<domain>, e.g. 'v=DMARC1; p=none; rua=mailto:dmarc@<domain>',"
       " then tighten p to quarantine/reject once reports look clean."),
     F("dmarc_multiple_records", "dns", CRITICAL,
-      "More than one DMARC record is published; receivers then ignore DMARC for the domain"
-      " (RFC 7489 §6.6.3).",
+      "More than one DMARC record is published at _dmarc.<domain>; receivers discard them all"
+      " (RFC 9989 §4.10) and look higher up the tree, or apply no DMARC.",
       "Delete all but one TXT record starting with v=DMARC1 at _dmarc.<domain>."),
     F("dmarc_invalid", "dns", CRITICAL,
-      "The DMARC record cannot be parsed (missing v=DMARC1 first, missing or invalid p= tag).",
-      "Rewrite the record as 'v=DMARC1; p=<none|quarantine|reject>; ...' with tags separated by"
-      " semicolons."),
+      "The DMARC record has an invalid p=, sp= or np=: receivers act as p=none if it has a valid"
+      " rua=, and ignore the record otherwise (RFC 9989 §4.10.1).",
+      "Set p=, sp= and np= to none, quarantine or reject, with tags separated by semicolons."),
     F("dmarc_invalid_tag", "dns", WARNING,
-      "A DMARC tag has an invalid value and is ignored by receivers (pct, adkim, aspf, fo, sp, rf,"
-      " ri, or a rua/ruf URI).",
-      "Correct the tag named in the evidence; see RFC 7489 §6.3 for the allowed values."),
+      "A DMARC tag has an invalid value and is ignored by receivers (adkim, aspf, fo, psd, t, pct,"
+      " or a rua/ruf URI).",
+      "Correct the tag named in the evidence; see RFC 9989 §4.7 for the allowed values."),
+    F("dmarc_policy_missing", "dns", WARNING,
+      "The DMARC record has no p= tag: RFC 9989 receivers act as p=none, receivers still on RFC"
+      " 7489 ignore the record unless it has a valid rua=.",
+      "Add p=none (or quarantine/reject) right after v=DMARC1."),
     F("dmarc_policy_none", "dns", WARNING,
       "The DMARC policy that applies is p=none: spoofed mail is still delivered.",
       "Once aggregate reports show your own mail passing, move to p=quarantine and then p=reject."),
+    F("dmarc_testing_mode", "dns", INFO,
+      "The DMARC record has t=y (test mode, RFC 9989): receivers apply the policy one level"
+      " weaker (reject as quarantine, quarantine as none).",
+      "Remove t=y once aggregate reports show your own mail passing."),
+    F("dmarc_removed_tag", "dns", INFO,
+      "The DMARC record uses pct, rf or ri, which RFC 9989 removed: RFC 9989 receivers ignore"
+      " them, receivers still on RFC 7489 honour them.",
+      "Keep them only while old receivers matter; use t=y instead of pct=0 for a trial period."),
     F("dmarc_pct_partial", "dns", INFO,
-      "The DMARC policy applies to only part of the mail (pct below 100).",
+      "The DMARC policy asks receivers still on RFC 7489 to apply it to only part of the mail"
+      " (pct below 100); RFC 9989 receivers apply it to all.",
       "Raise pct to 100 (or remove the tag) once reports show your mail passing."),
     F("dmarc_no_rua", "dns", WARNING,
       "The DMARC record asks for no aggregate reports (no rua=), so failures go unseen.",
       "Add rua=mailto:<address> to receive daily aggregate reports."),
     F("dmarc_inherited", "dns", INFO,
-      "The domain has no DMARC record of its own; the organizational domain's record applies.",
+      "The domain has no DMARC record of its own; the record of its organizational domain (or"
+      " of its public suffix domain, psd=y) applies, with its sp= or np=.",
       "Nothing to do if intended; publish _dmarc.<domain> to set a policy for this domain alone."),
     F("dmarc_subdomain_policy_weaker", "dns", INFO,
-      "The subdomain policy (sp=) is weaker than p=, so spoofed subdomains are treated leniently.",
-      "Set sp= to the same strength as p= (or remove it to inherit p=)."),
+      "The policy subdomains get (sp=, or np= for non-existent ones) is weaker than the domain's"
+      " own, so spoofed subdomains are treated leniently.",
+      "Set sp= and np= to the same strength as p= (or remove them to inherit p=)."),
     F("dmarc_report_destination_unauthorized", "dns", WARNING,
-      "A rua/ruf address is in another organization's domain that has not authorized receiving"
-      " reports for this domain (RFC 7489 §7.1), so receivers send it no reports.",
+      "A rua/ruf address is in another organizational domain that has not authorized receiving"
+      " reports for this domain (RFC 9990 §3), so receivers send it no reports.",
       "Ask the report receiver to publish TXT 'v=DMARC1' at <domain>._report._dmarc.<their"
       " domain>, or use an address in your own domain."),
+    # --- dns: sending IPs, bulk-sender rules, baseline ----------------------------------------
+    F("sending_ip_no_ptr", "dns", CRITICAL,
+      "A sending IP has no PTR record: Gmail rejects or junks mail from IPs without valid"
+      " reverse DNS, and most receivers distrust it.",
+      "Ask whoever owns the IP (your hosting or cloud provider) to set a PTR record to a host"
+      " name whose A/AAAA record points back at the IP."),
+    F("sending_ip_ptr_mismatch", "dns", CRITICAL,
+      "The PTR name of a sending IP does not resolve back to the IP (forward-confirmed reverse"
+      " DNS fails): Gmail treats this like a missing PTR.",
+      "Publish an A (IPv4) or AAAA (IPv6) record for the PTR name pointing at the IP, or change"
+      " the PTR to a name that has one."),
+    F("sender_requirement_unmet", "dns", CRITICAL,
+      "A bulk-sender requirement of Gmail, Yahoo or Microsoft is not met as far as DNS shows;"
+      " senders of 5,000+ messages a day are rejected or junked by those providers.",
+      "Fix what the evidence names (the requirement's own finding gives the details), then check"
+      " the domain again."),
+    F("baseline_drift", "dns", WARNING,
+      "The domain no longer matches its declared baseline (expect:): the evidence names what was"
+      " expected and what is there (critical when what is there is itself broken).",
+      "Restore the expected record, or update expect: in the config if the change was intended."),
+    F("baseline_not_checked", "dns", INFO,
+      "An expectation of the baseline could not be compared because the check that provides it"
+      " did not run (MTA-STS, DNSSEC) or has nothing to compare (no dkim_selectors).",
+      "Enable the check (an mta_sts: section, global.dnssec) or remove the expectation."),
     # --- dns: DKIM (exporter/probes/dns/dkim.py) ----------------------------------------------
     F("dkim_key_missing", "dns", CRITICAL,
       "No DKIM key is published for a configured selector; mail signed with it fails DKIM.",
@@ -274,6 +313,81 @@ CATALOGUE: dict[str, FindingSpec] = _catalogue(
       " the probe was offered).",
       "Check the account and password (rotated secret, locked or expired account) and that the"
       " server offers AUTH PLAIN or LOGIN after STARTTLS."),
+    # --- mta_sts (exporter/probes/mta_sts.py, mta_sts_policy.py) --------------------------------
+    # Severity: a broken MTA-STS setup costs protection, not mail: senders that cannot get a
+    # policy deliver as before (with opportunistic TLS) and keep a cached policy until its
+    # max_age. Warning, then. The one exception is an MX an enforce policy does not list:
+    # enforcing senders refuse to deliver to it, so that is critical (warning in testing mode).
+    F("mta_sts_record_invalid", "mta_sts", WARNING,
+      "The _mta-sts TXT record does not follow RFC 8461 §3.1; senders ignore it and treat the"
+      " domain as having no MTA-STS policy (new senders get no protection, and a changed id is"
+      " never noticed).",
+      "Publish exactly 'v=STSv1; id=<1-32 letters and digits>' (case-sensitive, fields separated"
+      " by ';'); change the id whenever the policy changes."),
+    F("mta_sts_record_duplicate", "mta_sts", WARNING,
+      "More than one TXT record at _mta-sts begins with v=STSv1; senders use none of them"
+      " (RFC 8461 §3.1) and the domain looks as if it had no MTA-STS.",
+      "Delete all but one v=STSv1 record at _mta-sts.<domain>."),
+    F("mta_sts_policy_unreachable", "mta_sts", WARNING,
+      "The policy at https://mta-sts.<domain>/.well-known/mta-sts.txt could not be fetched: no"
+      " address, connection refused, a TLS or HTTP error, or a status other than 200 (e.g. 404)."
+      " Senders fall back to a cached policy until it expires, then to no policy.",
+      "Serve the policy file over HTTPS at mta-sts.<domain> on port 443 with status 200 (check the"
+      " host's A/AAAA record, the web server and its virtual host for that name)."),
+    F("mta_sts_policy_redirect", "mta_sts", WARNING,
+      "The policy URL answers with a redirect; senders must not follow it (RFC 8461 §3.3), so"
+      " they get no policy.",
+      "Serve the file itself at /.well-known/mta-sts.txt on mta-sts.<domain> (no redirect to"
+      " www or another path; an HTTP-to-HTTPS redirect elsewhere is fine)."),
+    F("mta_sts_policy_media_type", "mta_sts", WARNING,
+      "The policy is not served as text/plain (RFC 8461 §3.2); strict senders reject it.",
+      "Serve mta-sts.txt with 'Content-Type: text/plain' (a charset parameter is fine)."),
+    F("mta_sts_policy_invalid", "mta_sts", WARNING,
+      "The policy file does not follow RFC 8461 §3.2 (syntax, a missing field, a mode or"
+      " max_age out of range, over 64 KB); senders ignore it.",
+      "Fix the line named in the evidence: 'version: STSv1', 'mode: enforce|testing|none',"
+      " 'max_age: <seconds up to 31557600>', one 'mx: <host or *.domain>' per line, LF or CRLF"
+      " line ends, no blank lines, lower-case field names."),
+    F("mta_sts_cert_invalid", "mta_sts", WARNING,
+      "The policy host's certificate does not verify for mta-sts.<domain> (expired, untrusted"
+      " chain, or another name); senders must verify it, so they get no policy.",
+      "Install a certificate from a public CA that covers mta-sts.<domain>, with its full chain;"
+      " for a private CA set mta_sts.ca_file."),
+    F("mta_sts_cert_expiring", "mta_sts", WARNING,
+      "The policy host's certificate chain expires within 21 days; after that senders cannot"
+      " fetch or refresh the policy.",
+      "Renew the certificate of mta-sts.<domain> (check that automatic renewal covers that name"
+      " and that the web server reloads it)."),
+    F("mta_sts_mx_not_covered", "mta_sts", CRITICAL,
+      "An MX host matches no mx pattern of the policy: in enforce mode senders refuse to deliver"
+      " to it (critical); in testing mode they only report it (warning).",
+      "Add the MX host (or a '*.' pattern one label above it) to the policy's mx lines and change"
+      " the id in the _mta-sts record; or correct the MX record."),
+    F("mta_sts_testing_mode", "mta_sts", INFO,
+      "The policy is in testing mode: senders report TLS failures (TLS-RPT) but still deliver"
+      " without TLS; it protects nothing yet.",
+      "Once TLS-RPT reports show no failures, switch to 'mode: enforce' and change the id."),
+    F("mta_sts_max_age_short", "mta_sts", WARNING,
+      "The policy's max_age is under a day: senders drop it soon, and blocking one refresh is"
+      " enough to strip TLS (RFC 8461 expects weeks).",
+      "Set max_age to weeks (604800, a week, or more; 31557600 at most) and change the id."),
+    F("mta_sts_policy_changed_same_id", "mta_sts", WARNING,
+      "The policy changed while the id in the _mta-sts record did not; senders that cached the"
+      " old policy keep it until its max_age runs out (they refetch only on a new id).",
+      "Change the id in the _mta-sts TXT record (e.g. to the current date and time,"
+      " 20250101T120000) whenever the policy file changes."),
+    F("tlsrpt_missing", "mta_sts", INFO,
+      "The domain asks senders for TLS (MTA-STS or DANE) but publishes no TLS-RPT record, so"
+      " nobody tells you when TLS to your MX fails.",
+      "Publish '_smtp._tls.<domain> TXT \"v=TLSRPTv1; rua=mailto:tls-reports@<domain>\"'."),
+    F("tlsrpt_invalid", "mta_sts", WARNING,
+      "The _smtp._tls TXT record does not follow RFC 8460 §3 (rua with mailto: or https: URIs);"
+      " senders send no TLS reports.",
+      "Publish exactly 'v=TLSRPTv1; rua=mailto:<address>' (several URIs separated by commas)."),
+    F("tlsrpt_duplicate", "mta_sts", WARNING,
+      "More than one TXT record at _smtp._tls begins with v=TLSRPTv1; senders use none of them"
+      " (RFC 8460 §3).",
+      "Delete all but one v=TLSRPTv1 record; list several report addresses in one rua."),
     # --- ses (exporter/probes/ses.py) ---------------------------------------------------------
     F("ses_quota_high", "ses", WARNING,
       "Messages sent in the last 24 hours are above 80% of the SES 24-hour quota (critical from"
@@ -368,6 +482,46 @@ CATALOGUE: dict[str, FindingSpec] = _catalogue(
       "The configured spam folder does not exist (SELECT failed), so spam placement is not"
       " watched.",
       "Set imap.spam_folder to the server's junk folder name (Junk, Spam, [Gmail]/Spam...)."),
+    # --- queue (exporter/probes/queue.py) -------------------------------------------------------
+    F("queue_oldest_too_old", "queue", WARNING,
+      "An item has waited in the queue longer than the entry's oldest_age (critical from"
+      " oldest_age_critical): an RQ job not picked up, or a Postfix message not even handed to"
+      " the queue manager (incoming, maildrop); mail is not leaving.",
+      "RQ: check that workers run and keep up ('rq info'), and what the oldest job waits for;"
+      " Postfix: 'postfix status', the mail log for qmgr/pickup errors, 'postfix check'."),
+    F("postfix_deferred_high", "queue", WARNING,
+      "The Postfix deferred queue holds at least the entry's 'deferred' threshold of messages"
+      " (critical from deferred_critical): receivers are refusing or unreachable; the"
+      " evidence and the status page name the most frequent reasons.",
+      "Read the top deferral reasons: a 4xx from one provider (rate limits, greylisting,"
+      " reputation: see the blacklist and DNS probes), connection timeouts (outbound port 25"
+      " blocked), DNS failures; 'qshape deferred' shows the destinations, 'postqueue -f'"
+      " retries once fixed."),
+    F("postfix_hold", "queue", INFO,
+      "Messages are on hold in Postfix: they are never delivered until released.",
+      "'postqueue -j' lists them (queue_name hold); release with 'postsuper -H ID' or delete"
+      " with 'postsuper -d ID'; check header/body checks with a HOLD action."),
+    F("queue_no_workers", "queue", WARNING,
+      "An RQ queue has jobs waiting and no live RQ worker listens on it (critical once it has"
+      " grown meanwhile): nothing sends that mail.",
+      "Start or restart the workers for this queue ('rq worker QUEUE', your process manager or"
+      " deployment); 'rq info' shows the workers Redis knows."),
+    F("queue_failed_growing", "queue", WARNING,
+      "The RQ failed-job registry of a queue grew since the previous run: mail jobs are"
+      " failing.",
+      "Look at the failures ('rq info', or FailedJobRegistry(queue=...).get_job_ids() and each"
+      " job's exc_info): SMTP or API credentials, a provider refusing, a bug; requeue them once"
+      " fixed ('rq requeue --all --queue QUEUE')."),
+    F("queue_growing", "queue", WARNING,
+      "A Redis queue grew at each of the last growing_runs runs: jobs arrive faster than the"
+      " workers take them, or the workers are stuck.",
+      "Check the workers (running, not stuck on one slow job, enough of them for the load) and"
+      " what is flooding the queue."),
+    F("queue_unknown", "queue", INFO,
+      "A configured queue is empty and unknown to RQ (not in rq:queues) or kombu (no"
+      " _kombu.binding set): possibly a misspelt name, so nothing is watched.",
+      "Compare the name with the application's queue names ('rq info', Celery's task_queues);"
+      " RQ and Celery create a queue only when the first job is sent to it."),
     # --- reports (exporter/probes/reports.py) -------------------------------------------------
     F("reports_imap_failed", "reports", WARNING,
       "The report mailbox could not be read (name not resolved, connection or TLS failed, login"

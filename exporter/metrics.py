@@ -78,13 +78,19 @@ METRICS: dict[str, MetricSpec] = _table(
       ("domain", "ip", "result")),
     # --- dns: DMARC ---------------------------------------------------------------------------
     M("dmarc_records", "Number of v=DMARC1 records at _dmarc.<domain> (1 is healthy; 0 when"
-      " inherited from the organizational domain).", D),
+      " the record that applies is found higher up by the RFC 9989 tree walk).", D),
     M("dmarc_valid", "1 if a valid DMARC record applies to the domain.", D),
-    M("dmarc_pct", "The pct= of the DMARC record that applies (100 when absent).", D),
+    M("dmarc_pct", "The pct= of the DMARC record that applies (100 when absent; removed in RFC"
+      " 9989, still read by RFC 7489 receivers).", D),
     M("dmarc_policy", "State set: the DMARC policy receivers apply to this domain.",
       ("domain", "policy")),
-    M("dmarc_subdomain_policy", "State set: the DMARC policy for subdomains of this domain.",
-      ("domain", "policy")),
+    M("dmarc_subdomain_policy", "State set: the DMARC policy for existing subdomains of this"
+      " domain.", ("domain", "policy")),
+    M("dmarc_nonexistent_subdomain_policy", "State set: the DMARC policy for non-existent"
+      " subdomains of this domain (np=, else sp=, else p=).", ("domain", "policy")),
+    M("dmarc_testing", "1 when the DMARC record that applies has t=y (test mode).", D),
+    M("dmarc_policy_domain_info", "Where the DMARC record that applies was found by the RFC 9989"
+      " tree walk (always 1).", ("domain", "policy_domain")),
     # --- dns: DKIM ----------------------------------------------------------------------------
     M("dkim_key_valid", "1 if the selector publishes a usable DKIM public key.",
       ("domain", "selector")),
@@ -94,6 +100,17 @@ METRICS: dict[str, MetricSpec] = _table(
     M("mx_records", "Number of MX records of the domain.", D),
     M("mx_valid", "1 if the domain has MX records whose hosts all resolve (or a lone null MX).",
       D),
+    # --- dns: sending IPs, bulk-sender rules, baseline ----------------------------------------
+    M("sending_ip_fcrdns", "1 when the sending IP has a PTR record whose name resolves back to"
+      " the IP.", ("domain", "ip")),
+    M("sending_ip_ptr_info", "The first PTR name of the sending IP ('' when none; always 1).",
+      ("domain", "ip", "ptr")),
+    M("sender_requirement", "1 when the domain meets a bulk-sender requirement as far as DNS can"
+      " show (spf, dkim, dmarc, alignment, fcrdns), 0 when it does not.",
+      ("domain", "requirement")),
+    M("sender_requirements_met", "1 when every bulk-sender requirement the provider states holds"
+      " (gmail, yahoo, microsoft).", ("domain", "provider")),
+    M("baseline_met", "1 when every expectation of the domain's expect: block holds.", D),
     M("dns_record_checksum", "Stable checksum (CRC-32) of the record's normalized text; use"
       " changes() to detect edits.", ("domain", "record")),
     # --- dnsbl --------------------------------------------------------------------------------
@@ -132,6 +149,19 @@ METRICS: dict[str, MetricSpec] = _table(
     M("ses_identity_verified", "1 if the identity is verified.", ("region", "identity")),
     M("ses_identity_dkim_verified", "1 if the identity's DKIM is verified.",
       ("region", "identity")),
+    # --- mta_sts ------------------------------------------------------------------------------
+    M("mta_sts_policy_valid", "1 when _mta-sts.<domain> has exactly one valid v=STSv1 record and"
+      " the policy was fetched as senders must (no redirect, 200, text/plain, at most 64 KB, a"
+      " valid certificate for mta-sts.<domain>) and parses; absent without a record.", D),
+    M("mta_sts_mode", "State set: the policy's mode (none also without a record, or when the"
+      " policy cannot be fetched or parsed).", ("domain", "mode")),
+    M("mta_sts_max_age_seconds", "The policy's max_age: how long senders may cache it.", D),
+    M("mta_sts_cert_not_after_timestamp_seconds", "Expiry of the policy host's certificate (the"
+      " earliest along the verified chain when it verifies, else the leaf's).", D),
+    M("mta_sts_mx_covered", "1 when the MX host matches an mx pattern of the policy.",
+      ("domain", "mx")),
+    M("tlsrpt_valid", "1 when _smtp._tls.<domain> has exactly one valid v=TLSRPTv1 record with"
+      " mailto: or https: rua URIs; 0 when invalid or duplicated; absent without a record.", D),
     # --- roundtrip ----------------------------------------------------------------------------
     M("roundtrip_success", "1 if the last round trip found its message in the mailbox.", T),
     M("roundtrip_duration_seconds", "From the start of sending to the message being visible.", T),
@@ -141,6 +171,14 @@ METRICS: dict[str, MetricSpec] = _table(
     M("roundtrip_spam", "1 when the message was found in the spam folder.", T),
     M("roundtrip_auth_result", "State set of the receiver's Authentication-Results.",
       ("target", "method", "result")),
+    # --- queue --------------------------------------------------------------------------------
+    M("queue_depth", "Messages or jobs waiting: per Postfix queue (maildrop incoming active"
+      " deferred hold), or per Celery / RQ queue on Redis.", ("target", "queue")),
+    M("queue_oldest_age_seconds", "Age of the oldest waiting item, where the queue records it"
+      " (Postfix, RQ); absent for an empty queue.", ("target", "queue")),
+    M("queue_failed", "Jobs in the RQ failed-job registry of the queue (expired entries not"
+      " counted).", ("target", "queue")),
+    M("queue_workers", "Live RQ workers registered (Celery: absent).", T),
     M("roundtrip_stale_messages_deleted", "Earlier probe messages (late arrivals of timed-out"
       " runs) this run found and deleted.", T),
     # --- reports (counters persist in the store: --storage.path) -----------------------------

@@ -1,7 +1,9 @@
 """A real, in-process authoritative DNS server for tests (UDP and TCP on one loopback port).
 
 Speaks the DNS wire protocol through dnspython; runs its own event loop in a background thread so
-that both async tests and a separately started exporter process can query it.
+that both async tests and a separately started exporter process can query it. The sockets and
+the TCP framing are the demo's (:class:`exporter.lab.dns.WireServer`); what is here is the
+answering: a flat map of records and faults per name.
 
 Data is a flat map of names to records, so one server can serve many unrelated domains (the
 RFC 7208 suite needs that). Behaviours beyond plain answers, per name:
@@ -19,7 +21,6 @@ payload are truncated (TC) and the client retries over TCP, which is never cappe
 from __future__ import annotations
 
 import asyncio
-import struct
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -34,9 +35,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-
-class CloseConnection(Exception):
-    """Raised by a ``respond`` override to drop a TCP connection without an answer."""
+from exporter.lab.dns import WireServer, to_wire_truncating
 
 
 def _norm(name: str) -> str:
@@ -44,7 +43,7 @@ def _norm(name: str) -> str:
 
 
 @dataclass
-class DnsServer:
+class DnsServer(WireServer):
     """Records keyed by lower-case name without trailing dot -> list of (type, rdata text)."""
 
     records: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
@@ -59,8 +58,6 @@ class DnsServer:
     queries: list[tuple[str, str]] = field(default_factory=list)
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
-    _udp: asyncio.DatagramTransport | None = None
-    _tcp: asyncio.base_events.Server | None = None
 
     # ----- data -------------------------------------------------------------------------------
     def add(self, name: str, rdtype: str, text: str) -> None:
@@ -80,10 +77,6 @@ class DnsServer:
 
     def remove(self, name: str) -> None:
         self.records.pop(_norm(name), None)
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
 
     # ----- lifecycle --------------------------------------------------------------------------
     def start(self) -> DnsServer:
@@ -108,14 +101,7 @@ class DnsServer:
             return
         loop = self._loop
 
-        async def close() -> None:
-            if self._udp is not None:
-                self._udp.close()
-            if self._tcp is not None:
-                self._tcp.close()
-                await self._tcp.wait_closed()
-
-        asyncio.run_coroutine_threadsafe(close(), loop).result(10)
+        asyncio.run_coroutine_threadsafe(self.stop_serving(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
             self._thread.join(10)
@@ -129,23 +115,7 @@ class DnsServer:
         self.stop()
 
     async def _start(self) -> None:
-        loop = asyncio.get_running_loop()
-        # Bind TCP first on port 0, then UDP on the same port (retry if UDP's is taken).
-        for _ in range(50):
-            tcp = await asyncio.start_server(self._handle_tcp, "127.0.0.1", self.port)
-            port = tcp.sockets[0].getsockname()[1]
-            try:
-                transport, _ = await loop.create_datagram_endpoint(
-                    lambda: _Udp(self), local_addr=("127.0.0.1", port)
-                )
-            except OSError:
-                tcp.close()
-                if self.port:
-                    raise
-                continue
-            self._tcp, self._udp, self.port = tcp, transport, port
-            return
-        raise RuntimeError("no free port for the test DNS server")
+        await self.start_serving("127.0.0.1", self.port)
 
     # ----- protocol ---------------------------------------------------------------------------
     @staticmethod
@@ -160,7 +130,11 @@ class DnsServer:
         q = query.question[0]
         return query, _norm(q.name.to_text()), dns.rdatatype.to_text(q.rdtype)
 
+    def answer_wire(self, wire: bytes, udp: bool) -> bytes | None:
+        return self.respond(wire, 512 if udp else None)
+
     def respond(self, wire: bytes, max_size: int | None) -> bytes | None:
+        """The answer to ``wire``; ``max_size`` None over TCP (never capped), else UDP."""
         parsed = self.parse_query(wire)
         if parsed is None:
             return None
@@ -184,14 +158,7 @@ class DnsServer:
         payload = max_size
         if payload is not None:
             payload = max(512, query.payload if query.edns >= 0 else 512)
-        try:
-            return response.to_wire(max_size=payload or 65535, want_shuffle=self.shuffle)
-        except dns.exception.TooBig:
-            response.answer.clear()
-            response.authority.clear()
-            response.additional.clear()
-            response.flags |= dns.flags.TC
-            return response.to_wire()
+        return to_wire_truncating(response, payload or 65535, shuffle=self.shuffle)
 
     def _answer(self, response: dns.message.Message, qname: str, qtype: int) -> None:
         name = qname
@@ -240,39 +207,6 @@ class DnsServer:
             60,
         )
         return rrset
-
-    async def _handle_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readexactly(2)
-                (length,) = struct.unpack("!H", head)
-                wire = await reader.readexactly(length)
-                try:
-                    out = self.respond(wire, None)
-                except CloseConnection:
-                    return
-                if out is None:
-                    continue
-                writer.write(struct.pack("!H", len(out)) + out)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-
-class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, server: DnsServer) -> None:
-        self.server = server
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        out = self.server.respond(data, 512)
-        if out is not None and self.transport is not None:
-            self.transport.sendto(out, addr)
 
 
 def _zone_char(byte: int) -> str:

@@ -316,7 +316,10 @@ def test_check_domains_without_a_config(
     assert dns_targets["ok.example"]["status"] == "ok"
     assert dns_targets["bad.example"]["status"] == "critical"
     probes = {t["probe"] for t in doc["targets"]}
-    assert probes <= {"dns", "dnsbl"}  # no config: DNS and the domain blacklists only
+    # no config: DNS, the domain blacklists, MTA-STS and TLS-RPT
+    assert probes <= {"dns", "dnsbl", "mta_sts"}
+    if "mta_sts" in PROBES:
+        assert "mta_sts" in probes and "_mta-sts.ok.example" in {n for n, _ in dns_server.queries}
     if "dnsbl" in PROBES:
         assert "dnsbl" in probes
         assert not any(t["target"] == "192.0.2.1" for t in doc["targets"])  # no IP lookups

@@ -162,3 +162,58 @@ def test_config_check_cli(tmp_path: Path) -> None:
     assert missing.returncode == 1
     assert "cannot read config" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_queues_section() -> None:
+    config = parse_config({"queues": [
+        {"name": "mta", "kind": "postfix"},
+        {"name": "app", "kind": "celery", "redis_url": "rediss://redis.internal:6380/2",
+         "ca_file": "/etc/ca.pem", "queues": ["emails", "emails", "celery"],
+         "thresholds": {"oldest_age": "5m", "oldest_age_critical": "5m"}},
+    ]})  # fmt: skip
+    mta, app = config.queues
+    assert (mta.thresholds.oldest_age, mta.thresholds.deferred) == (900, 100)
+    assert app.queues == ["emails", "celery"]  # one series per queue
+    assert app.thresholds.oldest_age_critical == 300
+    found = problems({"queues": [
+        {"name": "a b", "kind": "postfix"},
+        {"name": "r", "kind": "rq"},
+        {"name": "p", "kind": "postfix", "redis_url": "redis://h/0"},
+        {"name": "c", "kind": "celery", "redis_url": "http://h"},
+        {"name": "d", "kind": "rq", "redis_url": "redis://h/db"},
+        {"name": "e", "kind": "rq", "redis_url": "redis://h/0", "ca_file": "/ca.pem"},
+        {"name": "f", "kind": "rq", "redis_url": "redis://h/0", "queues": []},
+        {"name": "g", "kind": "rq", "redis_url": "redis://h/0",
+         "thresholds": {"deferred": 10, "deferred_critical": 5, "growing_runs": 0}},
+        {"name": "h", "kind": "rq", "redis_url": "redis://h/0", "postfix_config_dir": "/etc/x"},
+        {"name": "i", "kind": "sidekiq"},
+        {"name": "mta", "kind": "postfix"},
+        {"name": "mta", "kind": "postfix"},
+    ]})  # fmt: skip
+    text = "\n".join(found)
+    for expected in [
+        "queues[0]: name must be 1-64 characters",
+        "queues[1]: kind rq needs redis_url",
+        "queues[2]: redis_url cannot be used with kind postfix",
+        "queues[3].redis_url: redis_url must start with redis://, rediss:// or unix://",
+        "queues[4].redis_url: the path of redis_url is the database number",
+        "queues[5]: ca_file needs a rediss:// redis_url",
+        "queues[6]: queues: list at least one queue",
+        "queues[7].thresholds.growing_runs: Input should be greater than or equal to 1",
+        "queues[8]: postfix_config_dir cannot be used with kind rq",
+        "queues[9].kind: Input should be 'postfix', 'rq' or 'celery'",
+    ]:
+        assert expected in text, f"{expected!r} not in:\n{text}"
+    dupes = problems({"queues": [{"name": "mta", "kind": "postfix"}] * 2})
+    assert dupes == ["queues: duplicate name 'mta'"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis://:hunter2-secret@h:6379/0", "redis://user:hunter2-secret@h/0",
+     "unix:///run/redis.sock?password=hunter2-secret", "redis://h:99999999/0?x=hunter2-secret"],
+)  # fmt: skip
+def test_redis_url_password_is_refused_and_never_echoed(url: str) -> None:
+    found = problems({"queues": [{"name": "app", "kind": "rq", "redis_url": url}]})
+    assert found and all("hunter2" not in p for p in found), found
+    assert found[0].startswith("queues[0].redis_url: ")

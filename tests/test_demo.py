@@ -3,6 +3,7 @@ page fetched; and the lab servers it is made of (DNS, SMTP with STARTTLS, certif
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import re
 import signal
@@ -33,6 +34,7 @@ from exporter.lab.reportmail import demo_report_mail
 from exporter.net.imap import ImapClient
 from exporter.probes import PROBES
 from exporter.reports.mime import parse_message
+from exporter.runner import Runtime, run_probe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,6 +120,11 @@ def expected_findings(banner: str) -> set[tuple[str, str, str]]:
         ("dns", "broken.example", "dmarc_missing"),
         ("dns", "broken.example", "dkim_key_missing"),
         ("dns", "broken.example", "mx_host_unresolvable"),
+        ("dns", "weak.example", "baseline_drift"),
+        ("dns", "broken.example", "sending_ip_ptr_mismatch"),
+        ("dns", "broken.example", "sender_requirement_unmet"),
+        ("dns", "app.platform.example", "dmarc_inherited"),
+        ("dns", "app.platform.example", "dmarc_testing_mode"),
     }
     if "spf_all_pass" in CATALOGUE:
         want.add(("dns", "broken.example", "spf_all_pass"))
@@ -129,6 +136,23 @@ def expected_findings(banner: str) -> set[tuple[str, str, str]]:
         m = re.search(r"(mail\.weak\.example:\d+)", banner)
         assert m is not None, banner
         want.add(("tls", m.group(1), "tls_cert_expiring"))
+    if "mta_sts" in PROBES:
+        assert "MTA-STS policy hosts: https://mta-sts.<domain>/ on 127." in banner, banner
+        want |= {
+            ("mta_sts", "weak.example", "mta_sts_testing_mode"),
+            ("mta_sts", "weak.example", "mta_sts_mx_not_covered"),
+            ("mta_sts", "weak.example", "mta_sts_max_age_short"),
+            ("mta_sts", "weak.example", "mta_sts_cert_expiring"),
+            ("mta_sts", "weak.example", "tlsrpt_missing"),
+            ("mta_sts", "broken.example", "mta_sts_record_duplicate"),
+            ("mta_sts", "broken.example", "mta_sts_policy_redirect"),
+            ("mta_sts", "broken.example", "tlsrpt_invalid"),
+        }
+    if "queue" in PROBES:
+        # redis-server is installed by scripts/test: the demo's queue targets must be there
+        assert "Mail queues on the lab Redis" in banner, banner
+        want.add(("queue", "app-mail", "queue_oldest_too_old"))
+        want.add(("queue", "app-mail", "queue_no_workers"))
     if "reports" in PROBES:
         for code in ("dmarc_report_new_failing_source", "dmarc_report_failure_share_high",
                      "tlsrpt_failure_sessions", "reports_invalid_messages"):  # fmt: skip
@@ -141,11 +165,18 @@ def test_demo_serves_metrics_findings_and_the_status_page(demo: Demo) -> None:
     banner = "".join(demo.banner)
     assert "deliverability-exporter check --nameserver 127.0.0.1:" in banner
     want = expected_findings(banner)
-    must_run = {("dns", d) for d in ("healthy.example", "weak.example", "broken.example")}
+    must_run = {
+        ("dns", d)
+        for d in ("healthy.example", "weak.example", "broken.example", "app.platform.example")
+    }
+    if "mta_sts" in PROBES:
+        must_run.add(("mta_sts", "healthy.example"))
     if "tls" in PROBES:
         m = re.search(r"(mail\.healthy\.example:\d+)", banner)
         assert m is not None
         must_run.add(("tls", m.group(1)))
+    if "queue" in PROBES:
+        must_run |= {("queue", "app-mail"), ("queue", "celery-mail")}
     if "reports" in PROBES:
         must_run.add(("reports", "dmarc-reports"))
     deadline = time.monotonic() + 40
@@ -175,6 +206,9 @@ def test_demo_serves_metrics_findings_and_the_status_page(demo: Demo) -> None:
     assert all(success[k] == 1 for k in must_run if "healthy" in k[1])
     assert not [f for f in seen if f[1] in ("healthy.example", "127.0.0.1")]
     assert not [f for f in seen if f[0] == "tls" and "healthy" in f[1]]
+    if "queue" in PROBES:
+        assert success[("queue", "app-mail")] == success[("queue", "celery-mail")] == 1
+        assert not [f for f in seen if f[1] == "celery-mail"]
 
     page = get(base)
     for name in ("healthy.example", "weak.example", "broken.example"):
@@ -188,10 +222,57 @@ def test_demo_serves_metrics_findings_and_the_status_page(demo: Demo) -> None:
         assert "203.0.113.66" in reports and "mail.healthy.example" in reports  # PTR via lab DNS
     detail = get(base + "target?probe=dns&name=broken.example")
     assert "Recent runs" in detail and "dmarc_missing" in detail
+    assert "Ready for Gmail bulk senders: no — " in detail
+    assert "FCrDNS fails for 192.0.2.99" in detail
+    healthy = get(base + "target?probe=dns&name=healthy.example")
+    assert "Ready for Gmail bulk senders: yes" in healthy
     assert demo.stop() == 0
 
 
 # ----- the lab servers ------------------------------------------------------------------------
+
+
+async def test_demo_without_redis_server_runs_without_queues(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A newcomer's machine may lack redis-server: the lab starts without queue targets."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # no redis-server to be found
+    lab = await start_lab(tmp_path)
+    try:
+        assert lab.redis is None and "queues" not in lab.config_data
+        assert lab.notes == ["redis-server not found: no queue targets (Debian/Ubuntu: apt-get"
+                             " install redis-server)"]  # fmt: skip
+    finally:
+        await lab.stop()
+
+
+async def test_lab_queues_seen_by_the_queue_probe(tmp_path: Path) -> None:
+    lab = await start_lab(tmp_path)
+    try:
+        assert lab.redis is not None
+        config = lab.config()
+        rt = Runtime.for_config(config)
+        try:
+            results = {t.name: (await run_probe(PROBES["queue"], t, rt)).result
+                       for t in PROBES["queue"].targets(config)}  # fmt: skip
+        finally:
+            await rt.aclose()
+        depth = {(n, dict(s.labels)["queue"]): s.value for n, r in results.items()
+                 for s in r.samples if s.metric == "queue_depth"}  # fmt: skip
+        assert depth == {
+            ("app-mail", "mail"): 3,
+            ("app-mail", "reports"): 12,
+            ("celery-mail", "celery"): 0,
+            ("celery-mail", "emails"): 7,
+        }
+        app = results["app-mail"]
+        assert {(f.code, f.subject, f.severity) for f in app.findings} == {
+            ("queue_oldest_too_old", "reports", "critical"),
+            ("queue_no_workers", "reports", "warning"),
+        }
+        assert [s.value for s in app.samples if s.metric == "queue_workers"] == [1]
+    finally:
+        await lab.stop()
 
 
 async def ask(
@@ -306,6 +387,44 @@ async def test_lab_smtp_offers_starttls_and_refuses_mail(tmp_path: Path) -> None
             f"{host}:{s.port}" for host, s in lab.smtp.items()
         ]
         assert config.global_.nameservers == [lab.dns.address]
+    finally:
+        await lab.stop()
+
+
+async def test_lab_policy_hosts_answer_over_tls_on_443(tmp_path: Path) -> None:
+    """The demo's MTA-STS policy hosts: one certificate per host by SNI, a policy or a redirect,
+    found through the lab DNS (as the probe finds them)."""
+    from exporter.net.certs import trust_store
+    from exporter.net.dnsclient import DnsClient, make_resolver
+    from exporter.net.https import https_get
+
+    lab = await start_lab(tmp_path)
+    try:
+        if "mta_sts" not in PROBES:
+            assert lab.policy is None
+            return
+        assert lab.policy is not None and lab.policy.port == 443
+        client = DnsClient(make_resolver([lab.dns.address], attempt_timeout=1, lifetime=2))
+        trust = trust_store(str(tmp_path / "lab-ca.pem"), system=False)
+        answers = {}
+        for domain in ("healthy.example", "weak.example", "broken.example"):
+            deadline = asyncio.get_running_loop().time() + 10
+            answers[domain] = await https_get(
+                f"mta-sts.{domain}",
+                "/.well-known/mta-sts.txt",
+                addresses=client.addresses,
+                deadline=deadline,
+                trust=trust,
+            )
+        healthy, weak, broken = answers.values()
+        assert (healthy.status, healthy.media_type) == (200, "text/plain")
+        assert b"mode: enforce" in healthy.body
+        assert healthy.verdict is not None and healthy.verdict.valid
+        assert weak.certificate is not None and healthy.certificate is not None
+        days_left = (weak.certificate.not_after - time.time()) / 86400
+        assert 4.9 < days_left < 5.1  # the weak domain's own certificate, picked by SNI
+        assert (broken.status, broken.location) == (301, "https://www.broken.example/mta-sts.txt")
+        assert lab.config().mta_sts is not None
     finally:
         await lab.stop()
 

@@ -78,7 +78,8 @@ def process(tmp_path: Path, zone: DnsServer) -> Iterator[tuple[subprocess.Popen[
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "exporter", "--config.file", str(config),
-         "--web.listen-address", f"127.0.0.1:{port}", "--log.format", "json"],
+         "--web.listen-address", f"127.0.0.1:{port}", "--log.format", "json",
+         "--storage.path", str(config.parent / "data")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

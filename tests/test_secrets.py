@@ -34,14 +34,17 @@ from dnsserver import DnsServer
 from faults.mailfault import ThreadedFaultServer, imap_reject_login, refused_port
 from servers.mail import free_port
 
+from exporter.lab.redis import LabRedis
+
 SMTP_USER = "probe@example.test"
 SMTP_PASSWORD = "smtp-Pa55-SECRET-7f3a"
 TLS_PASSWORD = "tls-auth-Pa55-SECRET-91c2"
 IMAP_PASSWORD = "imap-Pa55-SECRET-c0de"
-REPORTS_PASSWORD = "reports-Pa55-SECRET-5e7a"
 AWS_ACCESS_KEY = "AKIASECRETSTEST00042"
 AWS_SECRET_KEY = "aws/Secret+Key/SECRET-4b1d000000000000000000"
 AWS_SESSION_TOKEN = "FwoGZXIvYXdzSECRETSESSIONTOKEN0123456789abcdef"
+REDIS_PASSWORD = "redis-Pa55-SECRET-5e7d"
+REPORTS_PASSWORD = "reports-Pa55-SECRET-5e7a"
 
 
 def forms(secret: str, user: str = SMTP_USER) -> list[str]:
@@ -55,6 +58,7 @@ SECRETS = [
     *forms(SMTP_PASSWORD),
     *forms(TLS_PASSWORD),
     *forms(IMAP_PASSWORD, "inbox@example.test"),
+    *forms(REDIS_PASSWORD, "default"),
     *forms(REPORTS_PASSWORD, "dmarc@example.test"),
     AWS_SECRET_KEY,
     AWS_SESSION_TOKEN,
@@ -90,9 +94,13 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     dns.add_txt("example.test", "v=spf1 ip4:192.0.2.0/24 -all")
     dns.add("mail.example.test", "A", "127.0.0.1")
     dns.start()
+    # A Redis that wants another password: the queue probe sends its own and is refused.
+    redis_server = LabRedis(password="the-right-one").start()
     try:
-        yield {"smtp": smtp_port, "imap": imap.port, "dns": dns, "ca": ca_file, "tmp": tmp}
+        yield {"smtp": smtp_port, "imap": imap.port, "dns": dns, "ca": ca_file, "tmp": tmp,
+               "redis": redis_server.url}  # fmt: skip
     finally:
+        redis_server.stop()
         dns.stop()
         imap.stop()
         smtp.stop()
@@ -121,6 +129,8 @@ def write_config(s: dict[str, Any]) -> Path:
                       "username": "inbox@example.test",
                       "password_file": str(tmp / "imap-password")}},
         ],
+        "queues": [{"name": "app-mail", "kind": "rq", "redis_url": s["redis"],
+                    "password_env": "REDIS_PASSWORD"}],
         "reports": [
             {"name": "rua", "imap": {"host": "127.0.0.1", "port": s["imap"], "security": "none",
                                      "username": "dmarc@example.test",
@@ -137,6 +147,7 @@ def env() -> dict[str, str]:
     out.update(
         SMTP_PASSWORD=SMTP_PASSWORD,
         TLS_PASSWORD=TLS_PASSWORD,
+        REDIS_PASSWORD=REDIS_PASSWORD,
         REPORTS_PASSWORD=REPORTS_PASSWORD,
         AWS_ACCESS_KEY_ID=AWS_ACCESS_KEY,
         AWS_SECRET_ACCESS_KEY=AWS_SECRET_KEY,
@@ -163,9 +174,10 @@ def test_check_output_has_no_secret(servers: dict[str, Any], fmt: str) -> None:
     )  # fmt: skip
     out = proc.stdout + proc.stderr
     # Every probe ran and the secret-bearing ones failed in the expected, informative way.
-    for needle in ("tls", "roundtrip", "ses", "imap"):
+    for needle in ("tls", "roundtrip", "ses", "imap", "app-mail"):
         assert needle in out.lower()
     assert "535" in out and "AUTHENTICATIONFAILED" in out  # both logins were tried and refused
+    assert "invalid username-password pair" in out  # and Redis refused the queue probe's
     assert_clean(f"check --format {fmt}", out)
 
 
@@ -178,7 +190,7 @@ def test_daemon_logs_metrics_and_pages_have_no_secret(
     proc = subprocess.Popen(
         [sys.executable, "-m", "exporter", "--config.file", str(path), "--web.listen-address",
          f"127.0.0.1:{port}", "--log.level", "debug", "--log.format", log_format,
-         "--storage.path", str(servers["tmp"] / f"data-{log_format}")],
+         "--storage.path", str(path.parent / "data")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env(),
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -188,16 +200,16 @@ def test_daemon_logs_metrics_and_pages_have_no_secret(
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError):
                 metrics = _get(base + "/metrics")
-                ran = [p for p in ("tls", "ses", "roundtrip", "dns", "dnsbl")
+                ran = [p for p in ("tls", "ses", "roundtrip", "dns", "dnsbl", "queue")
                        if f'deliverability_probe_success{{probe="{p}"' in metrics]  # fmt: skip
-                if len(ran) == 5:
+                if len(ran) == 6:
                     break
             time.sleep(0.2)
         else:
             pytest.fail(f"not every probe ran within 60 s:\n{metrics}")
         pages = {"/": _get(base + "/")}
         for probe, target in (("tls", f"127.0.0.1:{servers['smtp']}"), ("roundtrip", "rt"),
-                              ("ses", "us-east-1")):  # fmt: skip
+                              ("ses", "us-east-1"), ("queue", "app-mail")):  # fmt: skip
             q = urllib.parse.urlencode({"probe": probe, "name": target})
             pages[f"/target?{q}"] = _get(f"{base}/target?{q}")
         reload = urllib.request.Request(base + "/-/reload", method="POST")

@@ -42,7 +42,7 @@ def start(tmp_path: Path, web_config: str) -> tuple[subprocess.Popen[str], int]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "exporter", "--config.file", str(tmp_path / "config.yaml"),
          "--web.config.file", str(tmp_path / "web.yaml"),
-         "--web.listen-address", f"127.0.0.1:{port}"],
+         "--web.listen-address", f"127.0.0.1:{port}", "--storage.path", str(tmp_path / "data")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 20

@@ -43,28 +43,29 @@ def zone_text(origin: str, records: Iterable[str], *, ttl: int = 300) -> str:
     return "\n".join([*head, *records]) + "\n"
 
 
-class LabDnsServer:
-    """Serves the given zones (zone-file texts with ``$ORIGIN``) on 127.0.0.1."""
+class CloseConnection(Exception):
+    """Raised while answering a TCP query to drop the connection without an answer."""
 
-    def __init__(self, zones: Iterable[str]) -> None:
-        self.zones: list[tuple[dns.name.Name, dns.zone.Zone]] = []
-        for text in zones:
-            zone = dns.zone.from_text(text, relativize=False)
-            assert zone.origin is not None  # from_text requires $ORIGIN
-            self.zones.append((zone.origin, zone))
-        # Longest origin first, so a child zone wins over its parent.
-        self.zones.sort(key=lambda z: len(z[0].labels), reverse=True)
-        self.port = 0
-        self.queries = 0
-        self._tcp: asyncio.Server | None = None
-        self._udp: asyncio.DatagramTransport | None = None
+
+class WireServer:
+    """UDP and TCP on one loopback port, answering from :meth:`answer_wire`: the plumbing the
+    demo's server and the tests' servers share (tests/dnsserver.py subclasses it)."""
+
+    port: int = 0
+    _tcp: asyncio.Server | None = None
+    _udp: asyncio.DatagramTransport | None = None
 
     @property
     def address(self) -> str:
         """``127.0.0.1:port``, as ``global.nameservers`` takes it."""
         return f"127.0.0.1:{self.port}"
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> LabDnsServer:
+    def answer_wire(self, wire: bytes, udp: bool) -> bytes | None:
+        """The wire answer to a wire query (None: no answer). May raise
+        :class:`CloseConnection` (TCP: the connection is dropped)."""
+        raise NotImplementedError
+
+    async def start_serving(self, host: str = "127.0.0.1", port: int = 0) -> None:
         loop = asyncio.get_running_loop()
         for _ in range(50):  # TCP on a free port, then UDP on the same one (retry if taken)
             tcp = await asyncio.start_server(self._handle_tcp, host, port)
@@ -79,10 +80,10 @@ class LabDnsServer:
                     raise
                 continue
             self._tcp, self._udp, self.port = tcp, udp, bound
-            return self
-        raise OSError("no free port for the lab DNS server")
+            return
+        raise OSError("no free port for the DNS server")
 
-    async def stop(self) -> None:
+    async def stop_serving(self) -> None:
         if self._udp is not None:
             self._udp.close()
             self._udp = None
@@ -92,6 +93,61 @@ class LabDnsServer:
                 await asyncio.wait_for(self._tcp.wait_closed(), 5)
             self._tcp = None
 
+    async def _handle_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await asyncio.wait_for(reader.readexactly(2), TCP_IDLE_TIMEOUT)
+                (length,) = struct.unpack("!H", head)
+                wire = await asyncio.wait_for(reader.readexactly(length), TCP_IDLE_TIMEOUT)
+                try:
+                    out = self.answer_wire(wire, udp=False)
+                except CloseConnection:
+                    return
+                if out is None:
+                    continue
+                writer.write(struct.pack("!H", len(out)) + out)
+                await asyncio.wait_for(writer.drain(), TCP_IDLE_TIMEOUT)
+        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
+            pass
+        finally:
+            writer.close()
+
+
+def to_wire_truncating(
+    response: dns.message.Message, max_size: int, *, shuffle: bool = True
+) -> bytes:
+    """The response on the wire, or, when it does not fit in ``max_size`` (a UDP payload), an
+    empty one with the TC flag so the client retries over TCP."""
+    try:
+        return response.to_wire(max_size=max_size, want_shuffle=shuffle)
+    except dns.exception.TooBig:
+        response.answer.clear()
+        response.authority.clear()
+        response.additional.clear()
+        response.flags |= dns.flags.TC
+        return response.to_wire()
+
+
+class LabDnsServer(WireServer):
+    """Serves the given zones (zone-file texts with ``$ORIGIN``) on 127.0.0.1."""
+
+    def __init__(self, zones: Iterable[str]) -> None:
+        self.zones: list[tuple[dns.name.Name, dns.zone.Zone]] = []
+        for text in zones:
+            zone = dns.zone.from_text(text, relativize=False)
+            assert zone.origin is not None  # from_text requires $ORIGIN
+            self.zones.append((zone.origin, zone))
+        # Longest origin first, so a child zone wins over its parent.
+        self.zones.sort(key=lambda z: len(z[0].labels), reverse=True)
+        self.queries = 0
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> LabDnsServer:
+        await self.start_serving(host, port)
+        return self
+
+    async def stop(self) -> None:
+        await self.stop_serving()
+
     # ----- answering --------------------------------------------------------------------------
     def _zone_of(self, name: dns.name.Name) -> tuple[dns.name.Name, dns.zone.Zone] | None:
         for origin, zone in self.zones:
@@ -99,7 +155,7 @@ class LabDnsServer:
                 return origin, zone
         return None
 
-    def respond(self, wire: bytes, udp: bool) -> bytes | None:
+    def answer_wire(self, wire: bytes, udp: bool) -> bytes | None:
         """The wire answer to a wire query (None for garbage, which gets no answer)."""
         try:
             query = dns.message.from_wire(wire)
@@ -118,14 +174,7 @@ class LabDnsServer:
         response.flags |= dns.flags.AA
         self._answer(response, found, q.name, q.rdtype)
         limit = max(512, query.payload if query.edns >= 0 else 512) if udp else 65535
-        try:
-            return response.to_wire(max_size=limit)
-        except dns.exception.TooBig:
-            response.answer.clear()
-            response.authority.clear()
-            response.additional.clear()
-            response.flags |= dns.flags.TC
-            return response.to_wire()
+        return to_wire_truncating(response, limit)
 
     def _answer(
         self,
@@ -160,29 +209,13 @@ class LabDnsServer:
                 response.authority.append(_rrset(origin, soa))
             return
 
-    async def _handle_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await asyncio.wait_for(reader.readexactly(2), TCP_IDLE_TIMEOUT)
-                (length,) = struct.unpack("!H", head)
-                wire = await asyncio.wait_for(reader.readexactly(length), TCP_IDLE_TIMEOUT)
-                out = self.respond(wire, udp=False)
-                if out is None:
-                    return
-                writer.write(struct.pack("!H", len(out)) + out)
-                await asyncio.wait_for(writer.drain(), TCP_IDLE_TIMEOUT)
-        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
-            pass
-        finally:
-            writer.close()
-
 
 def _rrset(name: dns.name.Name, rdataset: dns.rdataset.Rdataset) -> dns.rrset.RRset:
     return dns.rrset.from_rdata_list(name, rdataset.ttl, list(rdataset))
 
 
 class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, server: LabDnsServer) -> None:
+    def __init__(self, server: WireServer) -> None:
         self.server = server
         self.transport: asyncio.DatagramTransport | None = None
 
@@ -190,6 +223,9 @@ class _Udp(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        out = self.server.respond(data, udp=True)
+        try:
+            out = self.server.answer_wire(data, udp=True)
+        except CloseConnection:
+            return
         if out is not None and self.transport is not None:
             self.transport.sendto(out, addr)

@@ -182,6 +182,42 @@ def trust_store(ca_file: str | None, *, system: bool = True) -> TrustStore:
     return trust
 
 
+# ----- reading a chain off a connection ---------------------------------------------------------
+
+_DER = 2  # _ssl.ENCODING_DER
+
+
+def accept_any(ctx: ssl.SSLContext) -> ssl.SSLContext:
+    """Make a client context accept any certificate, version and cipher (it never verifies), so
+    that an expired, self-signed or misnamed certificate is still fetched; :func:`judge` judges
+    it afterwards. Returns ``ctx``."""
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+        ctx.set_ciphers("ALL:@SECLEVEL=0")
+    except (ValueError, ssl.SSLError):  # a build without old protocols or levels
+        pass
+    return ctx
+
+
+def presented_chain(obj: ssl.SSLObject) -> tuple[list[bytes], bool]:
+    """The certificate chain as presented (DER, leaf first), and whether it is complete.
+
+    Python 3.13 has ``SSLObject.get_unverified_chain()``; 3.10-3.12 have the same call on the
+    private ``_sslobj`` (returning ``_ssl.Certificate`` objects). Without either, only the leaf.
+    """
+    public = getattr(obj, "get_unverified_chain", None)
+    if public is not None:
+        certs = public() or []
+        return [c if isinstance(c, bytes) else c.public_bytes(_DER) for c in certs], True
+    private = getattr(getattr(obj, "_sslobj", None), "get_unverified_chain", None)
+    if private is not None:
+        return [c.public_bytes(_DER) for c in private() or []], True
+    leaf = obj.getpeercert(binary_form=True)
+    return ([leaf] if leaf else []), False
+
+
 # ----- judging a chain ------------------------------------------------------------------------
 
 

@@ -22,9 +22,10 @@ import re
 import ssl
 from dataclasses import dataclass, field
 
+from exporter.net.certs import accept_any, presented_chain
+
 _REPLY_LINE = re.compile(rb"^(\d{3})([ -]?)(.*?)\r?\n?$", re.S)
 MAX_REPLY_LINES = 200
-_DER = 2  # _ssl.ENCODING_DER
 
 TLS_VERSION_NAMES = {
     "SSLv3": "SSL 3.0",
@@ -75,15 +76,7 @@ def fetch_context() -> ssl.SSLContext:
     """A client context that accepts any certificate, version and cipher (never verifies)."""
     global _fetch_context
     if _fetch_context is None:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        try:
-            ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
-            ctx.set_ciphers("ALL:@SECLEVEL=0")
-        except (ValueError, ssl.SSLError):  # a build without old protocols or levels
-            pass
-        _fetch_context = ctx
+        _fetch_context = accept_any(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
     return _fetch_context
 
 
@@ -105,23 +98,6 @@ def parse_ehlo(reply: Reply) -> dict[str, str]:
         if keyword:
             out[keyword.upper()] = params.strip()
     return out
-
-
-def _chain_of(obj: ssl.SSLObject) -> tuple[list[bytes], bool]:
-    """The certificate chain as presented (leaf first), and whether it is complete.
-
-    Python 3.13 has ``SSLObject.get_unverified_chain()``; 3.10-3.12 have the same call on the
-    private ``_sslobj`` (returning ``_ssl.Certificate`` objects). Without either, only the leaf.
-    """
-    public = getattr(obj, "get_unverified_chain", None)
-    if public is not None:
-        certs = public() or []
-        return [c if isinstance(c, bytes) else c.public_bytes(_DER) for c in certs], True
-    private = getattr(getattr(obj, "_sslobj", None), "get_unverified_chain", None)
-    if private is not None:
-        return [c.public_bytes(_DER) for c in private() or []], True
-    leaf = obj.getpeercert(binary_form=True)
-    return ([leaf] if leaf else []), False
 
 
 class SmtpConversation:
@@ -169,7 +145,7 @@ class SmtpConversation:
             raise SmtpProtocolError("TLS session without an SSL object")
         self.session.handshake_done = True
         self.session.tls_version = obj.version()
-        self.session.chain_der, self.session.full_chain = _chain_of(obj)
+        self.session.chain_der, self.session.full_chain = presented_chain(obj)
 
     def close(self) -> None:
         """Say QUIT without waiting for the answer, then close (never blocks)."""

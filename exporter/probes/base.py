@@ -71,6 +71,11 @@ class ProbeKind(Protocol[S, R]):
     """A kind of probe, registered in :data:`exporter.probes.PROBES`."""
 
     name: str
+    """The ``probe`` label value."""
+    title: str
+    """For people: the dashboard row and the status page section of the kind."""
+    config_key: str
+    """The top-level config key whose entries the kind expands into targets."""
 
     def targets(self, config: Config) -> list[Target[S]]: ...
 

@@ -1,6 +1,6 @@
 """The ``dnsbl`` probe: sending IPs and monitored domains against DNS blacklists.
 
-Jobs (one :class:`~exporter.probes.base.Target` each, so each has its own ``probe_success``):
+Jobs (one :class:`~exporter.results.Target` each, so each has its own ``probe_success``):
 
 * one per sending IP (``domains[].sending_ips``, each IP once), checked against every
   ``blacklists.ip_zones`` zone — target name: the IP;
@@ -222,6 +222,8 @@ class DnsblState:
 
 class DnsblProbe:
     name = "dnsbl"
+    title = "Blacklists"
+    config_key = "blacklists"
 
     def __init__(self, *, cache_entries: int = CACHE_ENTRIES) -> None:
         self.cache_entries = cache_entries

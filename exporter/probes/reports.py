@@ -389,6 +389,8 @@ class ReportsProbe:
     """The probe kind: one target per ``reports`` entry."""
 
     name = "reports"
+    title = "DMARC and TLS reports"
+    config_key = "reports"
 
     def targets(self, config: Config) -> list[Target[ReportsConfig]]:
         return [Target.of(self.name, r.name, r, config) for r in config.reports]

@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import email.policy
 import email.utils
-import os
 import re
 import socket
 import ssl
@@ -38,7 +37,7 @@ from email.parser import BytesHeaderParser
 
 import aiosmtplib
 
-from exporter.config import Config, ImapConfig, RoundtripConfig, SmtpConfig
+from exporter.config import Config, ImapConfig, RoundtripConfig
 from exporter.findings import CRITICAL
 from exporter.net.imap import (
     ImapClient,
@@ -50,6 +49,16 @@ from exporter.net.imap import (
     quote,
 )
 from exporter.net.network import Network
+from exporter.net.submission import (
+    helo_name,
+    login,
+    one_line,
+    os_reason,
+    rejection,
+    ssl_reason,
+    tcp_connect,
+    verifying_context,
+)
 from exporter.probes.base import ProbeContext
 from exporter.probes.roundtrip_authres import METHODS, RESULTS, verdicts
 from exporter.results import Finding, ProbeResult, Target, sample, state_set
@@ -60,7 +69,7 @@ IDLE_RECHECK = 30.0
 """Search even without a push this often (servers whose IDLE notifications lag)."""
 
 _ID_RE = re.compile(r"([A-Za-z0-9._:@+-]{1,64})/([0-9a-f]{32})")
-_FAILING = {"fail", "softfail", "permerror"}
+_FAILING = frozenset({"fail", "softfail", "permerror"})
 
 
 SMTP_FAILURES = (aiosmtplib.SMTPException, OSError, EOFError)
@@ -222,7 +231,7 @@ class _Run:
             folders.append((imap.spam_folder, True))
         self.phase = "imap connect"
         addresses = await self._resolve(imap.host, "imap")
-        ssl_ctx = await _tls_context(imap) if imap.security != "none" else None
+        ssl_ctx = await verifying_context(imap.ca_file) if imap.security != "none" else None
         outcomes = await asyncio.gather(
             *(self._open_one(imap, addresses, ssl_ctx, password) for _ in folders),
             return_exceptions=True,
@@ -388,16 +397,16 @@ class _Run:
         where = f"smtp {smtp.host}:{smtp.port}"
         self.phase = "smtp connect"
         addresses = await self._resolve(smtp.host, "smtp")
-        ssl_ctx = await _tls_context(smtp) if smtp.security != "none" else None
+        ssl_ctx = await verifying_context(smtp.ca_file) if smtp.security != "none" else None
         message = self._message()
         sock: socket.socket | None = None
         error = "no address"
         for address in addresses:
             try:
-                sock = await _tcp_connect(address, smtp.port, self.op_timeout)
+                sock = await tcp_connect(address, smtp.port, self.op_timeout)
                 break
             except (OSError, TimeoutError) as exc:
-                error = f"cannot connect to {address}: {_os_reason(exc)}"
+                error = f"cannot connect to {address}: {os_reason(exc)}"
         if sock is None:
             self.finding("roundtrip_connect_failed", f"{where}: {error}", subject="smtp")
             raise _Stop
@@ -408,7 +417,7 @@ class _Run:
             start_tls=False,
             tls_context=ssl_ctx,
             timeout=self.op_timeout,
-            local_hostname=_helo(smtp, self.cfg.from_),
+            local_hostname=helo_name(smtp.helo, self.cfg.from_),
         )
         try:
             await client.connect()
@@ -425,7 +434,7 @@ class _Run:
                 await client.ehlo()
             if smtp.username:
                 self.phase = "smtp auth"
-                await _login(client, smtp.username, password or "")
+                await login(client, smtp.username, password or "")
             self.phase = "smtp send"
             await client.send_message(message, sender=self.cfg.from_, recipients=[self.cfg.to])
         except _Stop:
@@ -451,14 +460,14 @@ class _Run:
             err = exc if isinstance(exc, ssl.SSLError) else exc.__cause__
             assert isinstance(err, ssl.SSLError)
             self.finding(
-                "roundtrip_tls_failed", f"{where}: TLS handshake failed: {_ssl_reason(err)}",
+                "roundtrip_tls_failed", f"{where}: TLS handshake failed: {ssl_reason(err)}",
                 subject="smtp",
             )  # fmt: skip
             return
         if self.phase == "smtp auth" and isinstance(exc, aiosmtplib.SMTPResponseException):
             self.finding(
                 "roundtrip_auth_failed",
-                f"{where}: AUTH refused: {exc.code} {_one_line(exc.message)}",
+                f"{where}: AUTH refused: {exc.code} {one_line(exc.message)}",
                 subject="smtp",
             )
             return
@@ -466,13 +475,13 @@ class _Run:
             exc, aiosmtplib.SMTPServerDisconnected | aiosmtplib.SMTPTimeoutError | OSError
         ):
             self.finding(
-                "roundtrip_auth_failed", f"{where}: cannot log in: {_one_line(str(exc))}",
+                "roundtrip_auth_failed", f"{where}: cannot log in: {one_line(str(exc))}",
                 subject="smtp",
             )  # fmt: skip
             return
-        rejection = _rejection(exc)
-        if rejection is not None:
-            code, text, stage = rejection
+        refused = rejection(exc)
+        if refused is not None:
+            code, text, stage = refused
             permanent = code >= 500
             self.finding(
                 "roundtrip_send_rejected",
@@ -483,7 +492,7 @@ class _Run:
             )
             return
         self.finding(
-            "roundtrip_connect_failed", f"{where}: {self.phase}: {_one_line(str(exc))}",
+            "roundtrip_connect_failed", f"{where}: {self.phase}: {one_line(str(exc))}",
             subject="smtp",
         )  # fmt: skip
 
@@ -521,88 +530,6 @@ class _Run:
         return addresses
 
 
-async def _tls_context(section: SmtpConfig | ImapConfig) -> ssl.SSLContext:
-    def build() -> ssl.SSLContext:
-        ctx = ssl.create_default_context()
-        if section.ca_file:
-            ctx.load_verify_locations(cafile=section.ca_file)
-        return ctx
-
-    return await asyncio.to_thread(build)
-
-
-async def _tcp_connect(address: str, port: int, limit: float) -> socket.socket:
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setblocking(False)
-    try:
-        async with asyncio.timeout(limit):
-            await asyncio.get_running_loop().sock_connect(sock, (address, port))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-async def _login(client: aiosmtplib.SMTP, username: str, password: str) -> None:
-    """One AUTH attempt with the best offered mechanism (``SMTP.login`` would retry a refused
-    password with every mechanism, multiplying failed logins towards an account lockout)."""
-    offered = client.server_auth_methods
-    if "plain" in offered:
-        await client.auth_plain(username, password)
-    elif "login" in offered:
-        await client.auth_login(username, password)
-    elif "cram-md5" in offered:
-        await client.auth_crammd5(username, password)
-    else:
-        raise aiosmtplib.SMTPException(
-            "the server offers no AUTH mechanism the probe supports (PLAIN, LOGIN, CRAM-MD5)"
-            + ("" if offered else " on this connection")
-        )
-
-
-def _helo(smtp: SmtpConfig, sender: str) -> str:
-    if smtp.helo:
-        return smtp.helo
-    name = socket.gethostname()
-    return name if "." in name else sender.rpartition("@")[2]
-
-
-def _rejection(exc: Exception) -> tuple[int, str, str] | None:
-    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
-        first = exc.recipients[0]
-        return first.code, _one_line(first.message), "RCPT TO"
-    if isinstance(exc, aiosmtplib.SMTPSenderRefused):
-        return exc.code, _one_line(exc.message), "MAIL FROM"
-    if isinstance(exc, aiosmtplib.SMTPRecipientRefused):
-        return exc.code, _one_line(exc.message), "RCPT TO"
-    if isinstance(exc, aiosmtplib.SMTPDataError):
-        return exc.code, _one_line(exc.message), "DATA"
-    if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code >= 400:
-        return exc.code, _one_line(exc.message), "the session"
-    return None
-
-
-def _one_line(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip()[:300]
-
-
-def _os_reason(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    if isinstance(exc, OSError) and exc.errno:
-        return os.strerror(exc.errno)  # asyncio's own strerror text repeats the address
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return type(exc).__name__
-
-
-def _ssl_reason(exc: ssl.SSLError) -> str:
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return exc.verify_message or "certificate verify failed"
-    return exc.reason or type(exc).__name__
-
-
 class RoundtripState:
     """Each round trip's last success, kept across runs (and failed runs) of one config and, when
     the daemon has a store, across reloads and restarts too (``roundtrip`` namespace)."""
@@ -633,6 +560,8 @@ class RoundtripProbe:
     """The probe kind: one target per ``roundtrip`` entry."""
 
     name = "roundtrip"
+    title = "Round trip"
+    config_key = "roundtrip"
 
     def targets(self, config: Config) -> list[Target[RoundtripConfig]]:
         return [Target.of(self.name, rt.name, rt, config) for rt in config.roundtrip]

@@ -318,6 +318,8 @@ def _qualifier(entry: SesConfig) -> str:
 
 class SesProbe:
     name = "ses"
+    title = "AWS SES"
+    config_key = "ses"
 
     def targets(self, config: Config) -> list[Target[SesConfig]]:
         return [

@@ -247,8 +247,8 @@ def build_clients(cfg: SesConfig, timeout: float) -> AwsClients:
     )
 
 
-_CLIENT_FIELDS = {"region", "endpoint_url", "cloudwatch_endpoint_url", "sts_endpoint_url",
-                  "profile", "role_arn", "external_id", "max_attempts"}  # fmt: skip
+_CLIENT_FIELDS = ("region", "endpoint_url", "cloudwatch_endpoint_url", "sts_endpoint_url",
+                  "profile", "role_arn", "external_id", "max_attempts")  # fmt: skip
 
 
 class SesResources:
@@ -261,7 +261,7 @@ class SesResources:
         self._lock = threading.Lock()  # clients are built on the pool's threads
 
     def clients_for(self, cfg: SesConfig, timeout: float) -> AwsClients:
-        key = (cfg.model_dump_json(include=_CLIENT_FIELDS), timeout)
+        key = (cfg.model_dump_json(include=set(_CLIENT_FIELDS)), timeout)
         with self._lock:
             clients = self._clients.get(key)
             if clients is not None:

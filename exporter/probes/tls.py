@@ -1,6 +1,6 @@
 """The ``tls`` probe: the certificate and TLS of a mail server, as a sending MTA meets them.
 
-Targets (one :class:`~exporter.probes.base.Target` per ``tls`` config entry):
+Targets (one :class:`~exporter.results.Target` per ``tls`` config entry):
 
 * ``target: host:port`` — Target name and every sample's ``target`` label are ``host:port``.
   STARTTLS unless ``starttls: false`` or the port is 465 (implicit TLS).
@@ -94,6 +94,8 @@ def _budget(timeout: float) -> float:
 
 class TlsProbe:
     name = "tls"
+    title = "TLS"
+    config_key = "tls"
 
     def targets(self, config: Config) -> list[Target[TlsTargetConfig]]:
         return [

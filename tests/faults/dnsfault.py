@@ -36,7 +36,9 @@ import dns.name
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
-from dnsserver import CloseConnection, DnsServer, _norm
+from dnsserver import DnsServer, _norm
+
+from exporter.lab.dns import CloseConnection
 
 
 @dataclass

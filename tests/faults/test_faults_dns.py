@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from faults.dnsfault import FaultDnsServer, many_txt_strings
 from faults.leakcheck import repeat_flat
 
@@ -25,6 +27,12 @@ from exporter.runner import Runtime, run_probe
 GOOD = "good.test"
 BAD = "bad.test"
 ED25519_KEY = base64.b64encode(bytes(range(32))).decode()
+RSA_KEY = base64.b64encode(
+    rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    .public_key()
+    .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+).decode()
+SENDING_IP = "192.0.2.10"
 SILENT = 0.25
 """Resolver lifetime for faults that never give a usable answer (each question waits this long);
 faults that do answer get :data:`ANSWERED`, ample for a loaded test server to reply in."""
@@ -35,8 +43,13 @@ def healthy(server: FaultDnsServer, domain: str) -> None:
     server.add_txt(domain, "v=spf1 ip4:192.0.2.0/24 -all")
     server.add_txt(f"_dmarc.{domain}", f"v=DMARC1; p=reject; rua=mailto:dmarc@{domain}")
     server.add_txt(f"s1._domainkey.{domain}", f"v=DKIM1; k=ed25519; p={ED25519_KEY}")
+    # Gmail, Yahoo and Microsoft count RSA keys of 1024+ bits: an ed25519 key alone is not enough
+    server.add_txt(f"s2._domainkey.{domain}", f"v=DKIM1; k=rsa; p={RSA_KEY}")
     server.add(domain, "MX", f"10 mx1.{domain}.")
     server.add(f"mx1.{domain}", "A", "192.0.2.25")
+    # the sending IP is forward-confirmed (PTR and A back), as the bulk-sender rules require
+    server.set_records("10.2.0.192.in-addr.arpa", [("PTR", "out.example.test.")])
+    server.set_records("out.example.test", [("A", SENDING_IP)])
 
 
 BAD_NAMES = (BAD, f"_dmarc.{BAD}", f"s1._domainkey.{BAD}")
@@ -146,7 +159,7 @@ def setup(
         {
             "global": {"nameservers": [server.address], "timeout": "10s"},
             "domains": [
-                {"domain": d, "dkim_selectors": ["s1"], "sending_ips": ["192.0.2.10"]}
+                {"domain": d, "dkim_selectors": ["s1", "s2"], "sending_ips": [SENDING_IP]}
                 for d in (GOOD, BAD)
             ],
         }
@@ -225,7 +238,9 @@ async def test_thousands_of_txt_strings(make_server: Callable[[bool], FaultDnsSe
     assert_healthy(good_rec)
     assert rec.result.error is None, rec.result.error
     codes = {f.code: f for f in rec.result.findings}
-    assert set(codes) == {"spf_record_long", "spf_ip_not_permitted"}
+    # the sending IP fails SPF, so the bulk-sender rules' spf requirement is not met either
+    assert set(codes) == {"spf_record_long", "spf_ip_not_permitted", "sender_requirement_unmet"}
+    assert codes["sender_requirement_unmet"].subject == "spf"
     assert "56" in codes["spf_record_long"].evidence  # "about 56xxx bytes"
     samples = {(s.metric, s.labels): s.value for s in rec.result.samples}
     assert samples[("spf_valid", (("domain", BAD),))] == 1

@@ -33,6 +33,8 @@ _SCALARS = st.one_of(
             "192.0.2.10", "2001:db8::1", "127.0.0.1:5353", "[::1]:53", "host:99999", "smtp:587",
             "starttls", "tls", "none", "INBOX", "Junk", "a@b.test", "us-east-1", "zen.spamhaus.org",
             "127.0.0.2", "http://127.0.0.1:1", "x" * 300, "ü.test", "-.test", "a..b",
+            "postfix", "rq", "celery", "redis://127.0.0.1:6379/0", "rediss://:pw@h:1/x",
+            "unix:///run/redis.sock", "mail", "default",
         ]
     ),
     st.text(max_size=20),
@@ -46,6 +48,9 @@ _KEYS = st.sampled_from(
         "server_name", "ca_file", "username", "password_env", "password_file", "ses", "region",
         "identities", "endpoint_url", "name", "max_attempts", "roundtrip", "from", "to", "smtp",
         "imap", "host", "port", "security", "mailbox", "spam_folder", "poll_interval", "unknown",
+        "queues", "kind", "redis_url", "postfix_config_dir", "postqueue_path", "key_prefix",
+        "thresholds", "oldest_age", "oldest_age_critical", "deferred", "deferred_critical",
+        "failed_increase", "growing_runs",
     ]
 )  # fmt: skip
 
@@ -67,6 +72,7 @@ _SECTIONS = st.fixed_dictionaries(
         "tls": st.lists(st.dictionaries(_KEYS, _VALUES, max_size=4), max_size=3),
         "ses": st.lists(st.dictionaries(_KEYS, _VALUES, max_size=4), max_size=3),
         "roundtrip": st.lists(st.dictionaries(_KEYS, _VALUES, max_size=6), max_size=2),
+        "queues": st.lists(st.dictionaries(_KEYS, _VALUES, max_size=5), max_size=2),
     },
 )
 

@@ -111,14 +111,33 @@ def test_check_host_on_fuzzed_records(
 # ----- DMARC ----------------------------------------------------------------------------------
 
 _DMARC_TAG = st.sampled_from(
-    ["p", "sp", "np", "pct", "rua", "ruf", "adkim", "aspf", "fo", "rf", "ri", "v", "P", " p ", ""]
+    [
+        "p",
+        "sp",
+        "np",
+        "pct",
+        "rua",
+        "ruf",
+        "adkim",
+        "aspf",
+        "fo",
+        "rf",
+        "ri",
+        "v",
+        "P",
+        " p ",
+        "",
+        "psd",
+        "t",
+        "T",
+    ]
 )
 _DMARC_VALUE = st.sampled_from(
     [
         "none", "quarantine", "reject", "Reject", "0", "100", "101", "-1", "050", "1:0:d:s",
         "x", "afrf", "afrf:iodef", "86400", "99999999999", "mailto:a@example.test",
         "mailto:a@example.test!10m,mailto:b@other.test", "https://r.test/x", "mailto:", ",,", "",
-        "s", "r", "=", ";",
+        "s", "r", "=", ";", "y", "n", "u", "Y",
     ]
 ) | st.text(max_size=15)  # fmt: skip
 _DMARC_TEXT = st.lists(st.tuples(_DMARC_TAG, _DMARC_VALUE), max_size=12).map(
@@ -135,6 +154,11 @@ def test_dmarc_parser_raises_only_its_own_error(text: str) -> None:
         return
     assert rec.policy in (None, *POLICIES)
     assert rec.subdomain_policy in (None, *POLICIES)
+    assert rec.nonexistent_policy in (None, *POLICIES)
+    assert all(rec.effective(tag) in POLICIES for tag in ("p", "sp", "np"))
+    assert rec.psd in ("y", "n", "u")
+    assert isinstance(rec.testing, bool)
+    assert set(rec.removed) <= {"pct", "rf", "ri"}
     assert 0 <= rec.pct <= 100
     assert all(isinstance(u, str) for u in rec.rua + rec.ruf)
 

@@ -37,7 +37,7 @@ def run(*cmd: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
 def test_promtool_check_rules() -> None:
     result = run(tool("promtool"), "check", "rules", *map(str, RULE_FILES))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert len(RULE_FILES) == 7
+    assert len(RULE_FILES) == 9
 
 
 @pytest.mark.parametrize("test_file", RULE_TESTS, ids=lambda p: p.name)
@@ -139,7 +139,7 @@ def test_unit_tests_cover_every_alert_firing_and_not_firing() -> None:
 
 
 def test_names_labels_annotations() -> None:
-    assert len({rule["alert"] for _, rule in RULES}) == 44
+    assert len({rule["alert"] for _, rule in RULES}) == 57
     for path, rule in RULES:
         name = rule["alert"]
         assert NAME.match(name), name

@@ -204,5 +204,8 @@ def test_overview_has_a_row_per_probe_kind() -> None:
     rows = [p["title"] for p in overview["panels"] if p["type"] == "row"]
     assert rows == [
         "Overview", "DNS authentication", "Blacklists", "TLS", "AWS SES", "Round trip",
+        "Bulk-sender readiness",
+        "MTA-STS and TLS-RPT",
+        "Mail queues",
         "DMARC and TLS reports",
     ]  # fmt: skip

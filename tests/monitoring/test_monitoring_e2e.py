@@ -6,8 +6,11 @@ against that Prometheus.
 The loopback world (all on 127.0.0.1): one authoritative DNS server (tests/dnsserver.py) serving
 a healthy domain, one domain per defect, one whose answers time out ("could not tell"), and two
 blacklist zones; two STARTTLS SMTP servers (aiosmtpd with trustme certificates), one healthy and
-one whose certificate expires in 5 days. Halfway, the DMARC policy of weakened.test is lowered
-from reject to none, as a careless DNS edit would.
+one whose certificate expires in 5 days; an HTTPS server on port 443 of a loopback address as the
+MTA-STS policy host of good.test (a policy listing its MX) and of lookups.test (an enforce policy
+that does not list its MX); a redis-server with a healthy RQ mail queue (a job waiting, a worker
+registered the way RQ's worker does). Halfway, the DMARC policy of weakened.test is lowered from
+reject to none, as a careless DNS edit would.
 
 Not run here, so their dashboard panels are listed in ``NOT_EXERCISED``: the ``ses`` probe (it
 needs the moto server and its front, covered by tests/probes/test_ses.py), the ``roundtrip``
@@ -32,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
+import rq
 import trustme
 import yaml
 from aiosmtpd.controller import Controller
@@ -41,6 +46,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from dnsserver import DnsServer
 from monitoring_support import DASHBOARDS, DEPLOY
 from promstack import Daemon, PromStack, free_port, get, wait_for
+from servers.https import ThreadedHttpsServer
+
+from exporter.lab.redis import LabRedis
 
 pytestmark = pytest.mark.slow
 
@@ -73,6 +81,9 @@ def zone() -> DnsServer:
     for d in ("good.test", "nodmarc.test", "nodkim.test", "weakened.test"):
         dns.add_txt(d, f"v=spf1 ip4:{HEALTHY_IP} -all")
     dns.add_txt("plusall.test", "v=spf1 +all")
+    # the healthy sending IP is forward-confirmed (Gmail's FCrDNS rule)
+    dns.add("10.2.0.192.in-addr.arpa", "PTR", "out.good.test.")
+    dns.add("out.good.test", "A", HEALTHY_IP)
     includes = " ".join(f"include:i{n}.lookups.test" for n in range(INCLUDES))
     dns.add_txt("lookups.test", f"v=spf1 {includes} -all")
     for n in range(INCLUDES):
@@ -87,7 +98,24 @@ def zone() -> DnsServer:
     dns.add("test.dbl.test", "A", "127.0.0.2")
     dns.add("66.2.0.192.bl.test", "A", "127.0.0.2")
     dns.add_txt("66.2.0.192.bl.test", "listed for the end-to-end test")
+    # MTA-STS and TLS-RPT: good.test's policy lists its MX, lookups.test's does not
+    for d in ("good.test", "lookups.test"):
+        dns.add_txt(f"_mta-sts.{d}", "v=STSv1; id=20250101T000000")
+        dns.add_txt(f"_smtp._tls.{d}", f"v=TLSRPTv1; rua=mailto:tls@{d}")
     return dns
+
+
+def policies() -> dict[tuple[str, str], tuple[int, str, bytes]]:
+    path = "/.well-known/mta-sts.txt"
+    policy = "version: STSv1\nmode: enforce\nmx: {}\nmax_age: 604800\n"
+    return {
+        ("mta-sts.good.test", path): (200, "text/plain", policy.format("mx.good.test").encode()),
+        ("mta-sts.lookups.test", path): (
+            200,
+            "text/plain",
+            policy.format("mx.other.test").encode(),
+        ),
+    }
 
 
 def smtp_server(cert: trustme.LeafCert) -> tuple[Controller, int]:
@@ -103,16 +131,20 @@ def smtp_server(cert: trustme.LeafCert) -> tuple[Controller, int]:
 
 
 def exporter_config(
-    dns: DnsServer, ca_file: Path, good_tls: str, expiring_tls: str
+    dns: DnsServer, ca_file: Path, good_tls: str, expiring_tls: str, redis_url: str
 ) -> dict[str, Any]:
     domain = {"dkim_selectors": ["s1"], "sending_ips": [HEALTHY_IP]}
     return {
         "global": {"interval": "2s", "timeout": "10s", "nameservers": [dns.address]},
         "domains": [
-            {"domain": "good.test", **domain},
+            {
+                "domain": "good.test",
+                **domain,
+                "expect": {"dmarc_policy": "reject", "mx": ["mx.good.test"]},
+            },
             {"domain": "nodmarc.test", **domain},
             {"domain": "nodkim.test", **domain},
-            {"domain": "weakened.test", **domain},
+            {"domain": "weakened.test", **domain, "expect": {"dmarc_policy": "reject"}},
             {"domain": "lookups.test"},
             {"domain": "plusall.test", "sending_ips": [LISTED_IP]},
             {"domain": "timeout.test", "dkim_selectors": ["s1"]},
@@ -122,7 +154,18 @@ def exporter_config(
             {"target": good_tls, "server_name": "mail.good.test", "ca_file": str(ca_file)},
             {"target": expiring_tls, "server_name": "mail.expiring.test", "ca_file": str(ca_file)},
         ],
+        "mta_sts": {"interval": "2s", "ca_file": str(ca_file)},
+        "queues": [{"name": "app-mail", "kind": "rq", "redis_url": redis_url, "queues": ["mail"]}],
     }
+
+
+def healthy_rq_queue(url: str) -> rq.Worker:
+    """One job waiting in RQ's 'mail' queue and a live worker registered for it."""
+    connection = redis.Redis.from_url(url)
+    rq.Queue("mail", connection=connection).enqueue("os.getcwd")
+    worker = rq.Worker(["mail"], connection=connection, name="e2e-worker")
+    worker.register_birth()
+    return worker
 
 
 @dataclass
@@ -141,12 +184,20 @@ EXPECTED_PAGES = {
     ("EmailDeliverabilityDMARCRecordMissing", "nodmarc.test"),
     ("EmailDeliverabilityDKIMKeyInvalid", "nodkim.test"),
     ("EmailDeliverabilityDMARCPolicyWeakened", "weakened.test"),
+    # the bulk-sender rules: no DMARC, no DKIM key, SPF broken, a sending IP without PTR
+    ("EmailDeliverabilitySenderRequirementUnmet", "nodmarc.test"),
+    ("EmailDeliverabilitySenderRequirementUnmet", "nodkim.test"),
+    ("EmailDeliverabilitySenderRequirementUnmet", "lookups.test"),
+    ("EmailDeliverabilitySenderRequirementUnmet", "plusall.test"),
     ("EmailDeliverabilityBlacklisted", LISTED_IP),
     ("EmailDeliverabilityTLSCertificateExpiring", "EXPIRING"),
+    ("EmailDeliverabilityMTASTSMXNotCovered", "lookups.test"),
 }
 EXPECTED_TICKETS = {
     ("EmailDeliverabilityProbeFailing", "timeout.test"),
     ("EmailDeliverabilityWarningFinding", "weakened.test"),
+    # p=none where the baseline expects reject
+    ("EmailDeliverabilityBaselineDrift", "weakened.test"),
 }
 EXPECTED_CHANGES = {("EmailDeliverabilityDNSRecordChanged", "weakened.test")}
 
@@ -175,13 +226,23 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     good_smtp, good_port = smtp_server(ca.issue_cert("mail.good.test"))
     expiring_smtp, expiring_port = smtp_server(ca.issue_cert("mail.expiring.test", not_after=soon))
     dns = zone().start()
+    policy_host = ThreadedHttpsServer.on_443(
+        ca.issue_cert("mta-sts.good.test", "mta-sts.lookups.test"), policies()
+    )
+    dns.add("mta-sts.good.test", "A", policy_host.address)
+    dns.add("mta-sts.lookups.test", "A", policy_host.address)
+    redis_server = LabRedis().start()
+    worker = healthy_rq_queue(redis_server.url)
     good_tls, expiring_tls = f"127.0.0.1:{good_port}", f"127.0.0.1:{expiring_port}"
     config = workdir / "config.yml"
-    config.write_text(yaml.safe_dump(exporter_config(dns, ca_file, good_tls, expiring_tls)))
+    config.write_text(
+        yaml.safe_dump(exporter_config(dns, ca_file, good_tls, expiring_tls, redis_server.url))
+    )
     exporter_port = free_port()
     exporter = Daemon("exporter", [
         sys.executable, "-m", "exporter", "--config.file", str(config),
         "--web.listen-address", f"127.0.0.1:{exporter_port}", "--log.level", "warn",
+        "--storage.path", str(workdir / "data"),
     ], workdir)  # fmt: skip
     prom: PromStack | None = None
     try:
@@ -218,6 +279,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             prom.stop()
         exporter.stop()
         dns.stop()
+        policy_host.stop()
+        worker.register_death()
+        redis_server.stop()
         good_smtp.stop()
         expiring_smtp.stop()
 
@@ -244,7 +308,7 @@ def test_every_notified_alert_has_the_conventions(lab: Lab) -> None:
 
 def test_healthy_targets_raise_nothing(lab: Lab) -> None:
     # the healthy domain, its sending IP, the healthy mail server, the blacklist zones
-    healthy = {"good.test", HEALTHY_IP, lab.good_tls, "bl.test", "dbl.test"}
+    healthy = {"good.test", HEALTHY_IP, lab.good_tls, "bl.test", "dbl.test", "app-mail"}
     notified = [labels for _, labels in lab.prom.webhook.alerts()]
     assert notified
     for labels in notified:
@@ -276,7 +340,10 @@ def test_container_healthcheck_script(lab: Lab) -> None:
 
 # ----- dashboards -------------------------------------------------------------------------------
 
-NOT_EXERCISED = re.compile(r"deliverability_(ses|roundtrip|dmarc_report|tlsrpt|report|reports)_")
+REPORTS_METRICS = (
+    "dmarc_report_|tlsrpt_sessions_|tlsrpt_failure_sessions_|report_last_|reports_invalid_"
+)
+NOT_EXERCISED = re.compile(rf"deliverability_(ses_|roundtrip_|{REPORTS_METRICS})")
 """Panels whose every query reads metrics of probes this test does not run (module docstring)."""
 
 
@@ -323,7 +390,7 @@ def test_every_dashboard_panel_returns_data(lab: Lab, path: Path) -> None:
     empty, skipped = [], []
     for title, expr in panel_queries(dashboard):
         if NOT_EXERCISED.search(expr) and not re.search(
-            r"deliverability_(?!ses_|roundtrip_|dmarc_report_|tlsrpt_|report_|reports_)\w+", expr
+            rf"deliverability_(?!ses_|roundtrip_|{REPORTS_METRICS})\w+", expr
         ):
             skipped.append(title)
             continue

@@ -14,7 +14,7 @@ from exporter.collector import exposition
 from exporter.config import parse_config
 from exporter.net.dnsclient import make_resolver
 from exporter.probes import PROBES
-from exporter.probes.dns import dkim, dmarc
+from exporter.probes.dns import dkim
 from exporter.results import ProbeResult, RunRecord
 from exporter.runner import Runtime, run_probe
 
@@ -75,9 +75,12 @@ def metrics(rec: RunRecord) -> dict[tuple[str, tuple[tuple[str, str], ...]], flo
     return out
 
 
-def value(rec: RunRecord, name: str, **labels: str) -> float | None:
+def value(rec: RunRecord, name: str, **labels: str | None) -> float | None:
+    """The value of a series in the exposition; ``domain`` defaults to DOMAIN, and
+    ``domain=None`` is for series without a domain label (probe_success, finding)."""
     labels.setdefault("domain", DOMAIN)
-    return metrics(rec).get(("deliverability_" + name, tuple(sorted(labels.items()))))
+    wanted = tuple(sorted((k, v) for k, v in labels.items() if v is not None))
+    return metrics(rec).get(("deliverability_" + name, wanted))
 
 
 def codes(result: ProbeResult) -> set[str]:
@@ -101,7 +104,7 @@ async def test_healthy_domain_has_no_findings(dns_server: DnsServer) -> None:
     assert value(rec, "mx_valid") == 1
     for record in ("spf", "dmarc", "mx", "dkim:s1"):
         assert value(rec, "dns_record_checksum", record=record) is not None
-    assert value(rec, "probe_success", probe="dns", target=DOMAIN, domain=None) is None  # type: ignore[arg-type]
+    assert value(rec, "probe_success", probe="dns", target=DOMAIN, domain=None) == 1
 
 
 async def test_checksum_changes_only_when_record_text_changes(dns_server: DnsServer) -> None:
@@ -128,33 +131,9 @@ async def test_dmarc_missing(dns_server: DnsServer) -> None:
     assert value(rec, "dmarc_records") == 0
     assert value(rec, "dmarc_valid") == 0
     assert value(rec, "dmarc_policy", policy="none") == 0
-    assert (
-        value(
-            rec,
-            "finding",
-            probe="dns",
-            target=DOMAIN,
-            code="dmarc_missing",
-            severity="critical",
-            domain=None,
-        )
-        is None
-    )  # type: ignore[arg-type]
-    m = metrics(rec)
-    assert (
-        m[
-            (
-                "deliverability_finding",
-                (
-                    ("code", "dmarc_missing"),
-                    ("probe", "dns"),
-                    ("severity", "critical"),
-                    ("target", DOMAIN),
-                ),
-            )
-        ]
-        == 1
-    )
+    finding = {"probe": "dns", "target": DOMAIN, "code": "dmarc_missing", "domain": None}
+    assert value(rec, "finding", severity="critical", **finding) == 1
+    assert value(rec, "finding", severity="warning", **finding) is None
 
 
 @pytest.mark.parametrize(
@@ -162,6 +141,10 @@ async def test_dmarc_missing(dns_server: DnsServer) -> None:
     [
         ("v=DMARC1; p=none; rua=mailto:d@example.test", "dmarc_policy_none", "none"),
         ("v=DMARC1; p=reject; pct=50; rua=mailto:d@example.test", "dmarc_pct_partial", "reject"),
+        ("v=DMARC1; p=reject; pct=50; rua=mailto:d@example.test", "dmarc_removed_tag", "reject"),
+        ("v=DMARC1; p=reject; t=y; rua=mailto:d@example.test", "dmarc_testing_mode", "reject"),
+        ("v=DMARC1; p=reject; t=x; rua=mailto:d@example.test", "dmarc_invalid_tag", "reject"),
+        ("v=DMARC1; p=reject; psd=q; rua=mailto:d@example.test", "dmarc_invalid_tag", "reject"),
         ("v=DMARC1; p=quarantine", "dmarc_no_rua", "quarantine"),
         (
             "v=DMARC1; p=reject; sp=none; rua=mailto:d@example.test",
@@ -217,12 +200,25 @@ async def test_dmarc_invalid_policy_without_rua_is_invalid(dns_server: DnsServer
 
 
 async def test_dmarc_invalid_policy_with_rua_acts_as_none(dns_server: DnsServer) -> None:
-    # RFC 7489 6.6.3: no valid p but a valid rua -> receivers act as p=none.
+    # RFC 9989 4.10.1: an invalid p but a valid rua -> receivers act as p=none.
     healthy(dns_server)
-    dns_server.set_records(f"_dmarc.{DOMAIN}", [("TXT", '"v=DMARC1; rua=mailto:d@example.test"')])
+    dns_server.set_records(
+        f"_dmarc.{DOMAIN}", [("TXT", '"v=DMARC1; p=block; rua=mailto:d@example.test"')]
+    )
     rec = await probe(dns_server)
     assert {"dmarc_invalid", "dmarc_policy_none"} <= codes(rec.result)
     assert value(rec, "dmarc_valid") == 0
+    assert value(rec, "dmarc_policy", policy="none") == 1
+
+
+async def test_dmarc_without_p_acts_as_none(dns_server: DnsServer) -> None:
+    # RFC 9989 4.7: a record without p is treated as p=none (RFC 7489 required p).
+    healthy(dns_server)
+    dns_server.set_records(f"_dmarc.{DOMAIN}", [("TXT", '"v=DMARC1; rua=mailto:d@example.test"')])
+    rec = await probe(dns_server)
+    assert {"dmarc_policy_missing", "dmarc_policy_none"} <= codes(rec.result)
+    assert "dmarc_invalid" not in codes(rec.result)
+    assert value(rec, "dmarc_valid") == 1
     assert value(rec, "dmarc_policy", policy="none") == 1
 
 
@@ -257,12 +253,6 @@ async def test_subdomain_without_any_dmarc(dns_server: DnsServer) -> None:
     rec = await probe(dns_server, domain=sub)
     assert "dmarc_missing" in codes(rec.result)
     assert ("_dmarc.example.test", "TXT") in dns_server.queries
-
-
-def test_organizational_domain_uses_public_suffix_list() -> None:
-    assert dmarc.organizational_domain("a.b.example.co.uk") == "example.co.uk"
-    assert dmarc.organizational_domain("mail.example.com") == "example.com"
-    assert dmarc.organizational_domain("example.com") == "example.com"
 
 
 # ----- DKIM ------------------------------------------------------------------------------------
@@ -400,9 +390,7 @@ async def test_dns_failure_is_not_a_missing_record(dns_server: DnsServer, failur
     assert value(rec, "dkim_key_valid", selector="s1") is None
     # The parts that answered still publish.
     assert value(rec, "mx_valid") == 1
-    assert value(rec, "probe_success", probe="dns", target=DOMAIN, domain=None) is None  # type: ignore[arg-type]
-    m = metrics(rec)
-    assert m[("deliverability_probe_success", (("probe", "dns"), ("target", DOMAIN)))] == 0
+    assert value(rec, "probe_success", probe="dns", target=DOMAIN, domain=None) == 0
 
 
 async def test_mx_host_timeout_is_not_unresolvable(dns_server: DnsServer) -> None:

@@ -46,6 +46,16 @@ def _dkim_record() -> str:
 
 
 ZONE = ZONE_TEMPLATE.replace("{dkim}", _dkim_record())
+# The top-level zone: the RFC 9989 DMARC tree walk asks _dmarc.test (an authoritative server
+# refuses names outside its zones), and its operator publishes a public suffix policy.
+TOP_ZONE = """\
+$ORIGIN test.
+$TTL 300
+@       SOA ns.test. hostmaster.test. 1 3600 600 86400 300
+@       NS  ns
+ns      A   127.0.0.1
+_dmarc  TXT "v=DMARC1; p=quarantine; np=reject; psd=y"
+"""
 
 
 def free_port() -> int:
@@ -62,6 +72,7 @@ def knot(tmp_path: Path) -> Iterator[int]:
     for sub in ("run", "db", "zones"):
         (tmp_path / sub).mkdir()
     (tmp_path / "zones" / "knot.test.zone").write_text(ZONE)
+    (tmp_path / "zones" / "test.zone").write_text(TOP_ZONE)
     conf = tmp_path / "knot.conf"
     # knot's config is YAML-like but accepts only block style.
     conf.write_text(
@@ -71,7 +82,7 @@ def knot(tmp_path: Path) -> Iterator[int]:
         "log:\n  - target: stderr\n    any: info\n"
         f'database:\n    storage: "{tmp_path}/db"\n'
         f'template:\n  - id: default\n    storage: "{tmp_path}/zones"\n    file: "%s.zone"\n'
-        "zone:\n  - domain: knot.test\n"
+        "zone:\n  - domain: knot.test\n  - domain: test\n"
     )
     proc = subprocess.Popen(
         [knotd, "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
@@ -113,3 +124,26 @@ async def test_dns_probe_against_knot(knot: int) -> None:
     assert samples[("dkim_key_bits", (("domain", "knot.test"), ("selector", "s1")))] == 2048
     assert samples[("mx_records", (("domain", "knot.test"),))] == 2
     assert samples[("spf_records", (("domain", "knot.test"),))] == 1
+
+
+async def test_tree_walk_against_knot(knot: int) -> None:
+    """knot.test's own record applies to it (the walk still reads the psd=y of test to find
+    the organizational domain); a name under test that does not exist gets the public suffix
+    operator's np=reject."""
+    ns = f"127.0.0.1:{knot}"
+    config = parse_config(
+        {"global": {"nameservers": [ns]},
+         "domains": [{"domain": "knot.test"}, {"domain": "nothere.test"}]}
+    )  # fmt: skip
+    deps = Runtime(make_resolver(config.global_.nameservers), config)
+    own, ghost = [await run_probe(PROBES["dns"], t, deps) for t in PROBES["dns"].targets(config)]
+    assert own.success and ghost.success, (own.result.error, ghost.result.error)
+    assert own.result.details["dmarc.organizational_domain"] == "knot.test"
+    assert own.result.details["dmarc.tree_walk"] == (
+        "_dmarc.knot.test: record -> _dmarc.test: psd=y"
+    )
+    samples = {(s.metric, s.labels): s.value for s in ghost.result.samples}
+    policy = ("dmarc_policy", (("domain", "nothere.test"), ("policy", "reject")))
+    assert samples[policy] == 1
+    info = ("dmarc_policy_domain_info", (("domain", "nothere.test"), ("policy_domain", "test")))
+    assert samples[info] == 1

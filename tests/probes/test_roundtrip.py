@@ -83,7 +83,7 @@ def dovecot(certs: MailCerts) -> Iterator[Dovecot]:
 
 @pytest.fixture(scope="module")
 def postfix(dovecot: Dovecot, certs: MailCerts) -> Iterator[Postfix]:
-    server = Postfix(dovecot, certs).start()
+    server = Postfix(certs, dovecot).start()
     try:
         yield server
     finally:

@@ -20,13 +20,13 @@ import pytest
 import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
-from conftest import make_ctx
+from conftest import exposed_value, make_ctx
+from conftest import sample_value as value
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from dnsserver import DnsServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.collector import exposition
 from exporter.config import ConfigError, parse_config
@@ -170,18 +170,6 @@ async def raw_server(script: str) -> AsyncIterator[int]:
 # ----- helpers --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
-    path = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return str(path)
-
-
 @pytest.fixture
 def dns(dns_server: DnsServer) -> DnsServer:
     dns_server.add(HOST, "A", "127.0.0.1")
@@ -199,16 +187,6 @@ def target_of(dns: DnsServer, entry: dict[str, Any], timeout: float = 5.0) -> tu
 async def probe(dns: DnsServer, entry: dict[str, Any], probe_timeout: float = 5.0) -> ProbeResult:
     target, config = target_of(dns, entry, probe_timeout)
     return await PROBE.run(target, make_ctx(dns, config=config, timeout=probe_timeout))
-
-
-def value(result: ProbeResult, metric: str, **labels: str) -> float | None:
-    found = [
-        s.value
-        for s in result.samples
-        if s.metric == metric and all(dict(s.labels).get(k) == v for k, v in labels.items())
-    ]
-    assert len(found) <= 1, (metric, found)
-    return found[0] if found else None
 
 
 def codes(result: ProbeResult) -> dict[str, Finding]:
@@ -630,16 +608,11 @@ async def test_exposition(ca: trustme.CA, ca_file: str, dns: DnsServer) -> None:
     cert = ca.issue_cert(HOST, not_after=NOW + dt.timedelta(days=3))
     with smtp_server(cert) as port:
         record = await run_with_runner(dns, {"target": f"{HOST}:{port}", "ca_file": ca_file}, 5.0)
-    families = {f.name: f for f in text_string_to_metric_families(exposition([record]))}
+    text = exposition([record])
     t = f"{HOST}:{port}"
 
     def get(name: str, **labels: str) -> float:
-        (match,) = [
-            s.value
-            for s in families[name].samples
-            if all(s.labels.get(k) == v for k, v in labels.items())
-        ]
-        return float(match)
+        return exposed_value(text, name, **labels)
 
     assert get("deliverability_probe_success", probe="tls", target=t) == 1
     assert get("deliverability_tls_cert_valid", target=t) == 1

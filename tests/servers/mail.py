@@ -337,61 +337,93 @@ def running_dovecot(users: dict[str, str]) -> Iterator[Dovecot]:
 
 
 class Postfix:
-    """A postfix instance accepting mail for ``domain`` and delivering it over LMTP to dovecot."""
+    """A real postfix (``master -c DIR -s`` in the foreground, stopped by PID) on free loopback
+    ports: one plain+STARTTLS and one implicit-TLS smtpd listener.
 
-    def __init__(self, dovecot: Dovecot, certs: MailCerts, domain: str = "example.test") -> None:
+    With ``dovecot`` it accepts mail for ``domain`` (SASL through dovecot) and delivers it over
+    LMTP to dovecot; without, it only speaks TLS (every transport is ``error:``). ``main``
+    adds or overrides main.cf settings (a test's transports, limits). Nothing ever leaves the
+    machine: mail for other domains bounces locally without a lookup.
+    """
+
+    def __init__(
+        self,
+        certs: MailCerts | tuple[Path, Path],
+        dovecot: Dovecot | None = None,
+        *,
+        domain: str = "example.test",
+        myhostname: str = MAIL_NAME,
+        main: dict[str, str] | None = None,
+    ) -> None:
         self.dovecot = dovecot
-        self.certs = certs
+        self.cert_file, self.key_file = (
+            (certs.cert_file, certs.key_file) if isinstance(certs, MailCerts) else certs
+        )
         self.domain = domain
+        self.myhostname = myhostname
+        self.main = dict(main or {})
         self.dir = _tempdir("postfix-")
         self.smtp_port = free_port()  # plain + STARTTLS (submission-like)
         self.smtps_port = free_port()  # implicit TLS (465-like)
         self.proc: subprocess.Popen[bytes] | None = None
 
+    def _settings(self) -> dict[str, str]:
+        d = self.dir
+        out = {
+            "compatibility_level": "3.6",
+            "queue_directory": f"{d}/queue",
+            "data_directory": f"{d}/data",
+            "maillog_file": f"{d}/maillog",
+            "maillog_file_prefixes": str(d),
+            "inet_interfaces": HOST,
+            "inet_protocols": "ipv4",
+            "myhostname": self.myhostname,
+            "mydomain": self.domain,
+            "mydestination": "",
+            "mynetworks": "127.0.0.0/8",
+            "alias_maps": "",
+            "alias_database": "",
+            "local_recipient_maps": "",
+            "relayhost": "",
+            "smtputf8_enable": "no",
+            "biff": "no",
+            "smtpd_tls_cert_file": str(self.cert_file),
+            "smtpd_tls_key_file": str(self.key_file),
+            "smtpd_tls_security_level": "may",
+            "smtp_dns_support_level": "disabled",
+            "default_transport": "error:outside delivery disabled in tests",
+            "relay_transport": "error:outside delivery disabled in tests",
+        }
+        if self.dovecot is not None:
+            (d / "vmailbox").write_text("".join(f"{u} ok\n" for u in self.dovecot.users))
+            out |= {
+                "mynetworks": "127.0.0.254/32",
+                "virtual_mailbox_domains": self.domain,
+                "virtual_mailbox_maps": f"texthash:{d}/vmailbox",
+                "virtual_transport": f"lmtp:inet:{HOST}:{self.dovecot.lmtp_port}",
+                "recipient_delimiter": "+",
+                "smtpd_sasl_auth_enable": "yes",
+                "smtpd_sasl_type": "dovecot",
+                "smtpd_sasl_path": f"inet:{HOST}:{self.dovecot.auth_port}",
+                "smtpd_tls_auth_only": "yes",
+                "smtpd_relay_restrictions": (
+                    "permit_sasl_authenticated, reject_unauth_destination"
+                ),
+                "smtpd_recipient_restrictions": (
+                    "permit_sasl_authenticated, reject_unauth_destination"
+                ),
+                "lmtp_host_lookup": "native",
+            }
+        return out | self.main
+
     def _write_config(self) -> None:
         d = self.dir
+        d.chmod(0o755)  # postfix opens data_directory files as its mail_owner
         (d / "queue").mkdir()
         (d / "data").mkdir()
         shutil.chown(d / "data", "postfix")
-        mailboxes = "".join(f"{u} ok\n" for u in self.dovecot.users)
-        (d / "vmailbox").write_text(mailboxes)
-        (d / "main.cf").write_text(f"""\
-compatibility_level = 3.6
-queue_directory = {d}/queue
-data_directory = {d}/data
-maillog_file = {d}/maillog
-maillog_file_prefixes = {d}
-inet_interfaces = {HOST}
-inet_protocols = ipv4
-myhostname = {MAIL_NAME}
-mydomain = {self.domain}
-mydestination =
-mynetworks = 127.0.0.254/32
-alias_maps =
-alias_database =
-local_recipient_maps =
-relayhost =
-smtputf8_enable = no
-biff = no
-virtual_mailbox_domains = {self.domain}
-virtual_mailbox_maps = texthash:{d}/vmailbox
-virtual_transport = lmtp:inet:{HOST}:{self.dovecot.lmtp_port}
-recipient_delimiter = +
-smtpd_tls_cert_file = {self.certs.cert_file}
-smtpd_tls_key_file = {self.certs.key_file}
-smtpd_tls_security_level = may
-smtpd_sasl_auth_enable = yes
-smtpd_sasl_type = dovecot
-smtpd_sasl_path = inet:{HOST}:{self.dovecot.auth_port}
-smtpd_tls_auth_only = yes
-smtpd_relay_restrictions = permit_sasl_authenticated, reject_unauth_destination
-smtpd_recipient_restrictions = permit_sasl_authenticated, reject_unauth_destination
-smtp_dns_support_level = disabled
-lmtp_host_lookup = native
-# Nothing ever leaves the machine: mail for other domains bounces locally without a lookup.
-default_transport = error:outside delivery disabled in tests
-relay_transport = error:outside delivery disabled in tests
-""")
+        settings = self._settings()
+        (d / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
         (d / "master.cf").write_text(
             f"{HOST}:{self.smtp_port} inet n - n - - smtpd\n"
             f"{HOST}:{self.smtps_port} inet n - n - - smtpd\n"

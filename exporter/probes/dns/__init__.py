@@ -1,4 +1,6 @@
-"""The ``dns`` probe: DNS authentication of one monitored domain (SPF, DMARC, DKIM, MX).
+"""The ``dns`` probe: DNS authentication of one monitored domain (SPF, DMARC, DKIM, MX, the
+forward-confirmed reverse DNS of its sending IPs), its readiness for the bulk-sender rules of
+Gmail, Yahoo and Microsoft, and its declared baseline (``expect:``).
 
 One target per configured domain. The sub-checks run concurrently over one shared per-cycle
 :class:`~exporter.net.dnsclient.DnsClient` (so a name asked by two sub-checks is queried once) and
@@ -6,7 +8,9 @@ their results are merged. A sub-check that meets a DNS temporary failure reports
 ``probe_success`` is 0 and nothing is claimed about that record) while the others still publish.
 
 Each sub-check lives in its own module with the signature
-``async def check(domain: DomainConfig, ctx: DnsContext) -> ProbeResult``.
+``async def check(domain: DomainConfig, ctx: DnsContext) -> ProbeResult``. The checks that
+judge the whole (:mod:`.readiness`, :mod:`.baseline`) run after them, with the merged result of
+the sub-checks as a third argument: they read what was published, so "could not tell" stays so.
 """
 
 from __future__ import annotations
@@ -16,22 +20,30 @@ from collections.abc import Awaitable, Callable
 
 from exporter.config import Config, DomainConfig
 from exporter.net.network import Network
-from exporter.probes.dns import dkim, dmarc, mx, spf
+from exporter.probes.dns import baseline, dkim, dmarc, fcrdns, mx, readiness, spf
 from exporter.probes.dns.common import DnsContext, DnsResources
 from exporter.results import ProbeResult, Target
 
 SubCheck = Callable[[DomainConfig, DnsContext], Awaitable[ProbeResult]]
+PostCheck = Callable[[DomainConfig, DnsContext, ProbeResult], Awaitable[ProbeResult]]
 
 SUBCHECKS: tuple[tuple[str, SubCheck], ...] = (
     ("spf", spf.check),
     ("dmarc", dmarc.check),
     ("dkim", dkim.check),
     ("mx", mx.check),
+    ("fcrdns", fcrdns.check),
+)
+POSTCHECKS: tuple[tuple[str, PostCheck], ...] = (
+    ("readiness", readiness.check),
+    ("baseline", baseline.check),
 )
 
 
 class DnsProbe:
     name = "dns"
+    title = "DNS authentication"
+    config_key = "domains"
 
     def targets(self, config: Config) -> list[Target[DomainConfig]]:
         return [Target.of(self.name, d.domain, d, config) for d in config.domains]
@@ -44,6 +56,9 @@ class DnsProbe:
         results = await asyncio.gather(*(fn(domain, ctx) for _, fn in SUBCHECKS))
         merged = ProbeResult()
         for result in results:
+            merged.merge(result)
+        judged = await asyncio.gather(*(fn(domain, ctx, merged) for _, fn in POSTCHECKS))
+        for result in judged:
             merged.merge(result)
         return merged
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import zlib
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 
 from exporter.net.dnsmodel import DnsTempError
 from exporter.probes.base import ProbeContext
@@ -36,3 +37,33 @@ def checksum(domain: str, record: str, texts: Iterable[str]) -> Sample:
 def dns_failure(what: str, exc: DnsTempError) -> ProbeResult:
     """A sub-check that could not tell: probe_success 0 with the reason, no finding."""
     return ProbeResult(error=f"{what}: DNS lookup failed: {exc}")
+
+
+def published(result: ProbeResult, metric: str, **match: str) -> list[tuple[dict[str, str], float]]:
+    """The samples of ``metric`` in ``result`` whose labels include ``match``: (labels, value).
+
+    The sub-checks that run after the others (bulk-sender rules, baseline) read what the others
+    published, so "could not tell" (no sample) stays distinguishable from a bad value."""
+    out = []
+    for s in result.samples:
+        if s.metric == metric:
+            labels = dict(s.labels)
+            if all(labels.get(k) == v for k, v in match.items()):
+                out.append((labels, s.value))
+    return out
+
+
+def current_state(result: ProbeResult, metric: str, label: str, **match: str) -> str | None:
+    """The value of a state set that is 1 (None when none is, or the set was not published)."""
+    for labels, value in published(result, metric, **match):
+        if value == 1:
+            return labels.get(label)
+    return None
+
+
+async def gather_merged(parts: Iterable[Awaitable[ProbeResult]]) -> ProbeResult:
+    """Run the parts of a check concurrently and merge their results, in order."""
+    merged = ProbeResult()
+    for part in await asyncio.gather(*parts):
+        merged.merge(part)
+    return merged

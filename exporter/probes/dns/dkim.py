@@ -8,7 +8,6 @@ under 2048 a warning.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from exporter.config import DomainConfig
 from exporter.net.dnsmodel import DnsTempError
-from exporter.probes.dns.common import DnsContext, checksum, dns_failure
+from exporter.probes.dns.common import DnsContext, checksum, dns_failure, gather_merged
 from exporter.results import Finding, ProbeResult, sample
 
 MIN_BITS = 1024
@@ -148,8 +147,4 @@ async def _selector(domain: str, selector: str, ctx: DnsContext) -> ProbeResult:
 
 
 async def check(domain: DomainConfig, ctx: DnsContext) -> ProbeResult:
-    parts = await asyncio.gather(*(_selector(domain.domain, s, ctx) for s in domain.dkim_selectors))
-    merged = ProbeResult()
-    for part in parts:
-        merged.merge(part)
-    return merged
+    return await gather_merged(_selector(domain.domain, s, ctx) for s in domain.dkim_selectors)

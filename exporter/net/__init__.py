@@ -1,0 +1,1 @@
+"""The network layer: the only place that talks to the network."""

@@ -1,0 +1,73 @@
+"""Sending-IP sub-check of the ``dns`` probe: forward-confirmed reverse DNS (FCrDNS).
+
+For each ``sending_ips`` entry (IPv4 or IPv6): the PTR records at its reverse name
+(``in-addr.arpa`` / ``ip6.arpa``), then the A (or AAAA) records of each PTR name; the IP passes
+when some PTR name resolves back to it. Gmail requires this of every sender and junks or rejects
+mail from IPs that fail it; most receivers score it. A temporary DNS failure is "could not tell"
+for that IP: no sample, the probe's error set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+
+import dns.reversename
+from dns.rdtypes.ANY.PTR import PTR
+
+from exporter.config import DomainConfig
+from exporter.net.dnsmodel import DnsTempError
+from exporter.probes.dns.common import DnsContext, dns_failure, gather_merged
+from exporter.results import Finding, ProbeResult, sample
+
+MAX_PTR_NAMES = 10
+"""PTR names followed per IP (RFC 7208 §4.6.4 stops at 10 as well; real IPs have one)."""
+
+
+async def _forward(ctx: DnsContext, name: str, rdtype: str) -> list[str]:
+    answer = await ctx.dns.query(name, rdtype)
+    return answer.addresses()
+
+
+async def _ip(domain: str, ip: str, ctx: DnsContext) -> ProbeResult:
+    result = ProbeResult()
+    addr = ipaddress.ip_address(ip)
+    rname = dns.reversename.from_address(ip).to_text().rstrip(".")
+    rdtype = "A" if addr.version == 4 else "AAAA"
+    try:
+        answer = await ctx.dns.query(rname, "PTR")
+        names = [
+            rd.target.to_text().rstrip(".").lower() for rd in answer.rdatas if isinstance(rd, PTR)
+        ][:MAX_PTR_NAMES]
+        forward = await asyncio.gather(*(_forward(ctx, n, rdtype) for n in names))
+    except DnsTempError as exc:
+        return dns_failure(f"FCrDNS of {ip}", exc)
+    confirmed = [
+        n
+        for n, addresses in zip(names, forward, strict=True)
+        if any(ipaddress.ip_address(a) == addr for a in addresses)
+    ]
+    result.samples.append(sample("sending_ip_fcrdns", bool(confirmed), domain=domain, ip=ip))
+    result.samples.append(
+        sample("sending_ip_ptr_info", 1, domain=domain, ip=ip, ptr=names[0] if names else "")
+    )
+    if not names:
+        result.details[f"fcrdns.{ip}"] = f"no PTR at {rname} ({answer.status})"
+        result.findings.append(
+            Finding("sending_ip_no_ptr", subject=ip, evidence=f"{rname}: {answer.status}")
+        )
+    elif not confirmed:
+        seen = "; ".join(
+            f"{n} -> {', '.join(a) or 'no ' + rdtype}" for n, a in zip(names, forward, strict=True)
+        )
+        result.details[f"fcrdns.{ip}"] = f"PTR does not resolve back: {seen}"
+        result.findings.append(
+            Finding("sending_ip_ptr_mismatch", subject=ip, evidence=f"{ip}: PTR {seen}")
+        )
+    else:
+        result.details[f"fcrdns.{ip}"] = f"{confirmed[0]} (forward-confirmed)"
+    return result
+
+
+async def check(domain: DomainConfig, ctx: DnsContext) -> ProbeResult:
+    return await gather_merged(_ip(domain.domain, ip, ctx) for ip in domain.sending_ips)
