@@ -577,6 +577,34 @@ CATALOGUE: dict[str, FindingSpec] = _catalogue(
       " _kombu.binding set): possibly a misspelt name, so nothing is watched.",
       "Compare the name with the application's queue names ('rq info', Celery's task_queues);"
       " RQ and Celery create a queue only when the first job is sent to it."),
+    # --- reports (exporter/probes/reports.py) -------------------------------------------------
+    F("reports_imap_failed", "reports", WARNING,
+      "The report mailbox could not be read (name not resolved, connection or TLS failed, login"
+      " refused, folder missing); new reports are not counted until it can. The counts already"
+      " kept are still served.",
+      "Check the host, port, security and credentials of the reports entry, and that the folder"
+      " exists; the evidence names the server and the error."),
+    F("reports_invalid_messages", "reports", INFO,
+      "Messages in the report folder held no parseable DMARC or TLS-RPT report (corrupt or"
+      " oversized archive, refused XML, ordinary mail); they were moved to the invalid folder.",
+      "Look at the messages in the invalid folder: mail that is not a report does not belong at"
+      " the rua= address; a report from a real reporter that was refused is worth an issue."),
+    F("dmarc_report_new_failing_source", "reports", WARNING,
+      "A source IP that DMARC aggregate reports list for the first time in the last 7 days sends"
+      " mail as the domain that fails DMARC: a new service not yet set up, or someone spoofing"
+      " the domain.",
+      "If the source is yours (PTR name, a new provider), add it to SPF and sign its mail with"
+      " DKIM for the domain; if it is not, it is what DMARC p=quarantine/reject stops."),
+    F("dmarc_report_failure_share_high", "reports", WARNING,
+      "More than 10% of the messages in DMARC aggregate reports of the last 7 days fail DMARC"
+      " for the domain.",
+      "Look at the failing sources on the status page: legitimate senders need SPF and aligned"
+      " DKIM before the policy can be tightened; the rest is spoofing."),
+    F("tlsrpt_failure_sessions", "reports", WARNING,
+      "TLS-RPT reports of the last 7 days count sessions in which senders could not deliver to"
+      " the domain's MX over TLS (the evidence lists the RFC 8460 result types).",
+      "certificate-* and validation-failure: fix the MX certificate (see the tls probe);"
+      " starttls-not-supported: enable STARTTLS; sts-*: fix the MTA-STS policy or its host."),
 )  # fmt: skip
 
 

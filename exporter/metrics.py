@@ -208,6 +208,21 @@ METRICS: dict[str, MetricSpec] = _table(
     M("queue_workers", "Live RQ workers registered (Celery: absent).", T),
     M("roundtrip_stale_messages_deleted", "Earlier probe messages (late arrivals of timed-out"
       " runs) this run found and deleted.", T),
+    # --- reports (counters persist in the store: --storage.path) -----------------------------
+    M("dmarc_report_messages_total", "Messages in DMARC aggregate reports (RFC 7489 appendix C,"
+      " RFC 9990); dmarc pass when DKIM or SPF passed aligned; disposition none|quarantine|reject"
+      " (RFC 9990's pass counts as none).", ("domain", "reporter", "dmarc", "disposition"),
+      kind="counter"),
+    M("dmarc_report_failing_sources", "Distinct source IPs with DMARC-failing messages in"
+      " reports of the last 7 days.", D),
+    M("tlsrpt_sessions_total", "TLS-RPT (RFC 8460) session counts by result (success|failure).",
+      ("domain", "reporter", "result"), kind="counter"),
+    M("tlsrpt_failure_sessions_total", "Failed TLS sessions in TLS-RPT reports by RFC 8460"
+      " result type.", ("domain", "result_type"), kind="counter"),
+    M("report_last_timestamp_seconds", "End of the newest report's period (kind dmarc|tlsrpt).",
+      ("domain", "kind")),
+    M("reports_invalid_total", "Messages that were not a parseable report (moved to the invalid"
+      " folder, never deleted).", T, kind="counter"),
 )  # fmt: skip
 
 ALL_METRICS: dict[str, MetricSpec] = {**EXPORTER_METRICS, **METRICS}

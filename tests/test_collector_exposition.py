@@ -20,6 +20,8 @@ def _record(probe: str, name: str, value: float, *, error: str | None = None) ->
             # The same series from two targets: the first record wins.
             sample("dnsbl_zone_healthy", 1.0, zone="bl.example"),
             sample("dkim_key_bits", 2048, domain=name, selector='we"ird\\sel\nx'),
+            # A counter (named with _total; its family without): served from the store.
+            sample("reports_invalid_total", value, target=name),
         ],
         findings=[Finding("dmarc_policy_none"), Finding("spf_missing", severity="warning")],
         error=error,

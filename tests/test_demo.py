@@ -40,8 +40,12 @@ from exporter.findings import CATALOGUE
 from exporter.lab.certs import LabCA
 from exporter.lab.dns import LabDnsServer, zone_text
 from exporter.lab.dnssec import sign_hierarchy
+from exporter.lab.imap import LabImapServer, LabMailbox
+from exporter.lab.reportmail import demo_report_mail
 from exporter.net.dnsraw import RawDns
+from exporter.net.imap import ImapClient
 from exporter.probes import PROBES
+from exporter.reports.mime import parse_message
 from exporter.runner import Runtime, run_probe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,6 +168,10 @@ def expected_findings(banner: str) -> set[tuple[str, str, str]]:
         want.add(("queue", "app-mail", "queue_oldest_too_old"))
         want.add(("queue", "app-mail", "queue_no_workers"))
         want.add(("tls", m.group(1), "dane_tlsa_insecure"))
+    if "reports" in PROBES:
+        for code in ("dmarc_report_new_failing_source", "dmarc_report_failure_share_high",
+                     "tlsrpt_failure_sessions", "reports_invalid_messages"):  # fmt: skip
+            want.add(("reports", "dmarc-reports", code))
     return want
 
 
@@ -184,6 +192,8 @@ def test_demo_serves_metrics_findings_and_the_status_page(demo: Demo) -> None:
         must_run.add(("tls", m.group(1)))
     if "queue" in PROBES:
         must_run |= {("queue", "app-mail"), ("queue", "celery-mail")}
+    if "reports" in PROBES:
+        must_run.add(("reports", "dmarc-reports"))
     deadline = time.monotonic() + 40
     seen: set[tuple[str, str, str]] = set()
     success: dict[tuple[str, str], float] = {}
@@ -238,6 +248,11 @@ def test_demo_serves_metrics_findings_and_the_status_page(demo: Demo) -> None:
         assert name in page
     assert "dmarc_missing" in page
     assert "Publish a TXT record at _dmarc.&lt;domain&gt;" in page  # the fix, escaped
+    if "reports" in PROBES:
+        assert success[("reports", "dmarc-reports")] == 1
+        reports = get(base + "target?probe=reports&name=dmarc-reports")
+        assert "DMARC sources of the last 7 days: healthy.example" in reports
+        assert "203.0.113.66" in reports and "mail.healthy.example" in reports  # PTR via lab DNS
     detail = get(base + "target?probe=dns&name=broken.example")
     assert "Recent runs" in detail and "dmarc_missing" in detail
     assert "Ready for Gmail bulk senders: no — " in detail
@@ -482,3 +497,30 @@ async def test_lab_policy_hosts_answer_over_tls_on_443(tmp_path: Path) -> None:
         assert lab.config().mta_sts is not None
     finally:
         await lab.stop()
+
+
+async def test_lab_imap_serves_the_report_mailbox() -> None:
+    mailbox = LabMailbox()
+    for message in demo_report_mail():
+        mailbox.append("INBOX", message)
+    server = await LabImapServer("u@lab.example", "pw", mailbox).start()
+    try:
+        client = await ImapClient.open("127.0.0.1", server.port, security="none",
+                                       server_hostname="127.0.0.1", ssl_context=None,
+                                       op_timeout=5)  # fmt: skip
+        await client.login("u@lab.example", "pw")
+        assert await client.ensure_folder("Done") is True
+        assert await client.ensure_folder("Done") is False
+        await client.select("INBOX")
+        uids = await client.uid_search("UNDELETED")
+        assert len(uids) == 4
+        sizes = await client.fetch_sizes(uids)
+        raw = await client.fetch_message(uids[0], 1 << 20)
+        assert raw is not None and len(raw) == sizes[uids[0]]
+        assert parse_message(raw).dmarc[0].domain == "healthy.example"
+        await client.move(uids[:1], "Done")
+        assert await client.uid_search("ALL") == uids[1:]
+        assert len(mailbox.folders["Done"]) == 1
+        await client.logout()
+    finally:
+        await server.stop()

@@ -44,6 +44,7 @@ AWS_ACCESS_KEY = "AKIASECRETSTEST00042"
 AWS_SECRET_KEY = "aws/Secret+Key/SECRET-4b1d000000000000000000"
 AWS_SESSION_TOKEN = "FwoGZXIvYXdzSECRETSESSIONTOKEN0123456789abcdef"
 REDIS_PASSWORD = "redis-Pa55-SECRET-5e7d"
+REPORTS_PASSWORD = "reports-Pa55-SECRET-5e7a"
 
 
 def forms(secret: str, user: str = SMTP_USER) -> list[str]:
@@ -58,6 +59,7 @@ SECRETS = [
     *forms(TLS_PASSWORD),
     *forms(IMAP_PASSWORD, "inbox@example.test"),
     *forms(REDIS_PASSWORD, "default"),
+    *forms(REPORTS_PASSWORD, "dmarc@example.test"),
     AWS_SECRET_KEY,
     AWS_SESSION_TOKEN,
 ]
@@ -129,6 +131,11 @@ def write_config(s: dict[str, Any]) -> Path:
         ],
         "queues": [{"name": "app-mail", "kind": "rq", "redis_url": s["redis"],
                     "password_env": "REDIS_PASSWORD"}],
+        "reports": [
+            {"name": "rua", "imap": {"host": "127.0.0.1", "port": s["imap"], "security": "none",
+                                     "username": "dmarc@example.test",
+                                     "password_env": "REPORTS_PASSWORD"}},
+        ],
     }  # fmt: skip
     path = tmp / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -141,6 +148,7 @@ def env() -> dict[str, str]:
         SMTP_PASSWORD=SMTP_PASSWORD,
         TLS_PASSWORD=TLS_PASSWORD,
         REDIS_PASSWORD=REDIS_PASSWORD,
+        REPORTS_PASSWORD=REPORTS_PASSWORD,
         AWS_ACCESS_KEY_ID=AWS_ACCESS_KEY,
         AWS_SECRET_ACCESS_KEY=AWS_SECRET_KEY,
         AWS_SESSION_TOKEN=AWS_SESSION_TOKEN,

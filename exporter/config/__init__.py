@@ -9,8 +9,9 @@ appear in an error message.
 Where the models are: :mod:`exporter.config.fields` (durations, names, addresses, secrets, the
 base model), :mod:`~exporter.config.dns` (``global``, ``domains``, ``blacklists``),
 :mod:`~exporter.config.transport` (``tls``, ``mta_sts``), :mod:`~exporter.config.mail`
-(``roundtrip``), :mod:`~exporter.config.services` (``ses``, ``queues``); :class:`Config` (here)
-puts the sections together. Every name is importable from ``exporter.config``.
+(``roundtrip``, ``reports``), :mod:`~exporter.config.services` (``ses``, ``queues``);
+:class:`Config` (here) puts the sections together. Every name is importable from
+``exporter.config``.
 """
 
 from __future__ import annotations
@@ -57,7 +58,13 @@ from exporter.config.fields import (
     parse_duration,
     read_secret,
 )
-from exporter.config.mail import ImapConfig, RoundtripConfig, SmtpConfig
+from exporter.config.mail import (
+    ImapConfig,
+    ReportsConfig,
+    ReportsImapConfig,
+    RoundtripConfig,
+    SmtpConfig,
+)
 from exporter.config.services import QueueConfig, QueueThresholds, SesConfig
 from exporter.config.transport import MtaStsConfig, TlsTargetConfig
 
@@ -86,12 +93,14 @@ class Config(Model):
         return {} if value is None else value
 
     queues: list[QueueConfig] = Field(default_factory=list)
+    reports: list[ReportsConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique(self) -> Config:
         no_duplicates([d.domain for d in self.domains], "domains", "domain")
         no_duplicates([r.name for r in self.roundtrip], "roundtrip", "name")
         no_duplicates([q.name for q in self.queues], "queues", "name")
+        no_duplicates([r.name for r in self.reports], "reports", "name")
         no_duplicates([s.name for s in self.ses if s.name], "ses", "name")
         return self
 
@@ -185,6 +194,8 @@ __all__ = [
     "Nameserver",
     "QueueConfig",
     "QueueThresholds",
+    "ReportsConfig",
+    "ReportsImapConfig",
     "RoundtripConfig",
     "SecretRef",
     "Security",

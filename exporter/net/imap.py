@@ -5,9 +5,11 @@ library does not offer: STARTTLS (``security: starttls``), connecting to an addr
 through the configured nameservers while verifying the certificate against the configured host
 name (``server_hostname``), and an IDLE wait that can time out and be resumed without leaving the
 connection in an unknown state. The subset here: greeting, CAPABILITY, STARTTLS, AUTHENTICATE
-PLAIN / LOGIN, SELECT, UID SEARCH, UID FETCH of header fields, UID STORE, UID EXPUNGE (or a
-guarded EXPUNGE), IDLE/DONE and LOGOUT. Responses are read line by line with literals
-(``{n}``) taken whole, so a message header containing anything at all cannot desynchronize it.
+PLAIN / LOGIN, SELECT, EXAMINE, LIST, CREATE, UID SEARCH, UID FETCH (header fields, sizes, whole
+messages up to a size), UID STORE, UID MOVE (or UID COPY, \\Deleted and an exact expunge),
+UID EXPUNGE (or a guarded EXPUNGE), IDLE/DONE and LOGOUT. Responses are read line by line with
+literals (``{n}``) taken whole, so a message header containing anything at all cannot
+desynchronize it.
 
 Errors: :class:`ImapConnectError` (TCP, timeouts, connection lost), :class:`ImapTlsError`
 (handshake or certificate), :class:`ImapLoginError` (credentials refused) and
@@ -32,6 +34,8 @@ _CAPABILITY_CODE = re.compile(rb"\[CAPABILITY ([^\]]*)\]", re.I)
 _FETCH = re.compile(rb"\d+ FETCH ", re.I)
 _FETCH_UID = re.compile(rb"\bUID (\d+)", re.I)
 _EXISTS = re.compile(rb"^\d+ (EXISTS|RECENT)\b", re.I)
+_RFC822_SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)", re.I)
+_LIST_NAME = re.compile(rb'^LIST \([^)]*\) (?:NIL|"(?:[^"\\]|\\.)*") (.*)$', re.I | re.S)
 
 
 class ImapError(Exception):
@@ -100,6 +104,8 @@ class ImapClient:
     """Set when the server announced new mail (EXISTS/RECENT) outside :meth:`idle_wait`."""
     broken: bool = False
     """Set when a command was interrupted: the connection must be closed, not reused."""
+    literal_limit: int = LITERAL_LIMIT
+    """The largest literal (``{n}``) accepted; a larger one breaks the connection."""
     _tagnum: int = 0
     _idle_tag: str | None = None
 
@@ -240,9 +246,9 @@ class ImapClient:
                 if m is None:
                     break
                 size = int(m.group(1))
-                if size > LITERAL_LIMIT:
+                if size > self.literal_limit:
                     self.broken = True
-                    raise ImapCommandError("literal too large")
+                    raise ImapCommandError(f"literal of {size} bytes, over {self.literal_limit}")
                 async with asyncio.timeout(self.timeout):
                     literals.append(await self.reader.readexactly(size))
                 line = await self._readline(self.timeout)
@@ -383,6 +389,80 @@ class ImapClient:
         if not wanted:
             return True
         await self.command(f"UID STORE {uid_set(wanted)} +FLAGS.SILENT (\\Deleted)")
+        return await self._expunge_exactly(wanted)
+
+    async def examine(self, mailbox: str) -> None:
+        """Open a mailbox read-only (nothing in it changes, not even \\Recent)."""
+        self.changed = False
+        await self.command(f"EXAMINE {quote(mailbox)}")
+
+    async def list_folders(self, pattern: str = "*") -> set[str]:
+        """The names of the mailboxes matching ``pattern`` (LIST, RFC 3501 §6.3.8)."""
+        untagged, _ = await self.command(f'LIST "" {quote(pattern)}')
+        names: set[str] = set()
+        for r in untagged:
+            if r.text[:5].upper() == b"LIST ":
+                name = _list_name(r)
+                if name is not None:
+                    names.add(name)
+        return names
+
+    async def ensure_folder(self, name: str) -> bool:
+        """Create the mailbox unless it exists; True when it was created."""
+        if name in await self.list_folders(name):
+            return False
+        try:
+            await self.command(f"CREATE {quote(name)}")
+        except ImapCommandError:
+            if name in await self.list_folders(name):  # created meanwhile ([ALREADYEXISTS])
+                return False
+            raise
+        return True
+
+    async def fetch_sizes(self, uids: Iterable[int]) -> dict[int, int]:
+        """RFC822.SIZE of each UID (what a whole fetch would transfer)."""
+        wanted = sorted(set(uids))
+        if not wanted:
+            return {}
+        untagged, _ = await self.command(f"UID FETCH {uid_set(wanted)} (UID RFC822.SIZE)")
+        out: dict[int, int] = {}
+        for r in untagged:
+            uid, size = _FETCH_UID.search(r.text), _RFC822_SIZE.search(r.text)
+            if _FETCH.match(r.text) and uid and size:
+                out[int(uid.group(1))] = int(size.group(1))
+        return out
+
+    async def fetch_message(self, uid: int, limit: int) -> bytes | None:
+        """The whole message (without setting \\Seen), or None when it is gone. A message over
+        ``limit`` bytes is refused before a byte of it is read (:class:`ImapCommandError`)."""
+        previous, self.literal_limit = self.literal_limit, limit
+        try:
+            untagged, _ = await self.command(f"UID FETCH {uid} (UID BODY.PEEK[])")
+        finally:
+            self.literal_limit = previous
+        for r in untagged:
+            found = _FETCH_UID.search(r.text)
+            if _FETCH.match(r.text) and found and int(found.group(1)) == uid and r.literals:
+                return r.literals[0]
+        return None
+
+    async def move(self, uids: Iterable[int], folder: str) -> bool:
+        """Move the UIDs to ``folder``: UID MOVE (RFC 6851) when offered, else UID COPY, then
+        \\Deleted and an expunge of exactly them. False when the originals could only be
+        flagged (no UIDPLUS and other messages flagged \\Deleted: see :meth:`delete`); the
+        copies are in ``folder`` either way, and nothing else is ever removed."""
+        wanted = sorted(set(uids))
+        if not wanted:
+            return True
+        target = quote(folder)
+        if "MOVE" in self.capabilities:
+            await self.command(f"UID MOVE {uid_set(wanted)} {target}")
+            return True
+        await self.command(f"UID COPY {uid_set(wanted)} {target}")
+        await self.command(f"UID STORE {uid_set(wanted)} +FLAGS.SILENT (\\Deleted)")
+        return await self._expunge_exactly(wanted)
+
+    async def _expunge_exactly(self, wanted: list[int]) -> bool:
         if "UIDPLUS" in self.capabilities:
             await self.command(f"UID EXPUNGE {uid_set(wanted)}")
             return True
@@ -459,6 +539,19 @@ class ImapClient:
                 return
             self.broken = True
             raise ImapCommandError(f"unexpected response tag {r.tag[:20]!r}")
+
+
+def _list_name(r: ImapResponse) -> str | None:
+    """The mailbox name of a LIST response: quoted, a literal or an atom."""
+    m = _LIST_NAME.match(r.text)
+    if m is None:
+        return None
+    raw = m.group(1).strip()
+    if r.literals and _LITERAL_AT_END.search(raw + b"\r\n"):
+        raw = r.literals[-1]
+    elif raw[:1] == b'"' and raw[-1:] == b'"' and len(raw) >= 2:
+        raw = re.sub(rb"\\(.)", rb"\1", raw[1:-1])
+    return raw.decode("utf-8", "replace")
 
 
 def _short(text: bytes) -> str:

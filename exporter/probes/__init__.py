@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from exporter.probes import dns, dnsbl, mta_sts, queue, roundtrip, ses, tls
+from exporter.probes import dns, dnsbl, mta_sts, queue, reports, roundtrip, ses, tls
 from exporter.probes.base import ProbeKind
 
 PROBES: dict[str, ProbeKind[Any, Any]] = {
@@ -38,6 +38,7 @@ PROBES: dict[str, ProbeKind[Any, Any]] = {
         dnsbl.PROBE,
         mta_sts.PROBE,
         queue.PROBE,
+        reports.PROBE,
         roundtrip.PROBE,
         ses.PROBE,
         tls.PROBE,

@@ -1,4 +1,5 @@
-"""The ``tls`` and ``roundtrip`` probes against misbehaving SMTP and IMAP servers on loopback.
+"""The ``tls``, ``roundtrip`` and ``reports`` probes against misbehaving SMTP and IMAP servers on
+loopback.
 
 For each fault: the run fails with a reason naming what went wrong (never a critical finding
 for "could not tell"), a healthy target probed at the same time is unaffected, the probe closed
@@ -40,6 +41,7 @@ from exporter.net.dnsclient import make_resolver
 from exporter.probes import PROBES
 from exporter.results import RunRecord, Target
 from exporter.runner import Runtime, run_probe
+from exporter.storage import Store
 
 HOST = "127.0.0.1"
 
@@ -226,3 +228,44 @@ async def test_roundtrip_imap_fault(
     await repeat_flat(once, warmup=10, repeat=100, batch=25)
     await settle()
     assert fault_server.open == 0, "the probe left IMAP connections open"
+
+
+@pytest.mark.parametrize(
+    ("reason", "fault_server"),
+    [(r, b) for _, b, r in IMAP_FAULTS],
+    ids=[i for i, _, _ in IMAP_FAULTS],
+    indirect=["fault_server"],
+)
+async def test_reports_imap_fault(reason: str, fault_server: FaultServer, tmp_path: Path) -> None:
+    """The reports probe: could not tell, the stored counts still served, nothing left open."""
+    pw = tmp_path / "imap-password"
+    pw.write_text("imap-secret\n")
+    config = parse_config({
+        "global": {"nameservers": ["127.0.0.1:9"], "timeout": "5s"},
+        "reports": [{"name": "rua", "imap": {
+            "host": HOST, "port": fault_server.port, "security": "none",
+            "username": "dmarc@example.test", "password_file": str(pw)}}],
+    })  # fmt: skip
+    store = await Store.open(tmp_path / "data")
+    try:
+        labels = {"domain": "example.test", "reporter": "r", "dmarc": "pass", "disposition": "none"}
+        await store.transact(lambda tx: tx.add("dmarc_report_messages_total", labels, 7))
+        deps = Runtime(make_resolver(["127.0.0.1:9"], attempt_timeout=0.5, lifetime=0.5), config,
+                       store=store)  # fmt: skip
+        kind = PROBES["reports"]
+        (target,) = kind.targets(config)
+
+        async def once() -> None:
+            rec = await run_probe(kind, target, deps)
+            assert_could_not_tell(rec, reason)
+            assert "imap-secret" not in repr(rec)
+            served = {s.labels: s.value for s in rec.result.samples
+                      if s.metric == "dmarc_report_messages_total"}  # fmt: skip
+            assert served[tuple(sorted(labels.items()))] == 7
+
+        await once()
+        await repeat_flat(once, warmup=5, repeat=50, batch=25)
+        await settle()
+        assert fault_server.open == 0, "the probe left IMAP connections open"
+    finally:
+        await store.aclose()

@@ -142,7 +142,7 @@ def test_unit_tests_cover_every_alert_firing_and_not_firing() -> None:
 
 
 def test_names_labels_annotations() -> None:
-    assert len({rule["alert"] for _, rule in RULES}) == 63
+    assert len({rule["alert"] for _, rule in RULES}) == 67
     for path, rule in RULES:
         name = rule["alert"]
         assert NAME.match(name), name

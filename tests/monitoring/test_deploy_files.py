@@ -209,4 +209,5 @@ def test_overview_has_a_row_per_probe_kind() -> None:
         "Mail queues",
         "DNSSEC and DANE",
         "SES events",
+        "DMARC and TLS reports",
     ]  # fmt: skip

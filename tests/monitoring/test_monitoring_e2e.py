@@ -13,11 +13,12 @@ registered the way RQ's worker does). Halfway, the DMARC policy of weakened.test
 reject to none, as a careless DNS edit would.
 
 Not run here, so their dashboard panels are listed in ``NOT_EXERCISED``: the ``ses`` probe (it
-needs the moto server and its front, covered by tests/probes/test_ses.py) and the ``roundtrip``
-probe (postfix and dovecot, covered by tests/probes/test_roundtrip.py); their alert rules are
-covered by promtool unit tests. DNSSEC and DANE (``global.dnssec: false`` here: the DNS server is
-not signed) have their own end-to-end test against a signed hierarchy:
-tests/monitoring/test_dnssec_e2e.py.
+needs the moto server and its front, covered by tests/probes/test_ses.py), the ``roundtrip``
+probe (postfix and dovecot, covered by tests/probes/test_roundtrip.py) and the ``reports`` probe
+(dovecot: its dashboard row is queried against a real Prometheus in
+tests/monitoring/test_reports_dashboard.py); their alert rules are covered by promtool unit
+tests. DNSSEC and DANE (``global.dnssec: false`` here: the DNS server is not signed) have their
+own end-to-end test against a signed hierarchy: tests/monitoring/test_dnssec_e2e.py.
 """
 
 from __future__ import annotations
@@ -345,7 +346,12 @@ def test_container_healthcheck_script(lab: Lab) -> None:
 
 # ----- dashboards -------------------------------------------------------------------------------
 
-NOT_EXERCISED = re.compile(r"deliverability_(ses|roundtrip|dnssec|dane)_|_tls_address_success")
+REPORTS_METRICS = (
+    "dmarc_report_|tlsrpt_sessions_|tlsrpt_failure_sessions_|report_last_|reports_invalid_"
+)
+NOT_EXERCISED = re.compile(
+    rf"deliverability_(ses_|roundtrip_|dnssec_|dane_|{REPORTS_METRICS})|_tls_address_success"
+)
 """Panels whose every query reads metrics of probes this test does not run (module docstring),
 or DNSSEC and DANE metrics (this world's DNS server is not signed: tests/monitoring/
 test_dnssec_e2e.py queries those panels against a signed one)."""
@@ -394,7 +400,8 @@ def test_every_dashboard_panel_returns_data(lab: Lab, path: Path) -> None:
     empty, skipped = [], []
     for title, expr in panel_queries(dashboard):
         if NOT_EXERCISED.search(expr) and not re.search(
-            r"deliverability_(?!ses_|roundtrip_|dnssec_|dane_|tls_address_success)\w+", expr
+            rf"deliverability_(?!ses_|roundtrip_|dnssec_|dane_|tls_address_success|{REPORTS_METRICS})\w+",
+            expr,
         ):
             skipped.append(title)
             continue
@@ -402,7 +409,7 @@ def test_every_dashboard_panel_returns_data(lab: Lab, path: Path) -> None:
             empty.append(f"{title}: {expr}")
     assert not empty, "panels without data:\n" + "\n".join(empty)
     expected_skips = {
-        "deliverability-overview": 21,  # 6 SES, 6 SES events, 3 round-trip, 6 DNSSEC/DANE
+        "deliverability-overview": 27,  # 6 SES, 6 SES events, 3 round trip, 6 DNSSEC, 6 reports
         "deliverability-domain": 0,
     }[path.stem]
     assert len(set(skipped)) == expected_skips, skipped

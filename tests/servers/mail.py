@@ -25,6 +25,7 @@ import ssl
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -320,6 +321,19 @@ anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 """
+
+
+@contextlib.contextmanager
+def running_dovecot(users: dict[str, str]) -> Iterator[Dovecot]:
+    """A started dovecot with its own certificates, stopped and removed afterwards."""
+    assert shutil.which("dovecot"), "needs Debian package dovecot-imapd (scripts/test installs it)"
+    directory = _tempdir("certs-")
+    server = Dovecot(users, MailCerts(directory)).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 class Postfix:

@@ -1,0 +1,256 @@
+"""The ``reports`` probe's rows in the store: what a report adds, and what the metrics, findings
+and status page read back.
+
+Everything a message adds is written by one function in one transaction
+(:func:`record_reports`, :func:`record_invalid`): the counters, the "seen" mark of each report
+(namespace ``reports.dmarc`` / ``reports.tlsrpt``, key reporter + report id) and the per-source
+rows. A crash before the commit loses nothing (the message is still in the folder and is read
+again), a crash after it double-counts nothing (the report is seen: the message is only moved).
+
+Own tables (created on first use):
+
+* ``report_sources`` — one row per (domain, source IP): when reports first listed it (the
+  report's period, not the time it was read, so reading an old backlog marks nothing new);
+* ``report_source_days`` — messages per (domain, source IP, day of the report's period end):
+  total, SPF and DKIM passing (aligned, as evaluated for DMARC), DMARC failing;
+* ``report_tls_days`` — failed TLS sessions per (policy domain, day, result type);
+* ``report_last`` — the end of the newest report's period per (domain, kind);
+* ``report_ptr`` — the PTR name of a source IP, and when it was looked up.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from exporter.reports.dmarc import AggregateReport
+from exporter.reports.mime import MessageReports
+from exporter.reports.tlsrpt import TlsReport
+from exporter.storage import Tx
+
+NS_DMARC = "reports.dmarc"
+NS_TLSRPT = "reports.tlsrpt"
+NS_INVALID = "reports.invalid"
+WINDOW_DAYS = 7
+DAY = 86400
+
+DMARC_MESSAGES = "dmarc_report_messages_total"
+TLS_SESSIONS = "tlsrpt_sessions_total"
+TLS_FAILURES = "tlsrpt_failure_sessions_total"
+INVALID = "reports_invalid_total"
+COUNTERS = (DMARC_MESSAGES, TLS_SESSIONS, TLS_FAILURES, INVALID)
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS report_sources (
+        domain TEXT NOT NULL, ip TEXT NOT NULL, first_seen REAL NOT NULL,
+        PRIMARY KEY (domain, ip))""",
+    """CREATE TABLE IF NOT EXISTS report_source_days (
+        domain TEXT NOT NULL, ip TEXT NOT NULL, day INTEGER NOT NULL,
+        messages INTEGER NOT NULL, spf_pass INTEGER NOT NULL, dkim_pass INTEGER NOT NULL,
+        dmarc_fail INTEGER NOT NULL, PRIMARY KEY (domain, ip, day))""",
+    """CREATE TABLE IF NOT EXISTS report_tls_days (
+        domain TEXT NOT NULL, day INTEGER NOT NULL, result_type TEXT NOT NULL,
+        sessions INTEGER NOT NULL, PRIMARY KEY (domain, day, result_type))""",
+    """CREATE TABLE IF NOT EXISTS report_last (
+        domain TEXT NOT NULL, kind TEXT NOT NULL, ts REAL NOT NULL, PRIMARY KEY (domain, kind))""",
+    """CREATE TABLE IF NOT EXISTS report_ptr (
+        ip TEXT PRIMARY KEY, name TEXT NOT NULL, checked REAL NOT NULL)""",
+)
+
+
+def ensure_schema(tx: Tx) -> None:
+    for statement in _SCHEMA:
+        tx.execute(statement)
+
+
+@dataclass
+class Outcome:
+    """What one message added."""
+
+    dmarc: int = 0
+    tlsrpt: int = 0
+    duplicates: int = 0
+    """Reports already counted (from an earlier message, or this one read again)."""
+    ignored: int = 0
+    """Reports (or TLS-RPT policies) about domains this mailbox does not count."""
+
+
+def report_key(reporter: str, report_id: str) -> str:
+    return f"{reporter}\x1f{report_id}"
+
+
+def record_reports(
+    tx: Tx, found: MessageReports, accept: Callable[[str], bool], now: float
+) -> Outcome:
+    """Count the reports of one message that were not counted before, and mark them seen."""
+    ensure_schema(tx)
+    out = Outcome()
+    for report in found.dmarc:
+        key = report_key(*report.key)
+        if tx.seen(NS_DMARC, key):
+            out.duplicates += 1
+            continue
+        tx.mark_seen(NS_DMARC, key, now)
+        if not accept(report.domain):
+            out.ignored += 1
+            continue
+        _count_dmarc(tx, report)
+        out.dmarc += 1
+    for tls in found.tlsrpt:
+        key = report_key(*tls.key)
+        if tx.seen(NS_TLSRPT, key):
+            out.duplicates += 1
+            continue
+        tx.mark_seen(NS_TLSRPT, key, now)
+        counted = _count_tls(tx, tls, accept)
+        out.tlsrpt += counted
+        out.ignored += len(tls.policies) - counted if tls.policies else 0
+    return out
+
+
+def record_invalid(tx: Tx, target: str, digest: str, now: float) -> bool:
+    """Count one message that holds no report (once, however often it is read)."""
+    key = f"{target}\x1f{digest}"
+    if tx.seen(NS_INVALID, key):
+        return False
+    tx.mark_seen(NS_INVALID, key, now)
+    tx.add(INVALID, {"target": target}, 1)
+    return True
+
+
+def _last(tx: Tx, domain: str, kind: str, ts: float) -> None:
+    tx.execute(
+        "INSERT INTO report_last (domain, kind, ts) VALUES (?, ?, ?) ON CONFLICT (domain, kind)"
+        " DO UPDATE SET ts = max(ts, excluded.ts)",
+        (domain, kind, ts),
+    )
+
+
+def _count_dmarc(tx: Tx, report: AggregateReport) -> None:
+    totals: dict[tuple[str, str], int] = defaultdict(int)
+    sources: dict[str, list[int]] = {}
+    for r in report.records:
+        totals[(r.dmarc, r.disposition)] += r.count
+        row = sources.setdefault(r.source_ip, [0, 0, 0, 0])
+        row[0] += r.count
+        row[1] += r.count if r.spf == "pass" else 0
+        row[2] += r.count if r.dkim == "pass" else 0
+        row[3] += r.count if r.dmarc == "fail" else 0
+    for (dmarc, disposition), count in sorted(totals.items()):
+        labels = {"domain": report.domain, "reporter": report.reporter, "dmarc": dmarc,
+                  "disposition": disposition}  # fmt: skip
+        tx.add(DMARC_MESSAGES, labels, count)
+    day = int(report.end // DAY)
+    tx.executemany(
+        "INSERT INTO report_sources (domain, ip, first_seen) VALUES (?, ?, ?)"
+        " ON CONFLICT (domain, ip) DO UPDATE SET first_seen = min(first_seen, excluded.first_seen)",
+        [(report.domain, ip, float(report.begin)) for ip in sources],
+    )
+    tx.executemany(
+        "INSERT INTO report_source_days VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (domain, ip, day) DO UPDATE SET messages = messages + excluded.messages,"
+        " spf_pass = spf_pass + excluded.spf_pass, dkim_pass = dkim_pass + excluded.dkim_pass,"
+        " dmarc_fail = dmarc_fail + excluded.dmarc_fail",
+        [(report.domain, ip, day, *row) for ip, row in sources.items()],
+    )
+    _last(tx, report.domain, "dmarc", float(report.end))
+
+
+def _count_tls(tx: Tx, report: TlsReport, accept: Callable[[str], bool]) -> int:
+    """Count the policies of one TLS report about accepted domains; how many were."""
+    counted = 0
+    day = int(report.end // DAY)
+    for policy in report.policies:
+        if not accept(policy.domain):
+            continue
+        counted += 1
+        for result, sessions in (("success", policy.successful), ("failure", policy.failed)):
+            labels = {"domain": policy.domain, "reporter": report.reporter, "result": result}
+            tx.add(TLS_SESSIONS, labels, sessions)
+        by_type: dict[str, int] = defaultdict(int)
+        for failure in policy.failures:
+            by_type[failure.result_type] += failure.count
+        for result_type, sessions in sorted(by_type.items()):
+            tx.add(TLS_FAILURES, {"domain": policy.domain, "result_type": result_type}, sessions)
+            tx.execute(
+                "INSERT INTO report_tls_days VALUES (?, ?, ?, ?) ON CONFLICT"
+                " (domain, day, result_type) DO UPDATE SET sessions = sessions + excluded.sessions",
+                (policy.domain, day, result_type, sessions),
+            )
+        _last(tx, policy.domain, "tlsrpt", report.end)
+    return counted
+
+
+# ----- reading back ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Source:
+    """One source IP of a domain over the window."""
+
+    domain: str
+    ip: str
+    ptr: str
+    messages: int
+    spf_pass: int
+    dkim_pass: int
+    dmarc_fail: int
+    first_seen: float
+
+
+@dataclass
+class Snapshot:
+    counters: dict[str, list[tuple[dict[str, str], float]]] = field(default_factory=dict)
+    last: list[tuple[str, str, float]] = field(default_factory=list)
+    """(domain, kind, end of the newest report's period)."""
+    sources: list[Source] = field(default_factory=list)
+    """Sources of the window, failing first, then by messages."""
+    tls_failures: list[tuple[str, str, int]] = field(default_factory=list)
+    """(domain, result type, failed sessions) over the window."""
+
+
+def snapshot(tx: Tx, now: float) -> Snapshot:
+    """Everything the probe shows, read in one transaction."""
+    ensure_schema(tx)
+    since = int(now // DAY) - WINDOW_DAYS + 1
+    snap = Snapshot()
+    for name in COUNTERS:
+        snap.counters[name] = tx.counters(name)
+    snap.last = [(d, k, float(ts)) for d, k, ts in tx.execute(
+        "SELECT domain, kind, ts FROM report_last ORDER BY domain, kind")]  # fmt: skip
+    rows = tx.execute(
+        "SELECT d.domain, d.ip, coalesce(p.name, ''), sum(d.messages), sum(d.spf_pass),"
+        " sum(d.dkim_pass), sum(d.dmarc_fail), s.first_seen FROM report_source_days d"
+        " JOIN report_sources s ON s.domain = d.domain AND s.ip = d.ip"
+        " LEFT JOIN report_ptr p ON p.ip = d.ip WHERE d.day >= ?"
+        " GROUP BY d.domain, d.ip ORDER BY d.domain, sum(d.dmarc_fail) > 0 DESC,"
+        " sum(d.dmarc_fail) DESC, sum(d.messages) DESC, d.ip",
+        (since,),
+    )
+    snap.sources = [Source(str(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4]), int(r[5]),
+                           int(r[6]), float(r[7])) for r in rows]  # fmt: skip
+    snap.tls_failures = [(str(d), str(t), int(n)) for d, t, n in tx.execute(
+        "SELECT domain, result_type, sum(sessions) FROM report_tls_days WHERE day >= ?"
+        " GROUP BY domain, result_type ORDER BY domain, sum(sessions) DESC", (since,))]  # fmt: skip
+    return snap
+
+
+def ptr_pending(tx: Tx, now: float, limit: int) -> list[str]:
+    """Source IPs of the window whose PTR name was never looked up, or not for a week."""
+    ensure_schema(tx)
+    since = int(now // DAY) - WINDOW_DAYS + 1
+    rows = tx.execute(
+        "SELECT DISTINCT d.ip FROM report_source_days d LEFT JOIN report_ptr p ON p.ip = d.ip"
+        " WHERE d.day >= ? AND (p.checked IS NULL OR p.checked < ?) ORDER BY d.ip LIMIT ?",
+        (since, now - WINDOW_DAYS * DAY, limit),
+    )
+    return [str(r[0]) for r in rows]
+
+
+def save_ptr(tx: Tx, names: dict[str, str], now: float) -> None:
+    tx.executemany(
+        "INSERT INTO report_ptr (ip, name, checked) VALUES (?, ?, ?) ON CONFLICT (ip)"
+        " DO UPDATE SET name = excluded.name, checked = excluded.checked",
+        [(ip, name, now) for ip, name in names.items()],
+    )

@@ -1,0 +1,172 @@
+"""Limits on hostile report mail, and bounded decompression of gzip and zip attachments.
+
+Every report attachment is untrusted input from anyone who can send mail to the report mailbox,
+so nothing here trusts a declared size: gzip and zip data are inflated in 64 KiB steps, and
+inflation stops as soon as the output passes :attr:`Limits.document_bytes` or, once it is past
+:attr:`Limits.ratio_floor`, as soon as it is more than :attr:`Limits.ratio` times the compressed
+input (a zip or gzip "bomb" inflates a few kilobytes into gigabytes; real XML reports compress
+10 to 30 times). Zip archives are read with the standard library's :mod:`zipfile` (which also
+handles stored, bzip2 and lzma members), one member at a time through its streaming reader;
+encrypted members and archives of more than :attr:`Limits.zip_members` entries are refused.
+Nested archives are not opened.
+
+The standard library was enough: the decompression libraries on PyPI (``zipfile-deflate64``,
+``stream-unzip``) add formats reporters do not use, and none of them caps the output for us.
+
+Errors: :class:`ReportError` and its subclasses, nothing else.
+"""
+
+from __future__ import annotations
+
+import io
+import lzma
+import struct
+import zipfile
+import zlib
+from dataclasses import dataclass
+
+STEP = 64 << 10
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+class ReportError(ValueError):
+    """Base of every error of :mod:`exporter.reports`: the input is not a usable report."""
+
+
+class ReportTooLarge(ReportError):
+    """A size, count or decompression-ratio limit was reached: the input was refused."""
+
+
+class ArchiveError(ReportError):
+    """A gzip or zip archive is corrupt, encrypted or otherwise unreadable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one report message may cost. The defaults leave room for the largest real reports
+    (a big mailbox provider's daily aggregate report is a few megabytes of XML)."""
+
+    message_bytes: int = 25 << 20
+    """The raw message as fetched from IMAP."""
+    mime_parts: int = 200
+    """MIME parts walked in one message."""
+    mime_depth: int = 8
+    """Nesting of multiparts and attached messages."""
+    attachments: int = 20
+    """Parts examined as possible reports in one message."""
+    attachment_bytes: int = 10 << 20
+    """One attachment once its transfer encoding (base64...) is undone, still compressed."""
+    document_bytes: int = 50 << 20
+    """One report once decompressed."""
+    total_bytes: int = 100 << 20
+    """All the decompressed reports of one message together."""
+    ratio: int = 100
+    """Decompressed size over compressed size, checked once the output passes ``ratio_floor``."""
+    ratio_floor: int = 1 << 20
+    zip_members: int = 20
+    """Entries in one zip archive."""
+
+
+def sniff_archive(data: bytes) -> str | None:
+    """``"gzip"``, ``"zip"`` or None, from the magic bytes (labels and file names lie)."""
+    if data.startswith(GZIP_MAGIC):
+        return "gzip"
+    if data.startswith(ZIP_MAGIC):
+        return "zip"
+    return None
+
+
+class _Budget:
+    """Output accounting for one compressed input: the size and ratio caps of :class:`Limits`."""
+
+    def __init__(self, compressed: int, limits: Limits, name: str) -> None:
+        self.compressed = max(compressed, 1)
+        self.limits = limits
+        self.name = name
+        self.size = 0
+
+    def take(self, n: int) -> None:
+        self.size += n
+        lim = self.limits
+        if self.size > lim.document_bytes:
+            raise ReportTooLarge(
+                f"{self.name}: decompresses to more than {lim.document_bytes} bytes"
+            )
+        if self.size > lim.ratio_floor and self.size > lim.ratio * self.compressed:
+            raise ReportTooLarge(
+                f"{self.name}: decompression ratio above {lim.ratio} "
+                f"({self.compressed} bytes inflate past {self.size})"
+            )
+
+
+def gunzip(data: bytes, limits: Limits, name: str = "gzip") -> bytes:
+    """Inflate gzip data (every member of a multi-member file), within ``limits``."""
+    budget = _Budget(len(data), limits, name)
+    out: list[bytes] = []
+    rest = data
+    try:
+        while rest:
+            inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+            pending = rest
+            while True:
+                chunk = inflater.decompress(pending, STEP)
+                budget.take(len(chunk))
+                out.append(chunk)
+                pending = inflater.unconsumed_tail
+                if inflater.eof or (not pending and not chunk):
+                    break
+            if not inflater.eof:
+                raise ArchiveError(f"{name}: truncated gzip data")
+            rest = inflater.unused_data
+            if not rest.startswith(GZIP_MAGIC):
+                break  # trailing padding after the last member: ignored, as gzip(1) does
+    except zlib.error as exc:
+        raise ArchiveError(f"{name}: corrupt gzip data ({exc})") from None
+    return b"".join(out)
+
+
+def unzip(data: bytes, limits: Limits, name: str = "zip") -> list[tuple[str, bytes]]:
+    """The (name, content) of every file in a zip archive, within ``limits``.
+
+    Directories are skipped; the total output of all members shares one budget, so an archive
+    of many members (or of overlapping members) cannot multiply it.
+    """
+    budget = _Budget(len(data), limits, name)
+    members: list[tuple[str, bytes]] = []
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            infos = archive.infolist()
+            if len(infos) > limits.zip_members:
+                raise ReportTooLarge(f"{name}: more than {limits.zip_members} entries")
+            for info in infos:
+                if info.is_dir():
+                    continue
+                if info.flag_bits & 0x1:
+                    raise ArchiveError(f"{name}: {info.filename!r} is encrypted")
+                member = _Budget(info.compress_size, limits, f"{name}:{info.filename}")
+                parts: list[bytes] = []
+                with archive.open(info) as stream:
+                    while chunk := stream.read(STEP):
+                        member.take(len(chunk))
+                        budget.take(len(chunk))
+                        parts.append(chunk)
+                members.append((info.filename, b"".join(parts)))
+    except ReportError:
+        raise
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        zlib.error,
+        lzma.LZMAError,
+        struct.error,
+        NotImplementedError,
+        RuntimeError,
+        EOFError,
+        OSError,
+        ValueError,
+    ) as exc:
+        kind = type(exc).__name__
+        raise ArchiveError(f"{name}: unreadable zip archive ({kind}: {exc})") from None
+    return members

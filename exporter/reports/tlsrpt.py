@@ -1,0 +1,200 @@
+"""SMTP TLS reporting (RFC 8460) report parser.
+
+The report is JSON, read with the standard library's :mod:`json` (the document is small and
+flat; nothing on PyPI adds what matters here, which is being forgiving in the right places and
+strict in the others). parsedmarc's ``parse_smtp_tls_report_json`` was the reference for what
+reporters send; its package is not used (see :mod:`exporter.reports.dmarc` for why).
+
+Tolerated: counts written as numeric strings; a missing ``summary`` count (0) or
+``failure-details`` (none); ``mx-host`` as a string or a list; an empty ``organization-name``
+(the reporter is then the domain of ``contact-info``); a missing ``report-id`` (one is made from
+the SHA-256 of the document, so a resent copy is counted once); date-times without a zone
+(taken as UTC). Refused: anything that is not a JSON object with a ``date-range`` end and a
+``policies`` list whose every entry names its ``policy-domain``. A ``result-type`` outside
+RFC 8460 section 4.3 is reported as ``other`` (its text kept in ``detail``), so a reporter's
+invention cannot grow the metric's label set.
+
+Errors: :class:`TlsReportError` only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from exporter.reports.archive import ReportError
+
+MAX_COUNT = 10**12
+RESULT_TYPES = frozenset(
+    {
+        "starttls-not-supported",
+        "certificate-host-mismatch",
+        "certificate-expired",
+        "certificate-not-trusted",
+        "validation-failure",
+        "tlsa-invalid",
+        "dnssec-invalid",
+        "dane-required",
+        "sts-policy-fetch-error",
+        "sts-policy-invalid",
+        "sts-webpki-invalid",
+    }
+)
+"""RFC 8460 section 4.3 result types."""
+
+
+class TlsReportError(ReportError):
+    """Not an RFC 8460 TLS report, or one too broken to count."""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFailure:
+    result_type: str
+    """An RFC 8460 result type, or ``other``."""
+    count: int
+    sending_mta_ip: str = ""
+    receiving_mx_hostname: str = ""
+    receiving_ip: str = ""
+    detail: str = ""
+    """The reporter's own result type when it is not one of RFC 8460's, or its
+    ``failure-reason-code``."""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsPolicy:
+    policy_type: str
+    """``sts``, ``tlsa`` or ``no-policy-found``."""
+    domain: str
+    """``policy-domain``: the recipient domain the sessions were for."""
+    successful: int
+    failed: int
+    failures: tuple[TlsFailure, ...] = ()
+    mx_hosts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TlsReport:
+    reporter: str
+    """``organization-name`` (or the domain of ``contact-info`` when empty)."""
+    report_id: str
+    begin: float
+    end: float
+    """The period covered, seconds since the epoch."""
+    policies: tuple[TlsPolicy, ...]
+    contact: str = ""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """What a report is counted once by."""
+        return (self.reporter, self.report_id)
+
+
+def parse_tlsrpt(data: bytes) -> TlsReport:
+    """Parse one TLS report (the JSON, already decompressed)."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise TlsReportError(f"not JSON: {type(exc).__name__}") from None
+    if not isinstance(doc, dict):
+        raise TlsReportError("not a JSON object")
+    date_range = doc.get("date-range")
+    if not isinstance(date_range, dict):
+        raise TlsReportError("no date-range")
+    end = _timestamp(date_range.get("end-datetime"))
+    if end is None:
+        raise TlsReportError("no usable date-range end-datetime")
+    begin = _timestamp(date_range.get("start-datetime"))
+    policies = doc.get("policies")
+    if not isinstance(policies, list):
+        raise TlsReportError("no policies list")
+    contact = _string(doc.get("contact-info"), 254)
+    reporter = _string(doc.get("organization-name"), 128)
+    if not reporter:
+        reporter = _domain(contact.rpartition("@")[2]) or "unknown"
+    report_id = _string(doc.get("report-id"), 256)
+    return TlsReport(
+        reporter=reporter,
+        report_id=report_id or f"sha256:{hashlib.sha256(data).hexdigest()[:32]}",
+        begin=end if begin is None else min(begin, end),
+        end=end,
+        policies=tuple(_policy(p) for p in policies),
+        contact=contact,
+    )
+
+
+def _string(value: Any, limit: int) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return ""
+    return "".join(c for c in str(value) if c.isprintable()).strip()[:limit]
+
+
+def _domain(value: Any) -> str:
+    return _string(value, 253).rstrip(".").lower()
+
+
+def _count(value: Any, what: str) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, str) and value.strip().isdecimal() and value.strip().isascii():
+        value = int(value.strip()) if len(value.strip()) <= 20 else -1
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+        raise TlsReportError(f"{what} is not a session count")
+    return value
+
+
+def _timestamp(value: Any) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    try:
+        return when.timestamp()
+    except (OverflowError, ValueError):
+        return None
+
+
+def _policy(entry: Any) -> TlsPolicy:
+    if not isinstance(entry, dict) or not isinstance(entry.get("policy"), dict):
+        raise TlsReportError("a policies entry has no policy object")
+    policy = entry["policy"]
+    domain = _domain(policy.get("policy-domain"))
+    if not domain:
+        raise TlsReportError("a policy has no policy-domain")
+    summary = entry.get("summary")
+    summary = summary if isinstance(summary, dict) else {}
+    details = entry.get("failure-details")
+    details = details if isinstance(details, list) else []
+    mx = policy.get("mx-host")
+    mx_hosts = mx if isinstance(mx, list) else [mx]
+    return TlsPolicy(
+        policy_type=_string(policy.get("policy-type"), 32).lower() or "no-policy-found",
+        domain=domain,
+        successful=_count(summary.get("total-successful-session-count"), "successful sessions"),
+        failed=_count(summary.get("total-failure-session-count"), "failed sessions"),
+        failures=tuple(_failure(d) for d in details),
+        mx_hosts=tuple(h for h in (_domain(m) for m in mx_hosts[:50]) if h),
+    )
+
+
+def _failure(entry: Any) -> TlsFailure:
+    if not isinstance(entry, dict):
+        raise TlsReportError("a failure-details entry is not an object")
+    raw = _string(entry.get("result-type"), 64).lower()
+    known = raw in RESULT_TYPES
+    return TlsFailure(
+        result_type=raw if known else "other",
+        count=_count(entry.get("failed-session-count"), "failed-session-count"),
+        sending_mta_ip=_string(entry.get("sending-mta-ip"), 64),
+        receiving_mx_hostname=_domain(entry.get("receiving-mx-hostname")),
+        receiving_ip=_string(entry.get("receiving-ip"), 64),
+        detail=raw if not known else _string(entry.get("failure-reason-code"), 128),
+    )

@@ -1,0 +1,262 @@
+"""Fuzzing the report parsers with hypothesis: DMARC aggregate XML, TLS-RPT JSON, the archive
+readers and the MIME extraction. Whatever the input, each returns a result that satisfies its
+invariants or raises its own error (``DmarcReportError``, ``TlsReportError``, ``ReportError``)."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+from typing import Any
+
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from reportmail import XXE, aggregate_xml, gz, report_mail, tlsrpt_json, zipped
+from reportsamples import ALL, sample
+
+from exporter.reports.archive import Limits, ReportError, gunzip, unzip
+from exporter.reports.dmarc import MAX_COUNT, AggregateReport, DmarcReportError, parse_aggregate
+from exporter.reports.mime import MessageError, extract, parse_message
+from exporter.reports.tlsrpt import RESULT_TYPES, TlsReport, TlsReportError, parse_tlsrpt
+
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SMALL = Limits(
+    message_bytes=200_000, document_bytes=100_000, total_bytes=200_000, ratio_floor=10_000
+)
+
+
+@st.composite
+def mutated(draw: st.DrawFn, base: st.SearchStrategy[bytes]) -> bytes:
+    """A document with a few random byte edits (replace, insert, delete, truncate)."""
+    data = bytearray(draw(base))
+    for _ in range(draw(st.integers(0, 6))):
+        op = draw(st.sampled_from(["replace", "insert", "delete", "truncate"]))
+        at = draw(st.integers(0, max(len(data) - 1, 0)))
+        if op == "replace" and data:
+            data[at] = draw(st.integers(0, 255))
+        elif op == "insert":
+            data[at:at] = draw(st.binary(min_size=1, max_size=12))
+        elif op == "delete":
+            del data[at : at + draw(st.integers(1, 40))]
+        else:
+            del data[at:]
+    return bytes(data)
+
+
+_SAMPLE = st.sampled_from(ALL).map(sample)
+
+# ----- DMARC aggregate XML --------------------------------------------------------------------
+
+_XML_TOKENS = st.sampled_from(
+    [
+        "<feedback>", "</feedback>", '<feedback xmlns="urn:ietf:params:xml:ns:dmarc-2.0">',
+        "<report_metadata>", "</report_metadata>", "<org_name>", "</org_name>", "<email>",
+        "</email>", "<report_id>", "</report_id>", "<date_range>", "</date_range>", "<begin>",
+        "</begin>", "<end>", "</end>", "<policy_published>", "</policy_published>", "<domain>",
+        "</domain>", "<p>", "</p>", "<record>", "</record>", "<row>", "</row>", "<source_ip>",
+        "</source_ip>", "<count>", "</count>", "<policy_evaluated>", "</policy_evaluated>",
+        "<disposition>", "</disposition>", "<dkim>", "</dkim>", "<spf>", "</spf>", "<result>",
+        "</result>", "<identifiers>", "</identifiers>", "<header_from>", "</header_from>",
+        "<auth_results>", "</auth_results>", "<reason>", "</reason>", "<type>", "</type>",
+        "192.0.2.1", "2001:db8::1", "999.1.1.1", "1", "0", "-1", "1.5", "99999999999999999999",
+        "pass", "fail", "PASS", "none", "quarantine", "reject", "example.com", " ", "\n", "&amp;",
+        "&lt;", "&#x41;", "&#0;", "&xxe;", "<![CDATA[x]]>", "<!-- c -->", '<?xml version="1.0"?>',
+        '<?xml version="1.0" encoding="utf-16"?>', '<?xml version="1.0" encoding="bogus"?>',
+        "<!DOCTYPE feedback>", '<!ENTITY x "y">', "<xs:schema>", "</xs:schema>", "<a:b>",
+        "\ufeff", "\x00", "\x01", "é", "<", ">", "&", "/>",
+    ]
+)  # fmt: skip
+_XML = st.lists(_XML_TOKENS | st.text(max_size=6), max_size=80).map("".join)
+_AGGREGATE = st.builds(
+    aggregate_xml,
+    report_id=st.text(max_size=10),
+    records=st.lists(
+        st.tuples(
+            st.ip_addresses().map(str) | st.text(max_size=5),
+            st.integers(-5, 10**10),
+            st.sampled_from(["none", "pass", "quarantine", "reject", "", "x"]),
+            st.sampled_from(["pass", "fail", "", "PASS"]),
+            st.sampled_from(["pass", "fail", "softfail", ""]),
+        ),
+        max_size=5,
+    ),
+    end=st.integers(-1, 2**40),
+)
+
+
+def _check_aggregate(report: AggregateReport) -> None:
+    assert report.reporter and report.report_id and report.domain
+    assert 0 <= report.begin <= report.end
+    assert report.schema in ("rfc7489", "rfc9990")
+    for r in report.records:
+        assert 0 <= r.count <= MAX_COUNT
+        assert r.disposition in ("none", "quarantine", "reject")
+        assert r.dkim in ("pass", "fail") and r.spf in ("pass", "fail")
+        assert r.dmarc == ("pass" if "pass" in (r.dkim, r.spf) else "fail")
+        assert str(ipaddress.ip_address(r.source_ip)) == r.source_ip
+
+
+@settings(FUZZ)
+@given(
+    _XML.map(lambda s: s.encode("utf-8", "surrogatepass"))
+    | st.binary(max_size=400)
+    | mutated(_SAMPLE)
+    | mutated(_AGGREGATE)
+    | _AGGREGATE
+)
+@example(XXE)
+@example(b"<feedback>" + b"<a>" * 50_000 + b"</a>" * 50_000 + b"</feedback>")
+@example(b"\xff\xfe<\x00f\x00")
+def test_aggregate_parser_raises_only_its_own_error(data: bytes) -> None:
+    try:
+        report = parse_aggregate(data)
+    except DmarcReportError:
+        return
+    _check_aggregate(report)
+
+
+# ----- TLS-RPT JSON ---------------------------------------------------------------------------
+
+_KEYS = st.sampled_from(
+    [
+        "organization-name", "date-range", "start-datetime", "end-datetime", "contact-info",
+        "report-id", "policies", "policy", "policy-type", "policy-domain", "mx-host", "summary",
+        "total-successful-session-count", "total-failure-session-count", "failure-details",
+        "result-type", "failed-session-count", "sending-mta-ip", "receiving-ip",
+    ]
+)  # fmt: skip
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**15), 10**15)
+    | st.floats(allow_nan=True)
+    | st.text(max_size=10)
+    | st.sampled_from(["2024-09-03T00:00:00Z", "2024-09-03", "10", "certificate-expired", "sts"])
+)
+_JSON = st.recursive(
+    _SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(_KEYS | st.text(max_size=4), inner, max_size=6)
+    ),
+    max_leaves=30,
+)  # fmt: skip
+
+
+@st.composite
+def _patched_report(draw: st.DrawFn) -> bytes:
+    """The RFC 8460 example with one value somewhere replaced by an arbitrary JSON value."""
+    doc: Any = json.loads(tlsrpt_json(failures={"certificate-expired": 3, "x-new": 1}))
+    node = doc
+    while True:
+        keys = list(node) if isinstance(node, dict) else list(range(len(node)))
+        if not keys:
+            break
+        key = draw(st.sampled_from(keys))
+        child = node[key]
+        if not isinstance(child, dict | list) or not child or draw(st.booleans()):
+            node[key] = draw(_JSON)
+            break
+        node = child
+    return json.dumps(doc).encode()
+
+
+def _check_tls(report: TlsReport) -> None:
+    assert report.reporter and report.report_id
+    assert report.begin <= report.end
+    for policy in report.policies:
+        assert policy.domain and policy.successful >= 0 and policy.failed >= 0
+        for failure in policy.failures:
+            assert failure.count >= 0
+            assert failure.result_type in RESULT_TYPES | {"other"}
+
+
+@settings(FUZZ)
+@given(
+    _JSON.map(lambda v: json.dumps(v).encode())
+    | _patched_report()
+    | mutated(st.just(tlsrpt_json(failures={"validation-failure": 1})))
+    | st.binary(max_size=300)
+)
+@example(b"[" * 100_000 + b"]" * 100_000)
+@example(b'{"date-range": {"end-datetime": "9999-12-31T23:59:59-23:59"}, "policies": []}')
+def test_tlsrpt_parser_raises_only_its_own_error(data: bytes) -> None:
+    try:
+        report = parse_tlsrpt(data)
+    except TlsReportError:
+        return
+    _check_tls(report)
+
+
+# ----- archives and MIME ----------------------------------------------------------------------
+
+_DOCS = st.sampled_from([aggregate_xml(), tlsrpt_json(), XXE, b"", b"<feedback/>"]) | st.binary(
+    max_size=200
+)
+_NAME_CHARS = st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"))
+_ARCHIVES = (
+    _DOCS.map(gz)
+    | st.dictionaries(
+        st.text(_NAME_CHARS, max_size=8).map(lambda n: n + ".xml"), _DOCS, max_size=3
+    ).map(zipped)
+    | st.sampled_from(ALL).map(sample)
+)
+
+
+@settings(FUZZ)
+@given(mutated(_ARCHIVES) | st.binary(max_size=300).map(lambda b: b"PK\x03\x04" + b))
+def test_archive_readers_raise_only_their_own_error(data: bytes) -> None:
+    for read in (gunzip, unzip):
+        try:
+            read(data, SMALL)  # type: ignore[operator]
+        except ReportError:
+            continue
+
+
+_PART_TYPES = st.sampled_from(
+    [
+        "application/gzip", "application/zip", "text/xml", "application/xml", "text/plain",
+        "application/tlsrpt+json", "application/tlsrpt+gzip", "application/octet-stream",
+        "image/png", "message/rfc822", "multipart/mixed", "text/html",
+    ]
+)  # fmt: skip
+_NAMES = st.sampled_from(
+    ["", "r.xml", "r.xml.gz", "r.zip", "r.json", "r.json.gz", "x.pdf"]
+) | st.text(_NAME_CHARS, max_size=12)
+_PARTS = st.lists(
+    st.tuples(_NAMES, _PART_TYPES, _DOCS | _ARCHIVES | mutated(_ARCHIVES)), max_size=4
+)
+
+
+def _mail(parts: list[tuple[str, str, bytes]], body: str) -> bytes:
+    return report_mail(parts, body=body)
+
+
+def _check_message(raw: bytes) -> None:
+    try:
+        found = parse_message(raw, SMALL)
+    except MessageError:
+        return
+    for report in found.dmarc:
+        _check_aggregate(report)
+    for tls in found.tlsrpt:
+        _check_tls(tls)
+    assert all(isinstance(p, str) and p for p in found.problems)
+
+
+@settings(FUZZ)
+@given(
+    st.builds(_mail, _PARTS, st.text(max_size=40))
+    | mutated(st.builds(_mail, _PARTS, st.text(max_size=40)))
+    | mutated(st.just(sample("google.com_smtp_tls_report.eml")))
+    | st.binary(max_size=400)
+)
+@example(b"Content-Type: multipart/mixed; boundary=a\r\n\r\n" + b"--a\r\n" * 5000)
+@example(b"Content-Type: application/gzip; name*=utf-8''%FF%FE\r\n\r\n\x1f\x8b")
+@example(
+    b'Content-Type: text/plain; charset="bogus"\r\nContent-Transfer-Encoding: base64\r\n\r\n==='
+)
+def test_message_extraction_raises_only_its_own_error(raw: bytes) -> None:
+    _check_message(raw)
+    with contextlib.suppress(MessageError):
+        extract(raw, SMALL)
