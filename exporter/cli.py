@@ -147,6 +147,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"--shard: {exc}", file=sys.stderr)
         return 1
     exporter = Exporter(config_path=Path(args.config_file), config=config, shard=shard)
+    auth = web.basic_auth() if web and web.users else None
     try:
         run_event_loop(
             serve(
@@ -154,7 +155,7 @@ def _serve(args: argparse.Namespace) -> int:
                 host or "0.0.0.0",
                 port,
                 ssl_context=web.ssl_context() if web else None,
-                middlewares=[web.auth_middleware()] if web and web.users else None,
+                middlewares=[auth.middleware] if auth else None,
             )
         )
     except OSError as exc:
@@ -162,6 +163,9 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
     except KeyboardInterrupt:
         pass
+    finally:
+        if auth is not None:
+            auth.close()
     return 0
 
 
