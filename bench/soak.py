@@ -51,6 +51,7 @@ def write(path: Path, dns: DnsServer, domains: list[str], interval: float) -> No
                     "interval": f"{interval * 1000:g}ms",
                     "timeout": "5s",
                     "nameservers": [dns.address],
+                    "allow_short_intervals": True,
                 },
                 "domains": [{"domain": d, "sending_ips": ["192.0.2.10"]} for d in domains],
                 "blacklists": {"ip_zones": [], "domain_zones": []},

@@ -153,8 +153,9 @@ async def start_lab(workdir: Path, *, interval: str = INTERVAL) -> Lab:
     lab = Lab(workdir=workdir, dns=await LabDnsServer(lab_zones()).start())
     try:
         data: dict[str, Any] = {
+            # Every server is on loopback: the lab may probe faster than real servers allow.
             "global": {"interval": interval, "timeout": TIMEOUT,
-                       "nameservers": [lab.dns.address]},
+                       "nameservers": [lab.dns.address], "allow_short_intervals": True},
             "domains": [
                 {"domain": "healthy.example", "dkim_selectors": ["s1"],
                  "sending_ips": ["127.0.0.1"]},
@@ -242,7 +243,18 @@ async def run_demo(
     except ValueError as exc:
         print(f"--web.listen-address: {exc}", file=sys.stderr)
         return 1
-    with tempfile.TemporaryDirectory(prefix="deliverability-demo-") as tmp:
+    try:
+        # $TMPDIR first, then /tmp, /var/tmp, /usr/tmp and the working directory (tempfile's
+        # order). On a read-only root none may be writable: say what to do instead of a traceback.
+        workdir = tempfile.TemporaryDirectory(prefix="deliverability-demo-")
+    except OSError as exc:
+        print(
+            f"demo: no writable temporary directory ({exc.strerror or exc}): set TMPDIR to a"
+            " writable directory, or mount a tmpfs on /tmp (docker run --read-only --tmpfs /tmp)",
+            file=sys.stderr,
+        )
+        return 1
+    with workdir as tmp:
         lab = await start_lab(Path(tmp))
         exporter = Exporter(config_path=lab.config_path, config=lab.config())
         runner = web.AppRunner(exporter.make_app(), access_log=None)

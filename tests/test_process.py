@@ -70,7 +70,12 @@ def process(tmp_path: Path, zone: DnsServer) -> Iterator[tuple[subprocess.Popen[
     config.write_text(
         yaml.safe_dump(
             {
-                "global": {"interval": "1s", "timeout": "5s", "nameservers": [zone.address]},
+                "global": {
+                    "interval": "1s",
+                    "timeout": "5s",
+                    "nameservers": [zone.address],
+                    "allow_short_intervals": True,
+                },
                 "domains": [{"domain": "one.test"}, {"domain": "two.test"}],
             }
         )
@@ -151,7 +156,11 @@ def test_serve_scrape_reload(
     config.write_text(
         yaml.safe_dump(
             {
-                "global": {"interval": "1s", "nameservers": [zone.address]},
+                "global": {
+                    "interval": "1s",
+                    "nameservers": [zone.address],
+                    "allow_short_intervals": True,
+                },
                 "domains": [{"domain": "one.test"}],
             }
         )
@@ -184,7 +193,11 @@ def test_serve_scrape_reload(
     config.write_text(
         yaml.safe_dump(
             {
-                "global": {"interval": "1s", "nameservers": [zone.address]},
+                "global": {
+                    "interval": "1s",
+                    "nameservers": [zone.address],
+                    "allow_short_intervals": True,
+                },
                 "domains": [{"domain": "one.test"}, {"domain": "two.test"}],
             }
         )

@@ -81,7 +81,12 @@ def write_config(path: Path, dns: DnsServer, *, toggled: bool, interval: str) ->
     path.write_text(
         yaml.safe_dump(
             {
-                "global": {"interval": interval, "timeout": "5s", "nameservers": [dns.address]},
+                "global": {
+                    "interval": interval,
+                    "timeout": "5s",
+                    "nameservers": [dns.address],
+                    "allow_short_intervals": True,
+                },
                 "domains": [{"domain": d, "sending_ips": ["192.0.2.10"]} for d in domains],
             }
         )
