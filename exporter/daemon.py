@@ -34,7 +34,7 @@ from exporter.probes import PROBES
 from exporter.probes.base import Target
 from exporter.runner import RunnerDeps, run_probe, tune_gc
 from exporter.state import State
-from exporter.web import status_page, target_page
+from exporter.web import Index, status_page, target_page
 
 log = logging.getLogger("exporter")
 
@@ -101,6 +101,7 @@ class Exporter:
             self.state.records, lambda: (self.reload_ok, self.reload_ts)
         )
         self.registry = make_registry(self.collector)
+        self.index = Index()
 
     # ----- schedule ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -215,7 +216,12 @@ class Exporter:
         return web.Response(status=200 if ok else 500, text=message + "\n")
 
     async def _index(self, request: web.Request) -> web.Response:
-        html = status_page(self.state, self.reload_ok, self.config_path)
+        try:
+            page = int(request.query.get("page", "1"))
+        except ValueError:
+            page = 1
+        html = status_page(self.state, self.reload_ok, self.config_path, page=page,
+                           status=request.query.get("status"), index=self.index)  # fmt: skip
         return web.Response(text=html, content_type="text/html")
 
     async def _target(self, request: web.Request) -> web.Response:
