@@ -5,10 +5,11 @@
 # The config (and, optionally, the web config for TLS and basic auth) are mounted files:
 #   /etc/deliverability-exporter/config.yml      --config.file (default below)
 #   /etc/deliverability-exporter/web-config.yml  add --web.config.file=/etc/deliverability-exporter/web-config.yml
+# State that survives a restart (report counters, seen report ids, event de-duplication) is one
+# SQLite file in the volume /var/lib/deliverability-exporter (--storage.path): mount a volume there.
 # Secrets (SMTP/IMAP passwords, AWS credentials) come from mounted files or the environment,
 # never from the image.
-# State that outlives the container (--storage.path) is kept in the volume
-# /var/lib/deliverability-exporter, the working directory: mount a named volume there.
+# It is also the working directory.
 # Read-only root (docker run --read-only): the exporter writes only to that volume; the demo
 # also needs a temporary directory: --tmpfs /tmp (podman mounts one by itself), or TMPDIR.
 # HEALTHCHECK is a Docker-format instruction: podman and buildah build OCI images by default and
@@ -50,4 +51,5 @@ EXPOSE 9866
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
   CMD ["python", "/usr/local/lib/deliverability-exporter/healthcheck.py"]
 ENTRYPOINT ["deliverability-exporter"]
-CMD ["--config.file=/etc/deliverability-exporter/config.yml", "--web.listen-address=:9866"]
+CMD ["--config.file=/etc/deliverability-exporter/config.yml", "--web.listen-address=:9866", \
+     "--storage.path=/var/lib/deliverability-exporter"]

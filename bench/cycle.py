@@ -1,11 +1,12 @@
 """One measured probe cycle, run in its own process so that its peak RSS and CPU are its own.
 
 ``python -m bench.cycle CONFIG --knot-control SOCKET [--kinds dns,dnsbl,tls]`` loads the config
-exactly as the daemon does, builds the daemon's shared dependencies (:func:`exporter.daemon.
-resolver_for`), then for each probe kind in turn starts every target at once through
-:func:`exporter.runner.run_probe` (the daemon's first cycle, without the start-up jitter) and
-records wall time, CPU seconds and the queries knot answered. Finally it renders ``/metrics``
-from all the records with the collector the daemon serves. Prints one JSON object.
+exactly as the daemon does, builds the daemon's runtime
+(:meth:`exporter.runner.Runtime.for_config`), then for each probe kind in turn starts every
+target at once through :func:`exporter.runner.run_probe` (the daemon's first cycle, without
+the start-up jitter) and records wall time, CPU seconds and the queries knot answered. Finally
+it renders ``/metrics`` from all the records with the collector the daemon serves. Prints one
+JSON object.
 """
 
 from __future__ import annotations
@@ -26,10 +27,9 @@ from prometheus_client import generate_latest
 from bench.knot import queries
 from exporter.collector import StateCollector, make_registry
 from exporter.config import load_config
-from exporter.daemon import resolver_for
 from exporter.probes import PROBES
-from exporter.runner import RunRecord, run_event_loop, run_probe, tune_gc
-from exporter.state import State
+from exporter.results import RunRecord, State
+from exporter.runner import Runtime, run_event_loop, run_probe, tune_gc
 
 
 def _cpu() -> float:
@@ -39,7 +39,7 @@ def _cpu() -> float:
 
 async def _cycle(config_path: Path, control: Path, kinds: list[str]) -> dict[str, Any]:
     config = load_config(config_path)
-    deps = resolver_for(config)
+    deps = Runtime.for_config(config)
     tune_gc()  # as the daemon does before its first run
     out: dict[str, Any] = {"kinds": {}}
     records: list[RunRecord] = []

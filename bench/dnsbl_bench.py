@@ -16,7 +16,7 @@ during the cycle, lookups per second, RSS after imports and setup, and peak RSS:
 * ``ours (probe)``: the real thing, every dnsbl target (N IP jobs + Z zone jobs) through
   :func:`exporter.runner.run_probe` at once, as the scheduler starts them: self-tests, N x Z A
   lookups, a TXT lookup for each listing, results, findings;
-* ``ours (lookups)``: only the N x Z A lookups through :mod:`exporter.probes.dnsbl_lookup`, the
+* ``ours (lookups)``: only the N x Z A lookups through :mod:`exporter.net.dnsbulk`, the
   same work pydnsbl does;
 * ``pydnsbl``: ``DNSBLIpChecker.bulk_check`` over the N IPs with Z providers (its defaults:
   concurrency 200, c-ares through aiodns).
@@ -177,10 +177,10 @@ def worker_ours(args: argparse.Namespace, probe_path: bool) -> dict[str, object]
 
     sys.path.insert(0, str(ROOT))
     from exporter.config import parse_config
-    from exporter.dnsclient import make_resolver
+    from exporter.net.dnsbulk import BulkLookups
+    from exporter.net.dnsclient import make_resolver
     from exporter.probes.dnsbl import DnsblProbe
-    from exporter.probes.dnsbl_lookup import UdpLookups
-    from exporter.runner import RunnerDeps, run_probe
+    from exporter.runner import Runtime, run_probe
 
     ips = [ip_of(i) for i in range(args.ips)]
     zones = zones_of(args.zones)
@@ -196,7 +196,7 @@ def worker_ours(args: argparse.Namespace, probe_path: bool) -> dict[str, object]
         )
         probe = DnsblProbe()
         targets = probe.targets(config)
-        deps = RunnerDeps(make_resolver(config.global_.nameservers), config)
+        deps = Runtime(make_resolver(config.global_.nameservers), config)
         cpu0, rss0 = _usage()
         t0 = time.perf_counter()
         records = await asyncio.gather(*(run_probe(probe, t, deps) for t in targets))
@@ -216,7 +216,7 @@ def worker_ours(args: argparse.Namespace, probe_path: bool) -> dict[str, object]
         from exporter.probes.dnsbl_zones import reverse_ip
 
         names = [f"{reverse_ip(ip)}.{zone}" for ip in ips for zone in zones]
-        engine = UdpLookups([("127.0.0.1", args.port)], attempt_timeout=2.0, lifetime=5.0,
+        engine = BulkLookups([("127.0.0.1", args.port)], attempt_timeout=2.0, lifetime=5.0,
                             max_in_flight=64)  # fmt: skip
         cpu0, rss0 = _usage()
         t0 = time.perf_counter()

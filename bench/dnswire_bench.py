@@ -1,4 +1,4 @@
-"""Micro-benchmark: reading one DNS reply, dnspython's way and :mod:`exporter.dnswire`'s.
+"""Micro-benchmark: reading one DNS reply, dnspython's way and :mod:`exporter.net.dnswire`'s.
 
     python -m bench.dnswire_bench              # knot serving the scale bench's zones (10 domains)
     python -m bench.dnswire_bench --number 2000
@@ -11,11 +11,11 @@ writes, and times, per reply, in this process:
 
 * ``dnspython``: what the transport did for every reply before, and still does for the replies
   the fast reader declines: ``dns.message.from_wire`` + ``resolve_chaining`` + the
-  :class:`~exporter.dnsclient.DnsAnswer` (``_parse_reply`` + ``_message_answer``);
-* ``fast``: :func:`exporter.dnswire.read_reply` + the answer (``_fast_answer``);
+  :class:`~exporter.net.dnsclient.DnsAnswer` (``parse_reply`` + ``message_answer``);
+* ``fast``: :func:`exporter.net.dnswire.read_reply` + the answer (``fast_answer``);
 
 and the question's encoding, ``dns.name.from_text(name).to_wire()`` against
-:func:`exporter.dnswire.name_to_wire`. Both readers' answers are checked equal first. Times are
+:func:`exporter.net.dnswire.name_to_wire`. Both readers' answers are checked equal first. Times are
 the best of ``--repeat`` rounds of ``--number`` calls, in microseconds per call; prints a table
 and one JSON line.
 """
@@ -37,8 +37,8 @@ import dns.rdatatype
 
 from bench.knot import Knot
 from bench.zones import write_zones
-from exporter.dnsclient import _fast_answer, _message_answer, _parse_reply
-from exporter.dnswire import name_to_wire, rdatatype, read_reply
+from exporter.net.dnstransport import fast_answer, message_answer, parse_reply
+from exporter.net.dnswire import name_to_wire, rdatatype, read_reply
 
 QUESTIONS = [
     ("spf TXT", "d00001.bench.test", "TXT"),
@@ -71,18 +71,18 @@ def measure(port: int, number: int, repeat: int) -> list[dict[str, Any]]:
         fast = read_reply(wire, qname, qtype)
         if fast is None:
             raise SystemExit(f"{label}: the fast reader declined knot's reply")
-        slow_answer = _message_answer(name, rdtype, _parse_reply(wire))
-        fast_answer = _fast_answer(name, rdtype, fast)
-        if fast_answer != slow_answer:
-            raise SystemExit(f"{label}: answers differ: {fast_answer} != {slow_answer}")
+        slow_answer = message_answer(name, rdtype, parse_reply(wire))
+        quick = fast_answer(name, rdtype, fast)
+        if quick != slow_answer:
+            raise SystemExit(f"{label}: answers differ: {quick} != {slow_answer}")
 
         def slow() -> object:
-            return _message_answer(name, rdtype, _parse_reply(wire))  # noqa: B023
+            return message_answer(name, rdtype, parse_reply(wire))  # noqa: B023
 
         def quick() -> object:
             reply = read_reply(wire, qname, qtype)  # noqa: B023
             assert reply is not None
-            return _fast_answer(name, rdtype, reply)  # noqa: B023
+            return fast_answer(name, rdtype, reply)  # noqa: B023
 
         def encode_slow() -> object:
             return dns.name.from_text(name).to_wire()  # noqa: B023

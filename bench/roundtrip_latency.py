@@ -29,9 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from servers.mail import HOST, NOIDLE_HOST, Dovecot, MailCerts, _tempdir, free_port
 
 from exporter.config import parse_config
-from exporter.dnsclient import make_resolver
+from exporter.net.dnsclient import make_resolver
 from exporter.probes import roundtrip
-from exporter.runner import RunnerDeps, run_probe
+from exporter.runner import Runtime, run_probe
 
 USER = "probe@example.test"
 
@@ -71,7 +71,7 @@ async def measure(runs: int, imap_host: str, dovecot: Dovecot, certs: MailCerts,
     })  # fmt: skip
     probe = roundtrip.RoundtripProbe()
     (target,) = probe.targets(config)
-    deps = RunnerDeps(make_resolver(["127.0.0.1:9"]), config)
+    deps = Runtime(make_resolver(["127.0.0.1:9"]), config)
     latencies: list[float] = []
     totals: list[float] = []
     try:

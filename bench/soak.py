@@ -26,13 +26,13 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
 
 import yaml  # noqa: E402
 from dnsserver import DnsServer  # noqa: E402
+from exporter.state import State  # noqa: E402
 from faults.leakcheck import Usage, settle, usage  # noqa: E402
 
 from exporter import daemon  # noqa: E402
 from exporter.config import load_config  # noqa: E402
 from exporter.daemon import Exporter  # noqa: E402
 from exporter.runner import RunRecord  # noqa: E402
-from exporter.state import State  # noqa: E402
 
 
 class CountingState(State):

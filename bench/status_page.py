@@ -28,9 +28,14 @@ from aiohttp.test_utils import TestServer
 
 from exporter.config import parse_config
 from exporter.daemon import Exporter
-from exporter.probes.base import Finding, ProbeResult, Target
-from exporter.runner import RunRecord
-from exporter.state import State
+
+try:
+    from exporter.results import Finding, ProbeResult, RunRecord, State, Target
+except ImportError:  # a tree from before the seams (issue 15), for "before" numbers
+    from exporter.state import State  # type: ignore[no-redef]
+
+    from exporter.probes.base import Finding, ProbeResult, Target  # type: ignore[no-redef]
+    from exporter.runner import RunRecord  # type: ignore[no-redef]
 
 NOW = time.time()
 

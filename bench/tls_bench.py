@@ -48,11 +48,11 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 from test_tls_postfix import HOST, run_postfix  # noqa: E402
 
 from exporter.config import parse_config  # noqa: E402
-from exporter.dnsclient import make_resolver  # noqa: E402
+from exporter.net.dnsclient import make_resolver  # noqa: E402
+from exporter.net.smtp import fetch_context  # noqa: E402
 from exporter.probes import PROBES  # noqa: E402
-from exporter.probes.base import Target  # noqa: E402
-from exporter.probes.tls_smtp import fetch_context  # noqa: E402
-from exporter.runner import RunnerDeps, RunRecord, run_probe  # noqa: E402
+from exporter.results import RunRecord, Target  # noqa: E402
+from exporter.runner import Runtime, run_probe  # noqa: E402
 
 BLACKBOX = "prometheus-blackbox-exporter"
 
@@ -125,7 +125,7 @@ def blackbox_probe(port: int, target: str) -> tuple[float, dict[str, float]]:
     return wall, values
 
 
-def our_targets(n: int, port: int, ca_file: str) -> tuple[list[Target], RunnerDeps]:
+def our_targets(n: int, port: int, ca_file: str) -> tuple[list[Target], Runtime]:
     entry = {"target": f"127.0.0.1:{port}", "server_name": HOST, "ca_file": ca_file}
     config = parse_config({"global": {"timeout": "10s"}, "tls": [entry]})
     (template,) = PROBES["tls"].targets(config)
@@ -133,7 +133,7 @@ def our_targets(n: int, port: int, ca_file: str) -> tuple[list[Target], RunnerDe
         Target(template.probe, f"{template.name}#{i}", template.settings, 300, 10) for i in range(n)
     ]
     # An IP literal target makes no DNS lookup; the resolver is only there to satisfy the runner.
-    deps = RunnerDeps(make_resolver(["127.0.0.1:9"]), config)
+    deps = Runtime(make_resolver(["127.0.0.1:9"]), config)
     return targets, deps
 
 
@@ -151,7 +151,7 @@ def describe(name: str, xs: list[float]) -> str:
     )
 
 
-async def ours_sequential(targets: list[Target], deps: RunnerDeps) -> list[RunRecord]:
+async def ours_sequential(targets: list[Target], deps: Runtime) -> list[RunRecord]:
     records = []
     for t in targets:
         records.append(await run_probe(PROBES["tls"], t, deps))
@@ -179,7 +179,7 @@ async def bare_client(port: int, n: int) -> list[float]:
     return out
 
 
-async def ours_cycle(targets: list[Target], deps: RunnerDeps) -> tuple[float, list[RunRecord]]:
+async def ours_cycle(targets: list[Target], deps: Runtime) -> tuple[float, list[RunRecord]]:
     t0 = time.perf_counter()
     records = await asyncio.gather(*(run_probe(PROBES["tls"], t, deps) for t in targets))
     return time.perf_counter() - t0, list(records)

@@ -21,13 +21,13 @@ import os
 import shutil
 import sys
 import time
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 from exporter.config import DEFAULT_DOMAIN_ZONES, Config, ConfigError, load_config, parse_config
-from exporter.dnsclient import Limiter
-from exporter.probes.base import Target
+from exporter.net.limiter import Limiter
 from exporter.report import Report, render_json, render_text
-from exporter.runner import RunRecord, run_event_loop, run_probe
+from exporter.results import RunRecord, Target
+from exporter.runner import Runtime, run_event_loop, run_probe
 
 EXIT_UNKNOWN = 3
 DEFAULT_CONCURRENCY = 8
@@ -126,11 +126,11 @@ class Progress:
         self.done = 0
         self.running: dict[tuple[str, str], None] = {}
 
-    def start(self, target: Target) -> None:
+    def start(self, target: Target[Any]) -> None:
         self.running[target.key] = None
         self._draw()
 
-    def finish(self, target: Target) -> None:
+    def finish(self, target: Target[Any]) -> None:
         self.running.pop(target.key, None)
         self.done += 1
         self._draw()
@@ -155,30 +155,33 @@ class Progress:
 
 
 async def run_targets(
-    targets: list[Target],
+    targets: list[Target[Any]],
     config: Config,
     *,
     concurrency: int = DEFAULT_CONCURRENCY,
     progress: Progress | None = None,
 ) -> list[RunRecord]:
     """Run every target once (at most ``concurrency`` at a time); records in target order."""
-    from exporter.daemon import resolver_for
     from exporter.probes import PROBES
 
-    deps = resolver_for(config)
+    # No store: a one-shot run must not consume report mail or queue messages (SPEC.md).
+    runtime = Runtime.for_config(config, store=None)
     limit = Limiter(max(1, concurrency))
 
-    async def one(target: Target) -> RunRecord:
+    async def one(target: Target[Any]) -> RunRecord:
         async with limit:
             if progress:
                 progress.start(target)
             try:
-                return await run_probe(PROBES[target.probe], target, deps)
+                return await run_probe(PROBES[target.probe], target, runtime)
             finally:
                 if progress:
                     progress.finish(target)
 
-    return list(await asyncio.gather(*(one(t) for t in targets)))
+    try:
+        return list(await asyncio.gather(*(one(t) for t in targets)))
+    finally:
+        await runtime.aclose()
 
 
 def _is_tty(stream: TextIO) -> bool:

@@ -13,11 +13,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from exporter import __version__
-from exporter.config import ConfigError, load_config, split_host_port
+from exporter.config import ConfigError, load_config
 from exporter.logs import LEVELS, setup_logging
+from exporter.net.addr import split_host_port
 
 DEFAULT_LISTEN = ":9866"
 """The default port, 9866, is this exporter's fixed documented port."""
+
+DEFAULT_STORAGE_PATH = "data/"
+"""Relative to the working directory; the container image mounts a volume there."""
 
 log = logging.getLogger("exporter")
 
@@ -50,6 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
         dest="web_config",
         default=None,
         help="TLS and basic auth config (Prometheus exporter-toolkit format)",
+    )
+    parser.add_argument(
+        "--storage.path",
+        dest="storage_path",
+        default=DEFAULT_STORAGE_PATH,
+        metavar="DIR",
+        help="where state that survives a restart is kept, a SQLite file"
+        f" (default: {DEFAULT_STORAGE_PATH})",
     )
     parser.add_argument(
         "--shard",
@@ -146,7 +158,14 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"--shard: {exc}", file=sys.stderr)
         return 1
-    exporter = Exporter(config_path=Path(args.config_file), config=config, shard=shard)
+    from exporter.storage import Store, StoreError
+
+    try:
+        store = Store.open_sync(args.storage_path)
+    except StoreError as exc:
+        print(f"--storage.path: {exc}", file=sys.stderr)
+        return 1
+    exporter = Exporter(config_path=Path(args.config_file), config=config, shard=shard, store=store)
     auth = web.basic_auth() if web and web.users else None
     try:
         run_event_loop(

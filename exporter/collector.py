@@ -19,19 +19,20 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import cast
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString as _untyped_go_float
 
 from exporter import __version__
-from exporter.findings import CATALOGUE
-from exporter.metrics import EXPORTER_METRICS, METRICS, PREFIX
-from exporter.runner import RunRecord
+from exporter.metrics import EXPORTER_METRICS, METRICS
+from exporter.results import RunRecord, severity_of
 
 
-def _family(name: str) -> GaugeMetricFamily:
+def _family(name: str) -> GaugeMetricFamily | CounterMetricFamily:
     spec = EXPORTER_METRICS.get(name) or METRICS[name]
-    return GaugeMetricFamily(PREFIX + spec.name, spec.help, labels=list(spec.labels))
+    if spec.kind == "counter":
+        return CounterMetricFamily(spec.family, spec.help, labels=list(spec.labels))
+    return GaugeMetricFamily(spec.family, spec.help, labels=list(spec.labels))
 
 
 def record_families(records: Iterable[RunRecord]) -> list[Metric]:
@@ -40,7 +41,7 @@ def record_families(records: Iterable[RunRecord]) -> list[Metric]:
     duration = _family("probe_duration_seconds")
     last_run = _family("probe_last_run_timestamp_seconds")
     finding = _family("finding")
-    families: dict[str, GaugeMetricFamily] = {}
+    families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
     seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
     for rec in records:
         t = rec.target
@@ -48,7 +49,7 @@ def record_families(records: Iterable[RunRecord]) -> list[Metric]:
         duration.add_metric([t.probe, t.name], rec.duration)
         last_run.add_metric([t.probe, t.name], rec.finished)
         for f in rec.result.findings:
-            severity = f.severity or CATALOGUE[f.code].severity
+            severity = severity_of(f)
             key = (f"finding/{t.probe}/{t.name}/{f.code}", (("severity", severity),))
             if key in seen:
                 continue
@@ -154,7 +155,7 @@ class Exposition:
         parts: list[str] = []
         names = [n for n in METRICS if n not in _ALWAYS]
         for name in (*_ALWAYS, *names):
-            family = PREFIX + (EXPORTER_METRICS.get(name) or METRICS[name]).name
+            family = (EXPORTER_METRICS.get(name) or METRICS[name]).family
             lines: list[str] = []
             dedupe = name not in RECORD_FAMILIES
             seen: set[int] = set()

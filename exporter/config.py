@@ -29,7 +29,7 @@ from pydantic import (
 )
 
 from exporter.config_rules import config_problems
-from exporter.dnsclient import is_ip_address, parse_nameserver
+from exporter.net.addr import is_ip_address, parse_nameserver, split_host_port
 from exporter.yamlload import YamlError, load_yaml
 
 
@@ -128,31 +128,6 @@ def _check_nameserver(value: Any) -> str:
 
 
 Nameserver = Annotated[str, BeforeValidator(_check_nameserver)]
-
-
-def split_host_port(value: str, default_port: int | None = None) -> tuple[str, int]:
-    """'host:port', '[v6]:port' (or 'host' when a default port is given) -> (host, port)."""
-    text = value.strip()
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
-        if not sep or (rest and not rest.startswith(":")):
-            raise ValueError(f"invalid address {value!r}: expected host:port")
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-    elif ":" in text:
-        raise ValueError(f"invalid address {value!r}: write IPv6 addresses as [addr]:port")
-    else:
-        host, port_text = text, ""
-    if not port_text:
-        if default_port is None:
-            raise ValueError(f"invalid address {value!r}: expected host:port")
-        return host, default_port
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"invalid port in {value!r}")
-    if not host:
-        raise ValueError(f"invalid address {value!r}: missing host")
-    return host, int(port_text)
 
 
 def _check_host_port(value: Any) -> str:

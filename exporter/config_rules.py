@@ -14,6 +14,8 @@ import ipaddress
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from exporter.net.addr import split_host_port
+
 if TYPE_CHECKING:
     from exporter.config import Config
 
@@ -86,8 +88,6 @@ def interval_problems(config: Config) -> list[str]:
 
 def _endpoint(target: str) -> str:
     """'MAIL.example.com.:25' and 'mail.example.com:25' -> the same key."""
-    from exporter.config import split_host_port
-
     host, port = split_host_port(target)
     host = host.strip().rstrip(".").lower()
     with contextlib.suppress(ValueError):

@@ -21,6 +21,7 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -29,11 +30,10 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from exporter.collector import StateCollector, make_registry
 from exporter.config import Config, ConfigError, load_config
-from exporter.dnsclient import make_resolver
 from exporter.probes import PROBES
-from exporter.probes.base import Target
-from exporter.runner import RunnerDeps, run_probe, tune_gc
-from exporter.state import State
+from exporter.results import State, Target
+from exporter.runner import Runtime, run_probe, tune_gc
+from exporter.storage import Store
 from exporter.web import Index, status_page, target_page
 
 log = logging.getLogger("exporter")
@@ -42,9 +42,9 @@ FIRST_RUN_JITTER = 2.0
 """Seconds over which the first runs after start are spread."""
 
 
-def all_targets(config: Config) -> list[Target]:
+def all_targets(config: Config) -> list[Target[Any]]:
     """Every (probe, target) of the config, in registry order."""
-    out: list[Target] = []
+    out: list[Target[Any]] = []
     for kind in PROBES.values():
         out.extend(kind.targets(config))
     return out
@@ -71,16 +71,8 @@ class Shard:
             raise ValueError(f"invalid shard {text!r}: I must be between 1 and N")
         return cls(index, count)
 
-    def owns(self, target: Target) -> bool:
+    def owns(self, target: Target[Any]) -> bool:
         return zlib.crc32(f"{target.probe}:{target.name}".encode()) % self.count == self.index - 1
-
-
-def resolver_for(config: Config) -> RunnerDeps:
-    lifetime = min(5.0, config.global_.timeout)
-    resolver = make_resolver(
-        config.global_.nameservers, attempt_timeout=min(2.0, lifetime), lifetime=lifetime
-    )
-    return RunnerDeps(resolver=resolver, config=config)
 
 
 @dataclass
@@ -92,11 +84,13 @@ class Exporter:
     reload_ts: float = field(default_factory=time.time)
     started: bool = False
     shard: Shard | None = None
-    _deps: RunnerDeps | None = None
+    store: Store | None = None
+    """State that survives a restart (``--storage.path``); lives across reloads."""
+    _runtime: Runtime | None = None
     _scheduler: AsyncIOScheduler | None = None
 
     def __post_init__(self) -> None:
-        self._deps = resolver_for(self.config)
+        self._runtime = Runtime.for_config(self.config, self.store)
         self.collector = StateCollector(
             self.state.records, lambda: (self.reload_ok, self.reload_ts)
         )
@@ -115,14 +109,22 @@ class Exporter:
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=False)
 
-    def targets(self, config: Config) -> list[Target]:
+    async def aclose(self) -> None:
+        """After :meth:`stop`: close the runtime (probe resources, sockets) and the store."""
+        runtime, self._runtime = self._runtime, None
+        if runtime is not None:
+            await runtime.aclose()
+        if self.store is not None:
+            await self.store.aclose()
+
+    def targets(self, config: Config) -> list[Target[Any]]:
         """The targets of ``config`` this replica runs (all of them unless sharded)."""
         targets = all_targets(config)
         if self.shard is None:
             return targets
         return [t for t in targets if self.shard.owns(t)]
 
-    def _sync_jobs(self, targets: list[Target]) -> None:
+    def _sync_jobs(self, targets: list[Target[Any]]) -> None:
         assert self._scheduler is not None
         old = dict(self.state.targets)
         self.state.set_targets(targets)
@@ -150,11 +152,12 @@ class Exporter:
             )
             self.state.next_run[target.key] = first.timestamp()
 
-    async def _run_job(self, target: Target) -> None:
-        deps = self._deps
-        assert deps is not None
+    async def _run_job(self, target: Target[Any]) -> None:
+        runtime = self._runtime
+        if runtime is None:  # shutting down
+            return
         try:
-            record = await run_probe(PROBES[target.probe], target, deps)
+            record = await run_probe(PROBES[target.probe], target, runtime)
         except asyncio.CancelledError:
             # Shutdown cancels runs in flight; that is not an error worth a traceback.
             log.debug("probe run cancelled", extra={"probe": target.probe, "target": target.name})
@@ -162,7 +165,7 @@ class Exporter:
         self.state.record(record)
         self._note_next_run(target)
 
-    def _note_next_run(self, target: Target) -> None:
+    def _note_next_run(self, target: Target[Any]) -> None:
         if self._scheduler is None:
             return
         job = self._scheduler.get_job(_job_id(target))
@@ -181,7 +184,9 @@ class Exporter:
                           extra={"problem": problem})  # fmt: skip
             return False, "\n".join(exc.problems)
         self.config = config
-        self._deps = resolver_for(config)
+        old, self._runtime = self._runtime, Runtime.for_config(config, self.store)
+        if old is not None:
+            old.retire()  # closed when its last run ends
         self._sync_jobs(self.targets(config))
         self.reload_ok = True
         self.reload_ts = time.time()
@@ -232,7 +237,7 @@ class Exporter:
         return web.Response(text=html, content_type="text/html")
 
 
-def _job_id(target: Target) -> str:
+def _job_id(target: Target[Any]) -> str:
     return f"{target.probe}:{target.name}"
 
 
@@ -270,3 +275,4 @@ async def serve(
         log.info("shutting down")
         exporter.stop()
         await runner.cleanup()
+        await exporter.aclose()

@@ -33,10 +33,11 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from exporter.config import Config, parse_config, split_host_port
+from exporter.config import Config, parse_config
 from exporter.lab.certs import LabCA
 from exporter.lab.dns import LabDnsServer, zone_text
 from exporter.lab.smtp import LabSmtpServer
+from exporter.net.addr import split_host_port
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9866

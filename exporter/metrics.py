@@ -1,13 +1,18 @@
 """Where metrics are named: every metric the exporter emits, with its help text and labels.
 
-Probes emit :class:`exporter.probes.base.Sample` values keyed by the names below (without the
+Probes emit :class:`exporter.results.Sample` values keyed by the names below (without the
 ``deliverability_`` prefix); the runner checks each sample's label names against this table and
 the collector renders them. The README documents every name here (a test checks it).
+
+Most metrics are gauges. A counter (``kind="counter"``) is named with its ``_total`` suffix, as
+users query it; its value comes from the store (:mod:`exporter.storage`), so it only goes up and
+survives restarts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 PREFIX = "deliverability_"
 
@@ -17,6 +22,17 @@ class MetricSpec:
     name: str
     help: str
     labels: tuple[str, ...]
+    kind: Literal["gauge", "counter"] = "gauge"
+
+    def __post_init__(self) -> None:
+        if (self.kind == "counter") != self.name.endswith("_total"):
+            raise ValueError(f"{self.name}: counters, and only counters, end in _total")
+
+    @property
+    def family(self) -> str:
+        """The metric family's name in the exposition (a counter's without ``_total``)."""
+        name = PREFIX + self.name
+        return name.removesuffix("_total") if self.kind == "counter" else name
 
 
 def _table(*specs: MetricSpec) -> dict[str, MetricSpec]:

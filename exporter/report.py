@@ -23,8 +23,7 @@ from typing import Any
 
 from exporter import __version__
 from exporter.findings import CATALOGUE, CRITICAL, INFO, WARNING
-from exporter.probes.base import Finding
-from exporter.runner import RunRecord
+from exporter.results import Finding, RunRecord, Table, severity_of
 
 SCHEMA_VERSION = 1
 
@@ -48,7 +47,7 @@ class ReportFinding:
         spec = CATALOGUE[finding.code]
         return cls(
             code=finding.code,
-            severity=finding.severity or spec.severity,
+            severity=severity_of(finding),
             subject=finding.subject,
             summary=spec.summary,
             fix=spec.fix,
@@ -67,6 +66,7 @@ class ReportTarget:
     duration: float
     findings: tuple[ReportFinding, ...]
     evidence: tuple[tuple[str, str], ...]
+    tables: tuple[Table, ...] = ()
 
     @classmethod
     def of(cls, rec: RunRecord) -> ReportTarget:
@@ -84,12 +84,13 @@ class ReportTarget:
             duration=rec.duration,
             findings=tuple(findings),
             evidence=tuple(sorted(rec.result.details.items())),
+            tables=tuple(rec.result.tables),
         )
 
 
 def target_status(rec: RunRecord) -> str:
     """``critical`` with any critical finding; ``warning`` with a warning or a probe error."""
-    severities = {f.severity or CATALOGUE[f.code].severity for f in rec.result.findings}
+    severities = {severity_of(f) for f in rec.result.findings}
     if CRITICAL in severities:
         return CRITICAL
     if WARNING in severities or rec.result.error is not None:
@@ -167,6 +168,15 @@ def to_json(report: Report) -> dict[str, Any]:
                     }
                     for f in t.findings
                 ],
+                "tables": [
+                    {
+                        "title": tb.title,
+                        "columns": list(tb.columns),
+                        "rows": [list(r) for r in tb.rows],
+                        "note": tb.note,
+                    }
+                    for tb in t.tables
+                ],
             }
             for t in report.targets
         ],
@@ -216,6 +226,21 @@ JSON_SCHEMA: dict[str, Any] = {
                     "started": _NUM,
                     "duration_seconds": _NUM,
                     "evidence": {"type": "object", "additionalProperties": _STR},
+                    "tables": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["title", "columns", "rows", "note"],
+                            "properties": {
+                                "title": _STR,
+                                "columns": {"type": "array", "items": _STR},
+                                "rows": {"type": "array",
+                                         "items": {"type": "array", "items": _STR}},
+                                "note": _STR,
+                            },
+                        },
+                    },
                     "findings": {
                         "type": "array",
                         "items": {
@@ -304,6 +329,8 @@ def render_text(
                 if f.evidence:
                     out.extend(_para(f"Evidence: {f.evidence}", width, "      ", style, "dim"))
                 out.extend(_para(f"Fix: {f.fix}", width, "      ", style, "bold"))
+            for table in t.tables:
+                out.extend(_table(table, width, style, verbose))
             if t.evidence and (verbose or t.status != OK):
                 out.append(style("    Seen:", "dim"))
                 for key, value in t.evidence:
@@ -357,6 +384,33 @@ def _evidence(key: str, value: str, width: int, style: _Style, verbose: bool) ->
         out.extend(_para(stripped, width, indent, style, "dim"))
     if len(shown) < len(lines):
         out.append(style(f"        … ({len(lines) - len(shown)} more lines: {_MORE})", "dim"))
+    return out
+
+
+TABLE_ROWS = 10
+
+
+def _table(table: Table, width: int, style: _Style, verbose: bool) -> list[str]:
+    """A result's table as aligned columns (the first :data:`TABLE_ROWS` rows unless
+    ``verbose``), cells cut to fit the width."""
+    rows = list(table.rows) if verbose else list(table.rows[:TABLE_ROWS])
+    out = [style(f"    {table.title}:", "bold")]
+    if not table.rows:
+        out.append(style("      (none)", "dim"))
+    else:
+        cols = len(table.columns)
+        cap = max(6, (width - 6) // max(1, cols) - 2)
+        cells = [[c[:cap] for c in table.columns]] + [
+            [str(c)[:cap] for c in (*r, *[""] * (cols - len(r)))[:cols]] for r in rows
+        ]
+        widths = [max(len(row[i]) for row in cells) for i in range(cols)]
+        for n, row in enumerate(cells):
+            line = "      " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))
+            out.append(style(line.rstrip(), "dim") if n == 0 else line.rstrip())
+        if len(rows) < len(table.rows):
+            out.append(style(f"      … ({len(table.rows) - len(rows)} more rows: {_MORE})", "dim"))
+    if table.note:
+        out.extend(_para(table.note, width, "      ", style, "dim"))
     return out
 
 

@@ -1,9 +1,10 @@
 """The one place that runs a probe: timing, timeout, success, and catching everything.
 
-:func:`run_probe` wraps every probe run: it gives the probe a fresh per-cycle DNS client, enforces
-the hard timeout, measures the duration, checks the samples against :mod:`exporter.metrics` and
-the findings against :mod:`exporter.findings`, and turns any exception into a failed result with
-a logged reason. Nothing a probe does escapes it (except cancellation of the daemon itself).
+:func:`run_probe` wraps every probe run: it gives the probe a fresh per-run DNS client and the
+config's :class:`Runtime` (network layer, the kind's resources, the store), enforces the hard
+timeout, measures the duration, checks the samples against :mod:`exporter.metrics` and the
+findings against :mod:`exporter.findings`, and turns any exception into a failed result with a
+logged traceback. Nothing a probe does escapes it (except cancellation of the daemon itself).
 """
 
 from __future__ import annotations
@@ -14,15 +15,20 @@ import logging
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import dns.asyncresolver
 
 from exporter.config import Config
-from exporter.dnsclient import DnsClient, Limiter, SharedDns
 from exporter.findings import CATALOGUE
 from exporter.metrics import check_sample_labels
-from exporter.probes.base import Finding, ProbeContext, ProbeKind, ProbeResult, Target
+from exporter.net.dnsclient import make_resolver
+from exporter.net.dnsshared import SharedDns
+from exporter.net.limiter import Limiter
+from exporter.net.network import Network
+from exporter.probes.base import ProbeContext, ProbeKind, Resource
+from exporter.results import Finding, ProbeResult, RunRecord, Target
+from exporter.storage import Store
 
 log = logging.getLogger("exporter.runner")
 
@@ -47,6 +53,7 @@ def tune_gc() -> None:
 
 
 T = TypeVar("T")
+R = TypeVar("R", bound=Resource)
 
 
 def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
@@ -62,40 +69,59 @@ def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(main)
 
 
-@dataclass(frozen=True)
-class RunRecord:
-    """The outcome of one run of one target, as the collector and status page see it."""
-
-    target: Target
-    result: ProbeResult
-    started: float
-    finished: float
-    duration: float
-
-    @property
-    def success(self) -> bool:
-        return self.result.error is None
-
-
 @dataclass
-class RunnerDeps:
-    """Shared, long-lived dependencies handed to every run."""
+class Runtime:
+    r"""What the runs of one loaded config share, made by the daemon (or ``check``) per config.
+
+    It owns the config's network layer (:class:`~exporter.net.network.Network`: resolver, shared
+    DNS cache and transport, bulk lookups), each probe kind's resources (made on the kind's first
+    run, so a kind with no targets makes none), the run slots, and a reference to the store (which
+    outlives configs). A reload makes a new runtime and :meth:`retire`\ s the old one: it is
+    closed when the last run that started on it ends. Shutdown awaits :meth:`aclose`.
+    """
 
     resolver: dns.asyncresolver.Resolver
     config: Config
+    store: Store | None = None
     dns_max_in_flight: int = 64
-    dns_shared: SharedDns | None = None
-    """UDP sockets and short-lived answers shared by every run (made from ``resolver``)."""
     max_concurrent_runs: int = 128
     """Runs in progress at once; more wait for a slot, and a run's timeout starts with its slot.
     Keeps the event loop responsive when thousands of targets fall due together (the first
     cycle, a reload), so DNS replies are read before their timers fire."""
-    _slots: Limiter | None = field(default=None, repr=False)
-    _slots_loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+    net: Network = field(init=False)
+    _resources: dict[str, Resource] = field(default_factory=dict, init=False, repr=False)
+    _slots: Limiter | None = field(default=None, init=False, repr=False)
+    _slots_loop: asyncio.AbstractEventLoop | None = field(default=None, init=False, repr=False)
+    _active: int = field(default=0, init=False, repr=False)
+    _retired: bool = field(default=False, init=False, repr=False)
+    _closed: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.dns_shared is None:
-            self.dns_shared = SharedDns(self.resolver)
+        self.net = Network(self.resolver, dns_max_in_flight=self.dns_max_in_flight)
+
+    @classmethod
+    def for_config(
+        cls, config: Config, store: Store | None = None, *, lifetime: float | None = None
+    ) -> Runtime:
+        """The runtime of a config: its nameservers, a lookup lifetime of at most 5 s (less
+        when the probes' default timeout is shorter, or ``lifetime``)."""
+        if lifetime is None:
+            lifetime = min(5.0, config.global_.timeout)
+        resolver = make_resolver(
+            config.global_.nameservers, attempt_timeout=min(2.0, lifetime), lifetime=lifetime
+        )
+        return cls(resolver=resolver, config=config, store=store)
+
+    @property
+    def dns_shared(self) -> SharedDns:
+        return self.net.shared
+
+    def resources_for(self, kind: ProbeKind[Any, R]) -> R:
+        """The kind's resources for this config, made on first use."""
+        found = self._resources.get(kind.name)
+        if found is None:
+            found = self._resources[kind.name] = kind.resources(self.config, self.net)
+        return cast(R, found)
 
     def run_slots(self) -> Limiter:
         loop = asyncio.get_running_loop()
@@ -104,24 +130,59 @@ class RunnerDeps:
             self._slots_loop = loop
         return self._slots
 
+    def retire(self) -> None:
+        """No new runs will start on this runtime: close it once the last run has ended."""
+        self._retired = True
+        if self._active == 0:
+            self._close_soon()
 
-async def run_probe(kind: ProbeKind, target: Target, deps: RunnerDeps) -> RunRecord:
+    def _close_soon(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a test): nothing to close asynchronously
+            return
+        task = loop.create_task(self.aclose())
+        _CLOSING.add(task)
+        task.add_done_callback(_CLOSING.discard)
+
+    async def aclose(self) -> None:
+        """Close every kind's resources and the network layer (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        resources, self._resources = self._resources, {}
+        for name, res in resources.items():
+            try:
+                await res.aclose()
+            except Exception:  # one kind's close must not keep the others open
+                log.exception("closing probe resources failed", extra={"probe": name})
+        await self.net.aclose()
+
+
+_CLOSING: set[asyncio.Task[None]] = set()
+"""Closes of retired runtimes in progress (a task must be referenced until it is done)."""
+
+
+async def run_probe(kind: ProbeKind[Any, Any], target: Target[Any], rt: Runtime) -> RunRecord:
     """Run one probe once; never raises (but for cancellation of the caller)."""
     plog = logging.getLogger(f"exporter.probe.{target.probe}")
-    ctx = ProbeContext(
-        dns=DnsClient(deps.resolver, max_in_flight=deps.dns_max_in_flight, shared=deps.dns_shared),
-        timeout=target.timeout,
-        log=plog,
-        config=deps.config,
-    )
-    slots = deps.run_slots()
+    slots = rt.run_slots()
     await slots.acquire()
     started = time.time()
     t0 = time.perf_counter()
-    if deps.dns_shared is not None:
-        deps.dns_shared.acquire()
+    rt.net.shared.acquire()
+    rt._active += 1
     try:
         async with asyncio.timeout(target.timeout):  # no task of its own, unlike wait_for
+            ctx = ProbeContext(
+                dns=rt.net.dns_client(),
+                net=rt.net,
+                timeout=target.timeout,
+                log=plog,
+                config=rt.config,
+                resources=rt.resources_for(kind),
+                store=rt.store,
+            )
             result = await kind.run(target, ctx)
     except TimeoutError:
         result = ProbeResult(error=f"timed out after {target.timeout:g}s")
@@ -132,8 +193,10 @@ async def run_probe(kind: ProbeKind, target: Target, deps: RunnerDeps) -> RunRec
         result = ProbeResult(error=f"internal error: {type(exc).__name__}: {exc}")
     finally:
         slots.release()
-        if deps.dns_shared is not None:
-            deps.dns_shared.release()
+        rt.net.shared.release()
+        rt._active -= 1
+        if rt._retired and rt._active == 0:
+            rt._close_soon()
     duration = time.perf_counter() - t0
     result = _validated(result, target)
     if result.error:
@@ -149,7 +212,7 @@ async def run_probe(kind: ProbeKind, target: Target, deps: RunnerDeps) -> RunRec
     return RunRecord(target, result, started, time.time(), duration)
 
 
-def _validated(result: ProbeResult, target: Target) -> ProbeResult:
+def _validated(result: ProbeResult, target: Target[Any]) -> ProbeResult:
     """Drop samples and findings that do not match the declared tables, as a probe error."""
     problems: list[str] = []
     samples = []
@@ -181,8 +244,5 @@ def _validated(result: ProbeResult, target: Target) -> ProbeResult:
         findings=findings,
         error=error if result.error is None else f"{result.error}; {error}",
         details=result.details,
+        tables=result.tables,
     )
-
-
-def effective_severity(finding: Finding) -> str:
-    return finding.severity or CATALOGUE[finding.code].severity

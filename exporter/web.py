@@ -18,14 +18,13 @@ import html
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 from exporter import __version__
 from exporter.findings import CRITICAL, INFO, WARNING
-from exporter.probes.base import Target
 from exporter.report import OK, ReportFinding, target_status
-from exporter.runner import RunRecord
-from exporter.state import HISTORY, State
+from exporter.results import HISTORY, RunRecord, State, Target
 
 PENDING = "pending"
 _ORDER = {CRITICAL: 0, WARNING: 1, PENDING: 2, OK: 3}
@@ -36,6 +35,7 @@ _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;padding:1rem;
 max-width:64rem;color:#1f2328;background:#fff;line-height:1.4}
 h1{font-size:1.25rem;margin:.2rem 0}h2{font-size:1.05rem;margin:1.2rem 0 .4rem}
+h3{font-size:.95rem;margin:.6rem 0 .2rem}
 a{color:#0550ae}code,.ev{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;
 font-size:.85em;overflow-wrap:anywhere}
 .meta{color:#59636e;font-size:.9em}
@@ -94,7 +94,7 @@ def _badge(status: str) -> str:
     return f'<span class="badge {status}">{_LABELS[status]}</span>'
 
 
-def target_href(target: Target) -> str:
+def target_href(target: Target[Any]) -> str:
     return "target?" + urlencode({"probe": target.probe, "name": target.name})
 
 
@@ -130,6 +130,27 @@ def _evidence(details: dict[str, str], *, open_: bool) -> str:
     )
 
 
+TABLE_ROWS = 50
+"""Rows of a result's table shown on the status page (the target page shows them all)."""
+
+
+def _tables(rec: RunRecord, *, all_rows: bool) -> str:
+    out: list[str] = []
+    for table in rec.result.tables:
+        rows = table.rows if all_rows else table.rows[:TABLE_ROWS]
+        head = "".join(f"<th>{e(c)}</th>" for c in table.columns)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in rows
+        )
+        more = len(table.rows) - len(rows)
+        note = table.note + (f" ({more} more rows on the target's page)" if more else "")
+        out.append(
+            f"<h3>{e(table.title)}</h3><table><thead><tr>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table>" + (f'<p class="meta">{e(note)}</p>' if note else "")
+        )
+    return "".join(out)
+
+
 def _error(rec: RunRecord) -> str:
     if rec.result.error is None:
         return ""
@@ -140,7 +161,7 @@ def _error(rec: RunRecord) -> str:
     )
 
 
-def _card(target: Target, rec: RunRecord | None, next_run: float | None, now: float,
+def _card(target: Target[Any], rec: RunRecord | None, next_run: float | None, now: float,
           *, link: bool, open_evidence: bool) -> str:  # fmt: skip
     status = _status(rec)
     name = e(target.name)
@@ -154,7 +175,12 @@ def _card(target: Target, rec: RunRecord | None, next_run: float | None, now: fl
     meta.append(f"next run {_when(next_run, now)}" if next_run else "next run -")
     body = ""
     if rec is not None:
-        body = _error(rec) + _findings(rec) + _evidence(rec.result.details, open_=open_evidence)
+        body = (
+            _error(rec)
+            + _findings(rec)
+            + _tables(rec, all_rows=open_evidence)
+            + _evidence(rec.result.details, open_=open_evidence)
+        )
     return (
         f'<section class="card {status}"><div class="head">{_badge(status)}'
         f'<span class="meta">{e(target.probe)}</span><span class="name">{name}</span></div>'

@@ -16,8 +16,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from dnsserver import DnsServer
 
 from exporter.config import Config, parse_config
-from exporter.dnsclient import DnsClient, make_resolver
-from exporter.probes.base import ProbeContext
+from exporter.net.dnsclient import DnsClient, make_resolver
+from exporter.net.network import Network
+from exporter.probes.base import NO_RESOURCES, NoResources, ProbeContext
 
 
 def pytest_asyncio_loop_factories(
@@ -40,12 +41,14 @@ def dns_server() -> Iterator[DnsServer]:
 
 def make_ctx(
     server: DnsServer, *, timeout: float = 10.0, lifetime: float = 1.0, config: Config | None = None
-) -> ProbeContext:
+) -> ProbeContext[NoResources]:
     """A probe context whose DNS client asks only ``server``."""
     resolver = make_resolver([server.address], attempt_timeout=lifetime, lifetime=lifetime)
     return ProbeContext(
         dns=DnsClient(resolver),
+        net=Network(resolver),
         timeout=timeout,
         log=logging.getLogger("test"),
         config=config or parse_config({"global": {"nameservers": [server.address]}}),
+        resources=NO_RESOURCES,
     )

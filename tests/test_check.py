@@ -21,7 +21,6 @@ from dnsserver import DnsServer
 from exporter import cli
 from exporter.findings import CATALOGUE, CRITICAL, INFO, WARNING
 from exporter.probes import PROBES
-from exporter.probes.base import Finding, ProbeResult, Target
 from exporter.report import (
     EVIDENCE_LIMIT,
     JSON_SCHEMA,
@@ -30,7 +29,7 @@ from exporter.report import (
     render_text,
     to_json,
 )
-from exporter.runner import RunRecord
+from exporter.results import Finding, ProbeResult, RunRecord, Target
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED_EXIT = {CRITICAL: 2, WARNING: 1, INFO: 0}

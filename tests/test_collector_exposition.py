@@ -8,8 +8,7 @@ import weakref
 from prometheus_client import generate_latest
 
 from exporter.collector import StateCollector, make_registry
-from exporter.probes.base import Finding, ProbeResult, Target, sample, state_set
-from exporter.runner import RunRecord
+from exporter.results import Finding, ProbeResult, RunRecord, Target, sample, state_set
 
 
 def _record(probe: str, name: str, value: float, *, error: str | None = None) -> RunRecord:

@@ -1,4 +1,4 @@
-"""The shared DNS transport and short-lived cache (:class:`exporter.dnsclient.SharedDns`).
+"""The shared DNS transport and short-lived cache (:class:`exporter.net.dnsclient.SharedDns`).
 
 Against the real loopback test server: answers read exactly as the plain dnspython path reads
 them (records, NXDOMAIN, NODATA, CNAME chains, truncation then TCP, SERVFAIL and timeouts as
@@ -19,14 +19,11 @@ from dnsserver import DnsServer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.dnsclient import (
-    DnsClient,
-    DnsTempError,
-    Limiter,
-    SharedDns,
-    is_ip_address,
-    make_resolver,
-)
+from exporter.net.addr import is_ip_address
+from exporter.net.dnsclient import DnsClient, make_resolver
+from exporter.net.dnsmodel import DnsTempError
+from exporter.net.dnsshared import SharedDns
+from exporter.net.limiter import Limiter
 
 
 @pytest.fixture

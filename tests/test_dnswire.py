@@ -1,14 +1,14 @@
-"""The fast DNS reply reader (:mod:`exporter.dnswire`) against dnspython, which it stands in for.
+"""The fast DNS reply reader (:mod:`exporter.net.dnswire`) against dnspython, which it replaces.
 
 * Differential property: replies generated with dnspython (A, AAAA, TXT, MX, CNAME, PTR answers,
   SOA/NS authority, glue, EDNS on and off, CNAME chains and loops, duplicates, scattered RRsets,
   names with upper case and odd bytes, every rcode, compressed or not) and mutated copies of them
   (bytes flipped, cut, inserted, deleted) and plain garbage: whenever the fast reader gives a
   result, it is what the transport's dnspython path gives for the same bytes (the very functions
-  the transport calls: ``_parse_reply`` and ``_message_answer``), to the rdata classes and their
+  the transport calls: ``parse_reply`` and ``message_answer``), to the rdata classes and their
   text; it never raises; and every reply that is simple by construction is accepted.
 * The replies the probes get (knot's, as the scale bench has them) are accepted.
-* End to end through :class:`exporter.dnsclient._UdpTransport` against the loopback test server:
+* End to end through :class:`exporter.net.dnsclient.UdpTransport` against the loopback test server:
   answers equal the resolver's and were read by the fast reader; replies it declines (malformed,
   SERVFAIL) give the same errors as before.
 """
@@ -39,18 +39,11 @@ from dnsserver import DnsServer
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from exporter.dnsclient import (
-    DnsAnswer,
-    DnsClient,
-    DnsTempError,
-    _fast_answer,
-    _message_answer,
-    _parse_reply,
-    _UdpTransport,
-    make_resolver,
-    normalize_name,
-)
-from exporter.dnswire import FastReply, name_to_wire, rdatatype, read_reply
+from exporter.net.addr import normalize_name
+from exporter.net.dnsclient import DnsClient, make_resolver
+from exporter.net.dnsmodel import DnsAnswer, DnsTempError
+from exporter.net.dnstransport import UdpTransport, fast_answer, message_answer, parse_reply
+from exporter.net.dnswire import FastReply, name_to_wire, rdatatype, read_reply
 
 IN = dns.rdataclass.IN
 T = dns.rdatatype
@@ -61,15 +54,15 @@ ANSWER_TYPES = (T.A, T.AAAA, T.TXT, T.MX, T.CNAME, T.PTR)
 
 
 def reference(wire: bytes, name: str, rdtype: str) -> DnsAnswer | str:
-    """What ``_UdpTransport`` makes of a UDP reply through dnspython: an answer, or a string
+    """What ``UdpTransport`` makes of a UDP reply through dnspython: an answer, or a string
     naming why not (its error, the rcode, or 'tcp' for a truncated reply it would retry)."""
     try:
-        message = _parse_reply(wire)
+        message = parse_reply(wire)
     except Exception as exc:  # whatever dnspython raises: the fast reader must not accept it
         return f"error: {type(exc).__name__}"
     if message.flags & dns.flags.TC:
         return "tcp"
-    return _message_answer(name, rdtype, message)
+    return message_answer(name, rdtype, message)
 
 
 def check(wire: bytes, qname_wire: bytes, qtype: int, name: str) -> FastReply | None:
@@ -80,7 +73,7 @@ def check(wire: bytes, qname_wire: bytes, qtype: int, name: str) -> FastReply | 
         return None
     ref = reference(wire, name, rdtype)
     assert isinstance(ref, DnsAnswer), ref
-    ours = _fast_answer(name, rdtype, fast)
+    ours = fast_answer(name, rdtype, fast)
     assert ours == ref
     # Stronger than Rdata equality (which ignores the case of names): same classes, same text.
     assert [type(rd) for rd in ours.rdatas] == [type(rd) for rd in ref.rdatas]
@@ -744,8 +737,8 @@ QUESTIONS = [
 
 
 @pytest.fixture
-async def udp(server: _BrokenServer) -> AsyncIterator[_UdpTransport]:
-    transport = _UdpTransport(
+async def udp(server: _BrokenServer) -> AsyncIterator[UdpTransport]:
+    transport = UdpTransport(
         asyncio.get_running_loop(),
         [("127.0.0.1", server.port)],
         attempt_timeout=1.0,
@@ -759,7 +752,7 @@ async def udp(server: _BrokenServer) -> AsyncIterator[_UdpTransport]:
 
 
 async def test_transport_reads_fast_what_the_resolver_reads(
-    server: _BrokenServer, udp: _UdpTransport
+    server: _BrokenServer, udp: UdpTransport
 ) -> None:
     resolver = make_resolver([server.address], attempt_timeout=1.0, lifetime=2.0)
     plain = DnsClient(resolver)
@@ -784,7 +777,7 @@ async def test_transport_reads_fast_what_the_resolver_reads(
         ("broken.example", "SERVFAIL"),
     ],
 )
-async def test_declined_replies_fail_as_before(udp: _UdpTransport, name: str, reason: str) -> None:
+async def test_declined_replies_fail_as_before(udp: UdpTransport, name: str, reason: str) -> None:
     with pytest.raises(DnsTempError) as info:
         await udp.query(name, "TXT")
     assert info.value.reason == reason

@@ -24,9 +24,7 @@ from exporter import web
 from exporter.config import parse_config
 from exporter.daemon import Exporter
 from exporter.findings import CATALOGUE
-from exporter.probes.base import Finding, ProbeResult, Target
-from exporter.runner import RunRecord
-from exporter.state import HISTORY, State
+from exporter.results import HISTORY, Finding, ProbeResult, RunRecord, State, Target
 from exporter.web import PAGE_SIZE, Index, status_page, target_page
 
 ROOT = Path(__file__).resolve().parents[1]

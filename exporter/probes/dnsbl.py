@@ -22,10 +22,11 @@ self-test or refuses this resolver is not queried at all (its answers would not 
 the list is spared the load): ``dnsbl_query_success`` is 0 and the zone's job carries the finding.
 When the self-test could not complete (timeout), answers are read as they come.
 
-Rate-friendly by construction, state kept in the probe object and bounded:
+Rate-friendly by construction, with state kept in the per-config resources
+(:class:`DnsblState`, made by the runtime and dropped on reload) and bounded:
 
-* each job asks each zone once per run; all runs share one pool of UDP sockets per event loop
-  and nameserver set (:mod:`exporter.probes.dnsbl_lookup`) with ``blacklists.max_in_flight``
+* each job asks each zone once per run; all runs share the config's bulk lookups (a few UDP
+  sockets, :meth:`exporter.net.network.Network.bulk_lookups`) with ``blacklists.max_in_flight``
   questions in flight over all jobs together;
 * a zone's self-test result is shared by all jobs for half an interval, and concurrent jobs that
   need it wait for the one test in flight instead of repeating it;
@@ -37,18 +38,17 @@ Rate-friendly by construction, state kept in the probe object and bounded:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
 from exporter.config import Config
-from exporter.dnsclient import DnsAnswer, DnsTempError, _do53_servers
-from exporter.probes.base import Finding, ProbeContext, ProbeResult, Sample, Target, sample
-from exporter.probes.dnsbl_lookup import UdpLookups
+from exporter.net.dnsmodel import DnsAnswer, DnsTempError
+from exporter.net.network import Ask, Network
+from exporter.probes.base import ProbeContext
 from exporter.probes.dnsbl_zones import (
     HEALTH_UNTESTED,
     Verdict,
@@ -61,10 +61,9 @@ from exporter.probes.dnsbl_zones import (
     test_query_names,
     zone_info,
 )
+from exporter.results import Finding, ProbeResult, Sample, Target, sample
 
 Role = Literal["ip", "domain", "zone"]
-Lookup = Callable[[str, str], "asyncio.Future[DnsAnswer]"]
-"""Ask (name, rdtype); the future holds a DnsAnswer or a DnsTempError."""
 
 CACHE_ENTRIES = 65536
 """Most (target, zone) answers kept between runs: 8,000 for 1,000 IPs on 8 zones."""
@@ -128,17 +127,6 @@ class _HealthEntry:
 
 
 @dataclass
-class _Lookups:
-    """One way to ask questions, shared by the runs of one event loop and nameserver set."""
-
-    key: Hashable
-    """Identifies the nameservers asked: answers through other resolvers are not shared."""
-    query: Lookup
-    close: Callable[[], None] = lambda: None
-    users: int = 0
-
-
-@dataclass
 class _Outcome:
     success: bool
     listed: bool | None
@@ -146,19 +134,100 @@ class _Outcome:
     finding: Finding | None = None
 
 
+class DnsblState:
+    """What the blacklist probe keeps across the runs of one config (made by the runtime,
+    closed on reload and shutdown): definite answers for half an interval, each zone's
+    self-test result, and the bulk lookups of the config's network layer."""
+
+    def __init__(self, net: Network, *, max_in_flight: int, cache_entries: int = CACHE_ENTRIES):
+        self.net = net
+        self.max_in_flight = max_in_flight
+        self.answers: TtlCache[str, tuple[Verdict, str]] = TtlCache(cache_entries)
+        self._healths: OrderedDict[tuple[str, ZoneKind, str], _HealthEntry] = OrderedDict()
+
+    def lookups(self) -> Ask:
+        """Ask over the network layer's shared UDP sockets, ``max_in_flight`` at most."""
+        return self.net.bulk_lookups(self.max_in_flight)
+
+    def health(
+        self, zone: ZoneInfo, kind: ZoneKind, ttl: float, *, fresh: bool = False
+    ) -> asyncio.Future[ZoneHealth]:
+        """The zone's self-test result: reused for ``ttl`` seconds (unless ``fresh``); while a
+        test is under way every run waits for that one. The test runs in its own task, so a run
+        that gives up (its timeout) does not take it down for the others."""
+        loop = asyncio.get_running_loop()
+        names = test_query_names(zone, kind)
+        if names is None:
+            done: asyncio.Future[ZoneHealth] = loop.create_future()
+            done.set_result(HEALTH_UNTESTED)
+            return done
+        key = (zone.name, kind, names[0])
+        entry = self._healths.get(key)
+        if entry is not None:
+            fut = entry.future
+            if fut.done():
+                if not fresh and not fut.cancelled() and entry.expires > time.monotonic():
+                    if entry.loop is loop:
+                        return fut
+                    known: asyncio.Future[ZoneHealth] = loop.create_future()
+                    known.set_result(fut.result())  # a result from another event loop
+                    return known
+            elif entry.loop is loop:
+                return asyncio.shield(fut)
+        entry = _HealthEntry(loop, loop.create_future())
+        self._healths[key] = entry
+        self._healths.move_to_end(key)
+        while len(self._healths) > 1024:
+            self._healths.popitem(last=False)
+        entry.task = loop.create_task(self._self_test(zone, kind, names, entry, ttl))
+        return asyncio.shield(entry.future)
+
+    async def _self_test(
+        self,
+        zone: ZoneInfo,
+        kind: ZoneKind,
+        names: tuple[str, str],
+        entry: _HealthEntry,
+        ttl: float,
+    ) -> None:
+        try:
+            ask = self.lookups()
+            listed, unlisted = await asyncio.gather(
+                ask(names[0], "A"), ask(names[1], "A"), return_exceptions=True
+            )
+            failures = [str(a) for a in (listed, unlisted) if isinstance(a, BaseException)]
+            if failures:
+                health = ZoneHealth("unknown", "; ".join(failures))
+            else:
+                assert isinstance(listed, DnsAnswer) and isinstance(unlisted, DnsAnswer)
+                health = judge_self_test(
+                    zone,
+                    kind,
+                    classify(zone, listed.addresses()),
+                    classify(zone, unlisted.addresses()),
+                )
+            entry.expires = time.monotonic() + ttl
+            entry.future.set_result(health)
+        finally:
+            if not entry.future.done():
+                entry.future.cancel()
+
+    async def aclose(self) -> None:
+        """Stop self-tests still running (their runs are gone with the config)."""
+        healths, self._healths = self._healths, OrderedDict()
+        for entry in healths.values():
+            if entry.task is not None and not entry.task.done():
+                entry.task.cancel()
+
+
 class DnsblProbe:
     name = "dnsbl"
 
     def __init__(self, *, cache_entries: int = CACHE_ENTRIES) -> None:
-        self._answers: TtlCache[tuple[Hashable, str], tuple[Verdict, str]] = TtlCache(cache_entries)
-        self._healths: OrderedDict[tuple[Hashable, str, ZoneKind, str], _HealthEntry] = (
-            OrderedDict()
-        )
-        self._engines: dict[Hashable, _Lookups] = {}
-        self._engine_keys: dict[int, Hashable] = {}
+        self.cache_entries = cache_entries
 
     # ----- jobs -------------------------------------------------------------------------------
-    def targets(self, config: Config) -> list[Target]:
+    def targets(self, config: Config) -> list[Target[DnsblJob]]:
         bl = config.blacklists
         if bl is None:  # the probe is enabled by the section (``blacklists: {}`` = defaults)
             return []
@@ -210,216 +279,112 @@ class DnsblProbe:
         ]
 
     # ----- runs -------------------------------------------------------------------------------
-    async def run(self, target: Target, ctx: ProbeContext) -> ProbeResult:
-        job: DnsblJob = target.settings
+    def resources(self, config: Config, net: Network) -> DnsblState:
+        bl = config.blacklists
+        max_in_flight = bl.max_in_flight if bl is not None else 64
+        return DnsblState(net, max_in_flight=max_in_flight, cache_entries=self.cache_entries)
+
+    async def run(self, target: Target[DnsblJob], ctx: ProbeContext[DnsblState]) -> ProbeResult:
+        job = target.settings
         ttl = target.interval / 2
-        with self._lookups(ctx, job.max_in_flight) as lookups:
-            if job.role == "zone":
-                return await self._run_zone(job, lookups, ttl)
-            return await self._run_target(job, lookups, ttl)
+        state = ctx.resources
+        if job.role == "zone":
+            return await _run_zone(job, state, ttl)
+        return await _run_target(job, state, ttl)
 
-    async def _run_target(self, job: DnsblJob, lookups: _Lookups, ttl: float) -> ProbeResult:
-        # Futures all the way down (no task per zone): 8,000 lookups a cycle stay cheap.
-        pending = [self._health(zone, job.kind, lookups, ttl) for zone in job.zones]
-        if all(f.done() for f in pending):  # the usual case: known for the interval
-            healths = [f.result() for f in pending]
+
+async def _run_target(job: DnsblJob, state: DnsblState, ttl: float) -> ProbeResult:
+    # Futures all the way down (no task per zone): 8,000 lookups a cycle stay cheap.
+    pending = [state.health(zone, job.kind, ttl) for zone in job.zones]
+    if all(f.done() for f in pending):  # the usual case: known for the interval
+        healths = [f.result() for f in pending]
+    else:
+        healths = await asyncio.gather(*pending)
+    ask = state.lookups()
+    label = job.label or query_label(job.value, job.kind)
+    qnames = [f"{label}.{zone.name}" for zone in job.zones]
+    verdicts: list[tuple[Verdict, str] | str | None] = [None] * len(job.zones)
+    asked: dict[int, asyncio.Future[DnsAnswer]] = {}
+    for i, (health, qname) in enumerate(zip(healths, qnames, strict=True)):
+        if not health.usable:
+            verdicts[i] = f"not queried: {health.reason}"
+        elif (cached := state.answers.get(qname)) is not None:
+            verdicts[i] = cached
         else:
-            healths = await asyncio.gather(*pending)
-        label = job.label or query_label(job.value, job.kind)
-        qnames = [f"{label}.{zone.name}" for zone in job.zones]
-        verdicts: list[tuple[Verdict, str] | str | None] = [None] * len(job.zones)
-        asked: dict[int, asyncio.Future[DnsAnswer]] = {}
-        for i, (health, qname) in enumerate(zip(healths, qnames, strict=True)):
-            if not health.usable:
-                verdicts[i] = f"not queried: {health.reason}"
-            elif (cached := self._answers.get((lookups.key, qname))) is not None:
-                verdicts[i] = cached
-            else:
-                asked[i] = lookups.query(qname, "A")
-        answers = await asyncio.gather(*asked.values(), return_exceptions=True)
-        listed: dict[int, Verdict] = {}
-        for i, answer in zip(asked, answers, strict=True):
-            if isinstance(answer, DnsTempError):
-                verdicts[i] = f"could not tell: {answer.reason}"
-            elif isinstance(answer, BaseException):
-                raise answer
-            else:
-                verdict = classify(job.zones[i], answer.addresses())
-                verdicts[i] = (verdict, "")
-                if verdict.status == "listed":
-                    listed[i] = verdict
-        if listed:  # the list's own explanation, only for listings
-            reasons = await asyncio.gather(
-                *(lookups.query(qnames[i], "TXT") for i in listed), return_exceptions=True
-            )
-            for i, txt in zip(listed, reasons, strict=True):
-                verdicts[i] = (listed[i], _reason_text(txt))
-        for i in asked:
-            entry = verdicts[i]
-            if isinstance(entry, tuple) and entry[0].answered:
-                self._answers.put((lookups.key, qnames[i]), entry, ttl)
-
-        result = ProbeResult()
-        problems: list[str] = []
-        for zone, health, entry in zip(job.zones, healths, verdicts, strict=True):
-            if isinstance(entry, tuple):
-                out = _outcome(job, zone, entry[0], entry[1], health)
-            else:
-                out = _Outcome(False, None, entry or "not queried")
-            labels = (("target", job.value), ("zone", zone.name))  # sorted, as sample() makes
-            result.samples.append(Sample("dnsbl_query_success", float(out.success), labels))
-            if out.listed is not None:
-                result.samples.append(Sample("dnsbl_listed", float(out.listed), labels))
-            if out.finding is not None:
-                result.findings.append(out.finding)
-            result.details[zone.name] = out.detail
-            if not out.success:
-                problems.append(f"{zone.name}: {out.detail}")
-        if problems:
-            result.error = "; ".join(problems)
-        return result
-
-    async def _run_zone(self, job: DnsblJob, lookups: _Lookups, ttl: float) -> ProbeResult:
-        zone = job.zones[0]
-        healths: list[ZoneHealth] = await asyncio.gather(
-            *(self._health(zone, kind, lookups, ttl, fresh=True) for kind in job.kinds)
+            asked[i] = ask(qname, "A")
+    answers = await asyncio.gather(*asked.values(), return_exceptions=True)
+    listed: dict[int, Verdict] = {}
+    for i, answer in zip(asked, answers, strict=True):
+        if isinstance(answer, DnsTempError):
+            verdicts[i] = f"could not tell: {answer.reason}"
+        elif isinstance(answer, BaseException):
+            raise answer
+        else:
+            verdict = classify(job.zones[i], answer.addresses())
+            verdicts[i] = (verdict, "")
+            if verdict.status == "listed":
+                listed[i] = verdict
+    if listed:  # the list's own explanation, only for listings
+        reasons = await asyncio.gather(
+            *(ask(qnames[i], "TXT") for i in listed), return_exceptions=True
         )
-        result = ProbeResult()
-        for kind, health in zip(job.kinds, healths, strict=True):
-            names = test_query_names(zone, kind) or ("", "")
-            text = f"{health.status}: {health.reason}" if health.reason else health.status
-            result.details[f"{kind} self-test"] = f"{text} (asked {names[0]} and {names[1]})"
-        statuses = {h.status for h in healths}
-        reasons = "; ".join(dict.fromkeys(h.reason for h in healths if h.status != "healthy"))
-        advice = f" {zone.note}." if zone.note else ""
-        if "refused" in statuses:
-            result.samples.append(sample("dnsbl_zone_healthy", 0, zone=zone.name))
-            result.findings.append(
-                Finding("dnsbl_query_refused", f"{zone.name}: {reasons}.{advice}", zone.name)
-            )
-            result.error = f"{zone.name} refuses this resolver's queries"
-        elif "unhealthy" in statuses:
-            result.samples.append(sample("dnsbl_zone_healthy", 0, zone=zone.name))
-            result.findings.append(
-                Finding("dnsbl_zone_unhealthy", f"{zone.name}: {reasons}.", zone.name)
-            )
-        elif "unknown" in statuses:
-            result.error = f"self-test of {zone.name} could not complete: {reasons}"
+        for i, txt in zip(listed, reasons, strict=True):
+            verdicts[i] = (listed[i], _reason_text(txt))
+    for i in asked:
+        entry = verdicts[i]
+        if isinstance(entry, tuple) and entry[0].answered:
+            state.answers.put(qnames[i], entry, ttl)
+
+    result = ProbeResult()
+    problems: list[str] = []
+    for zone, health, entry in zip(job.zones, healths, verdicts, strict=True):
+        if isinstance(entry, tuple):
+            out = _outcome(job, zone, entry[0], entry[1], health)
         else:
-            result.samples.append(sample("dnsbl_zone_healthy", 1, zone=zone.name))
-        return result
+            out = _Outcome(False, None, entry or "not queried")
+        labels = (("target", job.value), ("zone", zone.name))  # sorted, as sample() makes
+        result.samples.append(Sample("dnsbl_query_success", float(out.success), labels))
+        if out.listed is not None:
+            result.samples.append(Sample("dnsbl_listed", float(out.listed), labels))
+        if out.finding is not None:
+            result.findings.append(out.finding)
+        result.details[zone.name] = out.detail
+        if not out.success:
+            problems.append(f"{zone.name}: {out.detail}")
+    if problems:
+        result.error = "; ".join(problems)
+    return result
 
-    # ----- shared state -----------------------------------------------------------------------
-    def _health(
-        self, zone: ZoneInfo, kind: ZoneKind, lookups: _Lookups, ttl: float, *, fresh: bool = False
-    ) -> asyncio.Future[ZoneHealth]:
-        """The zone's self-test result: reused for ``ttl`` seconds (unless ``fresh``); while a
-        test is under way every run waits for that one. The test runs in its own task, so a run
-        that gives up (its timeout) does not take it down for the others."""
-        loop = asyncio.get_running_loop()
-        names = test_query_names(zone, kind)
-        if names is None:
-            done: asyncio.Future[ZoneHealth] = loop.create_future()
-            done.set_result(HEALTH_UNTESTED)
-            return done
-        key = (lookups.key, zone.name, kind, names[0])
-        entry = self._healths.get(key)
-        if entry is not None:
-            fut = entry.future
-            if fut.done():
-                if not fresh and not fut.cancelled() and entry.expires > time.monotonic():
-                    if entry.loop is loop:
-                        return fut
-                    known: asyncio.Future[ZoneHealth] = loop.create_future()
-                    known.set_result(fut.result())  # a result from another event loop
-                    return known
-            elif entry.loop is loop:
-                return asyncio.shield(fut)
-        entry = _HealthEntry(loop, loop.create_future())
-        self._healths[key] = entry
-        self._healths.move_to_end(key)
-        while len(self._healths) > 1024:
-            self._healths.popitem(last=False)
-        lookups.users += 1  # the test may outlive the run that started it
-        entry.task = loop.create_task(self._self_test(zone, kind, names, lookups, entry, ttl))
-        return asyncio.shield(entry.future)
 
-    async def _self_test(
-        self,
-        zone: ZoneInfo,
-        kind: ZoneKind,
-        names: tuple[str, str],
-        lookups: _Lookups,
-        entry: _HealthEntry,
-        ttl: float,
-    ) -> None:
-        try:
-            listed, unlisted = await asyncio.gather(
-                lookups.query(names[0], "A"), lookups.query(names[1], "A"), return_exceptions=True
-            )
-            failures = [str(a) for a in (listed, unlisted) if isinstance(a, BaseException)]
-            if failures:
-                health = ZoneHealth("unknown", "; ".join(failures))
-            else:
-                assert isinstance(listed, DnsAnswer) and isinstance(unlisted, DnsAnswer)
-                health = judge_self_test(
-                    zone,
-                    kind,
-                    classify(zone, listed.addresses()),
-                    classify(zone, unlisted.addresses()),
-                )
-            entry.expires = time.monotonic() + ttl
-            entry.future.set_result(health)
-        finally:
-            if not entry.future.done():
-                entry.future.cancel()
-            self._release(lookups)
-
-    @contextlib.contextmanager
-    def _lookups(self, ctx: ProbeContext, max_in_flight: int) -> Iterator[_Lookups]:
-        """The lookups for one run: the UDP sockets shared by every run of this event loop and
-        nameserver set, or, when a nameserver is not plain DNS (DoT, DoH), the run's own
-        client (its cache lives as long as the run)."""
-        resolver = ctx.dns.resolver
-        servers = _do53_servers(resolver)
-        if servers is None:
-            client = ctx.dns
-
-            def ask(name: str, rdtype: str) -> asyncio.Future[DnsAnswer]:
-                return asyncio.ensure_future(client.query(name, rdtype))
-
-            own = _Lookups(("resolver", tuple(str(ns) for ns in resolver.nameservers)), ask)
-            own.users += 1
-            try:
-                yield own
-            finally:
-                self._release(own)
-            return
-        ns_key = tuple(servers)
-        key = (id(asyncio.get_running_loop()), ns_key, resolver.timeout, resolver.lifetime)
-        lookups = self._engines.get(key)
-        if lookups is None:
-            engine = UdpLookups(
-                servers,
-                attempt_timeout=resolver.timeout,
-                lifetime=resolver.lifetime,
-                max_in_flight=max_in_flight,
-            )
-            lookups = self._engines[key] = _Lookups(ns_key, engine.query, engine.close)
-            self._engine_keys[id(lookups)] = key
-        lookups.users += 1
-        try:
-            yield lookups
-        finally:
-            self._release(lookups)
-
-    def _release(self, lookups: _Lookups) -> None:
-        lookups.users -= 1
-        if lookups.users == 0:
-            lookups.close()
-            key = self._engine_keys.pop(id(lookups), None)
-            if key is not None and self._engines.get(key) is lookups:
-                del self._engines[key]
+async def _run_zone(job: DnsblJob, state: DnsblState, ttl: float) -> ProbeResult:
+    zone = job.zones[0]
+    healths: list[ZoneHealth] = await asyncio.gather(
+        *(state.health(zone, kind, ttl, fresh=True) for kind in job.kinds)
+    )
+    result = ProbeResult()
+    for kind, health in zip(job.kinds, healths, strict=True):
+        names = test_query_names(zone, kind) or ("", "")
+        text = f"{health.status}: {health.reason}" if health.reason else health.status
+        result.details[f"{kind} self-test"] = f"{text} (asked {names[0]} and {names[1]})"
+    statuses = {h.status for h in healths}
+    reasons = "; ".join(dict.fromkeys(h.reason for h in healths if h.status != "healthy"))
+    advice = f" {zone.note}." if zone.note else ""
+    if "refused" in statuses:
+        result.samples.append(sample("dnsbl_zone_healthy", 0, zone=zone.name))
+        result.findings.append(
+            Finding("dnsbl_query_refused", f"{zone.name}: {reasons}.{advice}", zone.name)
+        )
+        result.error = f"{zone.name} refuses this resolver's queries"
+    elif "unhealthy" in statuses:
+        result.samples.append(sample("dnsbl_zone_healthy", 0, zone=zone.name))
+        result.findings.append(
+            Finding("dnsbl_zone_unhealthy", f"{zone.name}: {reasons}.", zone.name)
+        )
+    elif "unknown" in statuses:
+        result.error = f"self-test of {zone.name} could not complete: {reasons}"
+    else:
+        result.samples.append(sample("dnsbl_zone_healthy", 1, zone=zone.name))
+    return result
 
 
 def _outcome(
@@ -457,10 +422,6 @@ def _reason_text(answer: DnsAnswer | BaseException) -> str:
     text = " ".join(t.strip() for t in answer.texts() if t.strip())
     text = "".join(ch if ch.isprintable() else " " for ch in text)
     return text if len(text) <= _REASON_MAX else text[: _REASON_MAX - 1] + "…"
-
-
-def _now() -> float:
-    return time.monotonic()
 
 
 PROBE = DnsblProbe()

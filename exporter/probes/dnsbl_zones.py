@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Literal
 
-from exporter.dnsclient import is_ip_address
+from exporter.net.addr import is_ip_address
 
 if TYPE_CHECKING:
     from exporter.config import DnsblZoneConfig

@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import email.policy
 import email.utils
-import ipaddress
 import os
 import re
 import socket
@@ -40,11 +39,8 @@ from email.parser import BytesHeaderParser
 import aiosmtplib
 
 from exporter.config import Config, ImapConfig, RoundtripConfig, SmtpConfig
-from exporter.dnsclient import DnsTempError
 from exporter.findings import CRITICAL
-from exporter.probes.base import Finding, ProbeContext, ProbeResult, Target, sample, state_set
-from exporter.probes.roundtrip_authres import METHODS, RESULTS, verdicts
-from exporter.probes.roundtrip_imap import (
+from exporter.net.imap import (
     ImapClient,
     ImapCommandError,
     ImapConnectError,
@@ -53,6 +49,11 @@ from exporter.probes.roundtrip_imap import (
     ImapTlsError,
     quote,
 )
+from exporter.net.network import Network
+from exporter.probes.base import ProbeContext
+from exporter.probes.roundtrip_authres import METHODS, RESULTS, verdicts
+from exporter.results import Finding, ProbeResult, Target, sample, state_set
+from exporter.storage import Store, StoreError
 
 HEADER = "X-Deliverability-Probe"
 IDLE_RECHECK = 30.0
@@ -60,6 +61,12 @@ IDLE_RECHECK = 30.0
 
 _ID_RE = re.compile(r"([A-Za-z0-9._:@+-]{1,64})/([0-9a-f]{32})")
 _FAILING = {"fail", "softfail", "permerror"}
+
+
+SMTP_FAILURES = (aiosmtplib.SMTPException, OSError, EOFError)
+"""What an SMTP submission can fail with: the server's replies and disconnects (aiosmtplib),
+the network and TLS (OSError covers ssl.SSLError, ConnectionError and TimeoutError). Anything
+else is a bug and reaches the runner, which logs its traceback."""
 
 
 class _Stop(Exception):
@@ -103,7 +110,7 @@ def _is_ours(raw: bytes, name: str, exact: str | None) -> bool:
 @dataclass
 class _Run:
     cfg: RoundtripConfig
-    ctx: ProbeContext
+    ctx: ProbeContext[RoundtripState]
     timeout: float
     result: ProbeResult = field(default_factory=ProbeResult)
     probe_id: str = ""
@@ -423,12 +430,14 @@ class _Run:
             await client.send_message(message, sender=self.cfg.from_, recipients=[self.cfg.to])
         except _Stop:
             raise
-        except BaseException as exc:
+        except SMTP_FAILURES as exc:  # what the network and the server can do to a submission
             client.close()
             sock.close()  # when the failure came before aiosmtplib took the socket over
-            if isinstance(exc, Exception):
-                self._smtp_failure(exc, where)
-                raise _Stop from None
+            self._smtp_failure(exc, where)
+            raise _Stop from None
+        except BaseException:  # cancellation or a bug of ours: the runner logs the traceback
+            client.close()
+            sock.close()
             raise
         self.sample("roundtrip_send_duration_seconds", self.loop.time() - send_start)
         with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
@@ -499,20 +508,10 @@ class _Run:
 
     async def _resolve(self, host: str, what: str) -> list[str]:
         """Addresses of a configured host through the exporter's DNS client (A, then AAAA)."""
-        try:
-            return [str(ipaddress.ip_address(host))]
-        except ValueError:
-            pass
-        addresses: list[str] = []
-        problems: list[str] = []
-        for rdtype in ("A", "AAAA"):
-            try:
-                answer = await self.ctx.dns.query(host, rdtype)
-            except DnsTempError as exc:
-                problems.append(f"{rdtype}: {exc.reason}")
-                continue
-            addresses.extend(answer.addresses())
+        found = await self.ctx.dns.resolve_host(host)
+        addresses = found.all
         if not addresses:
+            problems = [f"{exc.rdtype}: {exc.reason}" for exc in found.failures]
             reason = "; ".join(problems) if problems else "no A or AAAA records"
             self.finding(
                 "roundtrip_connect_failed", f"{what} {host}: cannot resolve: {reason}",
@@ -604,24 +603,57 @@ def _ssl_reason(exc: ssl.SSLError) -> str:
     return exc.reason or type(exc).__name__
 
 
-class RoundtripProbe:
-    """The probe kind; remembers each target's last success across runs (and failed runs)."""
-
-    name = "roundtrip"
+class RoundtripState:
+    """Each round trip's last success, kept across runs (and failed runs) of one config and, when
+    the daemon has a store, across reloads and restarts too (``roundtrip`` namespace)."""
 
     def __init__(self) -> None:
         self.last_success: dict[str, float] = {}
 
-    def targets(self, config: Config) -> list[Target]:
+    async def last(self, name: str, store: Store | None) -> float | None:
+        if name not in self.last_success and store is not None:
+            kept = await store.transact(lambda tx: tx.get(STORE_NAMESPACE, name))
+            if kept is not None:
+                self.last_success[name] = float(kept)
+        return self.last_success.get(name)
+
+    async def succeeded(self, name: str, when: float, store: Store | None) -> None:
+        self.last_success[name] = when
+        if store is not None:
+            await store.transact(lambda tx: tx.put(STORE_NAMESPACE, name, repr(when)))
+
+    async def aclose(self) -> None:
+        return None
+
+
+STORE_NAMESPACE = "roundtrip.last_success"
+
+
+class RoundtripProbe:
+    """The probe kind: one target per ``roundtrip`` entry."""
+
+    name = "roundtrip"
+
+    def targets(self, config: Config) -> list[Target[RoundtripConfig]]:
         return [Target.of(self.name, rt.name, rt, config) for rt in config.roundtrip]
 
-    async def run(self, target: Target, ctx: ProbeContext) -> ProbeResult:
-        cfg: RoundtripConfig = target.settings
+    def resources(self, config: Config, net: Network) -> RoundtripState:
+        return RoundtripState()
+
+    async def run(
+        self, target: Target[RoundtripConfig], ctx: ProbeContext[RoundtripState]
+    ) -> ProbeResult:
+        cfg = target.settings
         run = _Run(cfg, ctx, ctx.timeout)
         result = await run.execute()
-        if run.success:
-            self.last_success[cfg.name] = time.time()
-        last = self.last_success.get(cfg.name)
+        state = ctx.resources
+        try:
+            if run.success:
+                await state.succeeded(cfg.name, time.time(), ctx.store)
+            last = await state.last(cfg.name, ctx.store)
+        except StoreError as exc:
+            result.error = result.error or f"cannot keep the last success: {exc}"
+            last = state.last_success.get(cfg.name)
         if last is not None:
             result.samples.append(
                 sample("roundtrip_last_success_timestamp_seconds", last, target=cfg.name)

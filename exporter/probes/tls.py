@@ -15,7 +15,7 @@ One run per endpoint: resolve the host through the configured nameservers (A, th
 addresses; an IP literal needs no lookup), connect to the first address that accepts, read the
 (possibly multi-line) greeting, EHLO, STARTTLS if offered (or handshake at once for implicit TLS)
 with the host name (or ``server_name``) as SNI. The chain is fetched without verification and
-judged afterwards (:mod:`exporter.probes.tls_verify`), so the certificate metrics are present even
+judged afterwards (:mod:`exporter.net.certs`), so the certificate metrics are present even
 for an expired, self-signed or misnamed certificate. With ``username`` and a password, AUTH is
 tried after STARTTLS — but only when the certificate is valid: credentials are never sent to a
 server whose identity could not be verified.
@@ -38,25 +38,10 @@ import socket
 import ssl
 from dataclasses import dataclass
 
-from exporter.config import Config, TlsTargetConfig, split_host_port
-from exporter.dnsclient import DnsTempError
+from exporter.config import Config, TlsTargetConfig
 from exporter.findings import CRITICAL
-from exporter.probes.base import (
-    Finding,
-    ProbeContext,
-    ProbeResult,
-    Sample,
-    Target,
-    sample,
-    state_set,
-)
-from exporter.probes.tls_smtp import (
-    TLS_VERSION_NAMES,
-    Session,
-    SmtpConversation,
-    SmtpProtocolError,
-)
-from exporter.probes.tls_verify import (
+from exporter.net.addr import split_host_port
+from exporter.net.certs import (
     ChainVerdict,
     Presented,
     judge,
@@ -65,6 +50,11 @@ from exporter.probes.tls_verify import (
     san_names,
     trust_store,
 )
+from exporter.net.dnsmodel import DnsTempError, NoAddress
+from exporter.net.network import Network
+from exporter.net.smtp import TLS_VERSION_NAMES, Session, SmtpConversation, SmtpProtocolError
+from exporter.probes.base import NO_RESOURCES, NoResources, ProbeContext
+from exporter.results import Finding, ProbeResult, Sample, Target, sample, state_set
 
 WARNING_DAYS = 21.0
 CRITICAL_DAYS = 7.0
@@ -81,10 +71,6 @@ _EXPLAINS_INVALID = frozenset(
 )
 
 
-class NoAddress(Exception):
-    """The host name has no A or AAAA record."""
-
-
 @dataclass(frozen=True)
 class Endpoint:
     host: str
@@ -98,6 +84,9 @@ class Endpoint:
     """Prepended to errors and detail keys (the host, when several share one run)."""
 
 
+TlsContext = ProbeContext[NoResources]
+
+
 def _budget(timeout: float) -> float:
     """Our own deadline: a little before the runner's, so we report what we saw."""
     return max(timeout - min(0.5, timeout * 0.1), 0.01)
@@ -106,14 +95,17 @@ def _budget(timeout: float) -> float:
 class TlsProbe:
     name = "tls"
 
-    def targets(self, config: Config) -> list[Target]:
+    def targets(self, config: Config) -> list[Target[TlsTargetConfig]]:
         return [
             Target.of(self.name, e.target if e.target is not None else f"mx:{e.mx_of}", e, config)
             for e in config.tls
         ]
 
-    async def run(self, target: Target, ctx: ProbeContext) -> ProbeResult:
-        settings: TlsTargetConfig = target.settings
+    def resources(self, config: Config, net: Network) -> NoResources:
+        return NO_RESOURCES
+
+    async def run(self, target: Target[TlsTargetConfig], ctx: TlsContext) -> ProbeResult:
+        settings = target.settings
         deadline = asyncio.get_running_loop().time() + _budget(ctx.timeout)
         if settings.mx_of is not None:
             return await _run_mx(settings.mx_of, settings, ctx, deadline)
@@ -136,7 +128,7 @@ PROBE = TlsProbe()
 
 
 async def _run_mx(
-    domain: str, settings: TlsTargetConfig, ctx: ProbeContext, deadline: float
+    domain: str, settings: TlsTargetConfig, ctx: TlsContext, deadline: float
 ) -> ProbeResult:
     result = ProbeResult()
     try:
@@ -181,29 +173,6 @@ async def _run_mx(
 # ----- one endpoint ---------------------------------------------------------------------------
 
 
-async def resolve(host: str, ctx: ProbeContext) -> list[str]:
-    """Addresses to try, A records first; an IP literal is its own answer."""
-    if parse_ip(host) is not None:
-        return [host.strip("[]")]
-    answers = await asyncio.gather(
-        ctx.dns.query(host, "A"), ctx.dns.query(host, "AAAA"), return_exceptions=True
-    )
-    addresses: list[str] = []
-    temp: DnsTempError | None = None
-    for ans in answers:
-        if isinstance(ans, DnsTempError):
-            temp = temp or ans
-        elif isinstance(ans, BaseException):
-            raise ans
-        else:
-            addresses.extend(ans.addresses())
-    if addresses:
-        return addresses
-    if temp is not None:
-        raise temp
-    raise NoAddress(f"{host} has no A or AAAA record")
-
-
 def _default_ehlo_name() -> str:
     # gethostname() reads the kernel's name: no DNS lookup (getfqdn would use the system resolver).
     name = socket.gethostname().strip()
@@ -211,7 +180,7 @@ def _default_ehlo_name() -> str:
 
 
 async def probe_endpoint(
-    ep: Endpoint, settings: TlsTargetConfig, ctx: ProbeContext, deadline: float
+    ep: Endpoint, settings: TlsTargetConfig, ctx: TlsContext, deadline: float
 ) -> ProbeResult:
     """Probe one ``host:port``; never raises (but for cancellation)."""
     result = ProbeResult()
@@ -235,7 +204,7 @@ async def probe_endpoint(
         return result
     try:
         async with asyncio.timeout_at(deadline):
-            addresses = await resolve(ep.host, ctx)
+            addresses = await ctx.dns.addresses(ep.host)
             await conversation.connect(addresses, ep.port, sni, implicit=not ep.starttls)
             await conversation.greeting()
             if ep.starttls:

@@ -7,7 +7,7 @@ DNS-querying terms (§4.6.4) over the whole tree, the void lookups of targets th
 on the sender, and reports each problem as a :class:`Problem` with a finding code from
 :mod:`exporter.findings` and the evidence a person needs to fix it.
 
-Only the domain's own TXT lookup may raise :class:`~exporter.dnsclient.DnsTempError`; a
+Only the domain's own TXT lookup may raise :class:`~exporter.net.dnsclient.DnsTempError`; a
 temporary failure deeper in the tree becomes the ``spf_lookup_temperror`` problem.
 """
 
@@ -20,7 +20,8 @@ from functools import lru_cache
 
 import dns.rdata
 
-from exporter.dnsclient import DnsClient, DnsTempError
+from exporter.net.dnsclient import DnsClient
+from exporter.net.dnsmodel import DnsTempError
 from exporter.spf.errors import SpfSyntaxError
 from exporter.spf.evaluate import (
     MAX_DNS_LOOKUPS,

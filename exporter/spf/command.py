@@ -13,7 +13,8 @@ import ipaddress
 import json
 import sys
 
-from exporter.dnsclient import DnsClient, make_resolver, parse_nameserver
+from exporter.net.addr import parse_nameserver
+from exporter.net.dnsclient import DnsClient, make_resolver
 from exporter.spf.evaluate import check_host
 
 

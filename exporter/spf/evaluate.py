@@ -1,7 +1,7 @@
 """RFC 7208 ``check_host()``: the SPF result for one client IP, domain and sender.
 
 Written here rather than taken from pyspf because it must be async on the shared, cached
-:class:`~exporter.dnsclient.DnsClient` (one probe cycle never asks the same question twice) and
+:class:`~exporter.net.dnsclient.DnsClient` (one probe cycle never asks the same question twice) and
 because the processing limits and error classes must follow RFC 7208 exactly:
 
 * record selection (§4.5): TXT only, exactly one ``v=spf1`` record, otherwise permerror;
@@ -27,7 +27,8 @@ import dns.name
 import dns.rdata
 import dns.reversename
 
-from exporter.dnsclient import DnsAnswer, DnsClient, DnsTempError
+from exporter.net.dnsclient import DnsClient
+from exporter.net.dnsmodel import DnsAnswer, DnsTempError
 from exporter.spf.errors import SpfSyntaxError
 from exporter.spf.macro import (
     EXP_LETTERS,

@@ -1,7 +1,7 @@
 """The container contract without a container engine: the Dockerfile's final stage runs as a
 non-root user and keeps Python from writing bytecode, and the exporter, run as that unprivileged
 uid with an unwritable home and working directory, serves, probes and reloads while writing no
-file anywhere (what a read-only root filesystem demands)."""
+file anywhere but its storage volume (what a read-only root filesystem with one volume demands)."""
 
 from __future__ import annotations
 
@@ -49,9 +49,11 @@ def test_dockerfile_runs_as_non_root_without_writing_bytecode() -> None:
     env = " ".join(args for instr, args in stage if instr == "ENV")
     assert "PYTHONDONTWRITEBYTECODE=1" in env  # no __pycache__ writes on a read-only root
     assert any(instr == "HEALTHCHECK" for instr, _ in stage)
-    # The one writable place: the volume for --storage.path (state that outlives a restart).
+    # The one writable place: the store's volume, which the default command points at.
     volumes = [args for instr, args in stage if instr == "VOLUME"]
     assert volumes == ['["/var/lib/deliverability-exporter"]'], volumes
+    cmd = " ".join(args for instr, args in stage if instr == "CMD")
+    assert '"--storage.path=/var/lib/deliverability-exporter"' in cmd
 
 
 @pytest.mark.slow
@@ -83,6 +85,9 @@ def _run_unprivileged(tmp_path: Path) -> None:
     )
     config.chmod(0o644)
     tmp_path.chmod(0o755)
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    os.chown(storage, UID, UID)
     marker = tmp_path / "marker"
     marker.write_text("")
     port = free_port()
@@ -94,7 +99,8 @@ def _run_unprivileged(tmp_path: Path) -> None:
     }
     proc = subprocess.Popen(
         ["setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups", sys.executable,
-         "-m", "exporter", f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}"],
+         "-m", "exporter", f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}",
+         f"--storage.path={storage}"],
         cwd="/", env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
@@ -117,10 +123,12 @@ def _run_unprivileged(tmp_path: Path) -> None:
         dns.stop()
     assert "Traceback" not in out, out
     found = subprocess.run(
-        ["find", "/", "-xdev", "-uid", str(UID), "-newer", str(marker), "-print", "-quit"],
+        ["find", "/", "-xdev", "-path", str(storage), "-prune", "-o", "-uid", str(UID),
+         "-newer", str(marker), "-print", "-quit"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert found.stdout.strip() == "", f"the exporter wrote {found.stdout.strip()}"
+    assert (storage / "deliverability-exporter.sqlite3").is_file()  # its one place
 
 
 # A read-only root the way `docker run --read-only` makes it, in a mount namespace of its own

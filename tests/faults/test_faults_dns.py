@@ -16,11 +16,11 @@ from faults.dnsfault import FaultDnsServer, many_txt_strings
 from faults.leakcheck import repeat_flat
 
 from exporter.config import parse_config
-from exporter.dnsclient import make_resolver
 from exporter.findings import CATALOGUE
+from exporter.net.dnsclient import make_resolver
 from exporter.probes import PROBES
-from exporter.probes.base import Target
-from exporter.runner import RunnerDeps, RunRecord, run_probe
+from exporter.results import RunRecord, Target
+from exporter.runner import Runtime, run_probe
 
 GOOD = "good.test"
 BAD = "bad.test"
@@ -138,7 +138,7 @@ def make_server() -> Iterator[Callable[[bool], FaultDnsServer]]:
 
 def setup(
     server: FaultDnsServer, lifetime: float = ANSWERED
-) -> tuple[RunnerDeps, RunnerDeps, Target, Target]:
+) -> tuple[Runtime, Runtime, Target, Target]:
     """Deps for the faulted domain (``lifetime``) and for
     the healthy one (the same server, a production-like lifetime: the healthy answers must not
     be held up behind the faulted questions), and the two targets."""
@@ -151,10 +151,10 @@ def setup(
             ],
         }
     )
-    deps = RunnerDeps(
+    deps = Runtime(
         make_resolver([server.address], attempt_timeout=lifetime, lifetime=lifetime), config
     )
-    good_deps = RunnerDeps(make_resolver([server.address], attempt_timeout=2, lifetime=5), config)
+    good_deps = Runtime(make_resolver([server.address], attempt_timeout=2, lifetime=5), config)
     good, bad = PROBES["dns"].targets(config)
     assert (good.name, bad.name) == (GOOD, BAD)
     return deps, good_deps, good, bad

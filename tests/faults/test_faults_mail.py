@@ -35,11 +35,11 @@ from faults.mailfault import (
 from servers.mail import free_port
 
 from exporter.config import parse_config
-from exporter.dnsclient import make_resolver
 from exporter.findings import CATALOGUE
+from exporter.net.dnsclient import make_resolver
 from exporter.probes import PROBES
-from exporter.probes.base import Target
-from exporter.runner import RunnerDeps, RunRecord, run_probe
+from exporter.results import RunRecord, Target
+from exporter.runner import Runtime, run_probe
 
 HOST = "127.0.0.1"
 
@@ -112,7 +112,7 @@ async def fault_server(request: pytest.FixtureRequest) -> AsyncIterator[FaultSer
 
 def tls_setup(
     bad_port: int, good_port: int, ca_file: Path, timeout: str
-) -> tuple[RunnerDeps, Target, Target]:
+) -> tuple[Runtime, Target, Target]:
     config = parse_config(
         {
             "global": {"nameservers": ["127.0.0.1:9"]},  # IP literals only: no lookups
@@ -123,7 +123,7 @@ def tls_setup(
             ],
         }
     )  # fmt: skip
-    deps = RunnerDeps(make_resolver(["127.0.0.1:9"], attempt_timeout=0.5, lifetime=0.5), config)
+    deps = Runtime(make_resolver(["127.0.0.1:9"], attempt_timeout=0.5, lifetime=0.5), config)
     bad, good = PROBES["tls"].targets(config)
     return deps, bad, good
 
@@ -212,7 +212,7 @@ async def test_roundtrip_imap_fault(
     reason: str, fault_server: FaultServer, healthy_smtp: tuple[int, Path], tmp_path: Path
 ) -> None:
     config = roundtrip_config(fault_server.port, healthy_smtp[0], tmp_path)
-    deps = RunnerDeps(make_resolver(["127.0.0.1:9"], attempt_timeout=0.5, lifetime=0.5), config)
+    deps = Runtime(make_resolver(["127.0.0.1:9"], attempt_timeout=0.5, lifetime=0.5), config)
     (target,) = PROBES["roundtrip"].targets(config)
     kind = PROBES["roundtrip"]
 

@@ -19,11 +19,11 @@ from faults.leakcheck import Limits, repeat_flat
 from moto.server import ThreadedMotoServer
 
 from exporter.config import parse_config
-from exporter.dnsclient import make_resolver
 from exporter.findings import CATALOGUE
-from exporter.probes import PROBES, ses
-from exporter.probes.base import Target
-from exporter.runner import RunnerDeps, RunRecord, run_probe
+from exporter.net.dnsclient import make_resolver
+from exporter.probes import PROBES
+from exporter.results import RunRecord, Target
+from exporter.runner import Runtime, run_probe
 
 ACCESS_KEY = "AKIAFAULTSEXAMPLE0001"
 SECRET_KEY = "faults/secret/key/EXAMPLE0000000000000000"
@@ -45,7 +45,6 @@ def fronts() -> Iterator[tuple[AwsFront, AwsFront]]:
         faulty.stop()
         healthy.stop()
         moto.stop()
-        ses.clear_client_cache()
 
 
 @pytest.fixture(autouse=True)
@@ -61,14 +60,14 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def setup(
     faulty: AwsFront, healthy: AwsFront, *, timeout: str = "10s", max_attempts: int = 1
-) -> tuple[RunnerDeps, Target, Target]:
+) -> tuple[Runtime, Target, Target]:
     def entry(name: str, front: AwsFront) -> dict[str, Any]:
         return {"region": "us-east-1", "name": name, "endpoint_url": front.url,
                 "cloudwatch_endpoint_url": front.url, "max_attempts": max_attempts,
                 "timeout": timeout}  # fmt: skip
 
     config = parse_config({"ses": [entry("faulty", faulty), entry("healthy", healthy)]})
-    deps = RunnerDeps(make_resolver(["127.0.0.1:9"]), config)
+    deps = Runtime(make_resolver(["127.0.0.1:9"]), config)
     bad, good = PROBES["ses"].targets(config)
     return deps, bad, good
 

@@ -30,10 +30,11 @@ from faults.leakcheck import Usage, settle, usage
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import daemon
-from exporter.config import load_config
+from exporter.config import Config, load_config
 from exporter.daemon import Exporter
-from exporter.runner import RunRecord
-from exporter.state import State
+from exporter.results import RunRecord, State
+from exporter.runner import Runtime
+from exporter.storage import Store
 
 STABLE = [f"d{i}.test" for i in range(4)]
 SLOW = "slow.test"
@@ -109,7 +110,7 @@ def flat(before: Usage, after: Usage, *, tasks: int, objects: int, rss_kib: int)
 @pytest.mark.slow
 async def test_soak(dns: DnsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(daemon, "FIRST_RUN_JITTER", 0.0)
-    monkeypatch.setattr(daemon, "resolver_for", _short_lifetime(daemon.resolver_for))
+    short_lifetime(monkeypatch)
     path = tmp_path / "config.yaml"
     write_config(path, dns, toggled=True, interval="50ms")
     exporter, state = make_exporter(path)
@@ -158,25 +159,21 @@ async def test_soak(dns: DnsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     flat(before, after, tasks=1, objects=4000, rss_kib=16 * 1024)
 
 
-def _short_lifetime(original):  # type: ignore[no-untyped-def]
-    """The daemon's resolver, with a 0.3 s lifetime so the silent domain fails fast."""
+def short_lifetime(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon's runtimes get a 0.3 s DNS lifetime so the silent domain fails fast."""
+    original = Runtime.for_config
 
-    def resolver_for(config):  # type: ignore[no-untyped-def]
-        deps = original(config)
-        deps.resolver.lifetime = 0.3
-        deps.resolver.timeout = 0.3
-        if deps.dns_shared is not None:  # the shared transport copies the resolver's settings
-            deps.dns_shared = type(deps.dns_shared)(deps.resolver)
-        return deps
+    def for_config(config: Config, store: Store | None = None, **_: object) -> Runtime:
+        return original(config, store, lifetime=0.3)
 
-    return resolver_for
+    monkeypatch.setattr(Runtime, "for_config", for_config)
 
 
 async def test_reload_under_load(
     dns: DnsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(daemon, "FIRST_RUN_JITTER", 0.0)
-    monkeypatch.setattr(daemon, "resolver_for", _short_lifetime(daemon.resolver_for))
+    short_lifetime(monkeypatch)
     path = tmp_path / "config.yaml"
     write_config(path, dns, toggled=True, interval="100ms")
     exporter, state = make_exporter(path)

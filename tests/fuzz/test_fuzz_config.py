@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from exporter.config import MAX_DURATION, ConfigError, load_config, parse_config, parse_duration
 from exporter.daemon import _jitter, all_targets
-from exporter.dnsclient import parse_nameserver
+from exporter.net.addr import parse_nameserver
 from exporter.webconfig import WebConfigError, load_web_config
 
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])

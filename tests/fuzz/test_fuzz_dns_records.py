@@ -21,7 +21,7 @@ from dnsserver import DnsServer
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from exporter.dnsclient import DnsClient, make_resolver
+from exporter.net.dnsclient import DnsClient, make_resolver
 from exporter.probes.dns.dkim import DkimKeyError, parse_key, parse_tags
 from exporter.probes.dns.dmarc import POLICIES, DmarcSyntaxError, parse_dmarc
 from exporter.spf.errors import SpfSyntaxError

@@ -7,8 +7,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from exporter.net.smtp import Reply, SmtpProtocolError, parse_ehlo, parse_reply_line
 from exporter.probes.roundtrip_authres import METHODS, AuthResError, parse, verdicts
-from exporter.probes.tls_smtp import Reply, SmtpProtocolError, parse_ehlo, parse_reply_line
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -66,6 +66,9 @@ def test_compose_services_and_mounts() -> None:
             source = volume.split(":")[0]
             if source.startswith("."):
                 assert (DEPLOY / source).exists(), f"{name}: {source} does not exist"
+    exporter_mounts = dict(v.split(":")[:2] for v in services["exporter"]["volumes"])
+    assert exporter_mounts["exporter-data"] == "/var/lib/deliverability-exporter"
+    assert "exporter-data" in COMPOSE["volumes"]
     prom_mounts = dict(v.split(":")[:2] for v in services["prometheus"]["volumes"])
     assert prom_mounts["../alerts"] == "/etc/prometheus/rules"
     assert prom_mounts["./prometheus.yml"] == "/etc/prometheus/prometheus.yml"
@@ -136,6 +139,8 @@ def test_dockerfile_runs_as_non_root_with_healthcheck() -> None:
     (cmd,) = [json.loads(args) for ins, args in final if ins == "CMD"]
     args = build_parser().parse_args(cmd)
     assert args.config_file == "/etc/deliverability-exporter/config.yml"
+    assert args.storage_path == "/var/lib/deliverability-exporter"
+    assert ("VOLUME", '["/var/lib/deliverability-exporter"]') in final
 
 
 def test_dockerfile_copies_only_what_dockerignore_lets_in() -> None:

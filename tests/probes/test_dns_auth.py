@@ -12,11 +12,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.collector import exposition
 from exporter.config import parse_config
-from exporter.dnsclient import make_resolver
+from exporter.net.dnsclient import make_resolver
 from exporter.probes import PROBES
-from exporter.probes.base import ProbeResult
 from exporter.probes.dns import dkim, dmarc
-from exporter.runner import RunnerDeps, RunRecord, run_probe
+from exporter.results import ProbeResult, RunRecord
+from exporter.runner import Runtime, run_probe
 
 DOMAIN = "example.test"
 
@@ -70,7 +70,7 @@ async def probe(
             "domains": [{"domain": domain, "dkim_selectors": list(selectors)}],
         }
     )
-    deps = RunnerDeps(
+    deps = Runtime(
         make_resolver([server.address], attempt_timeout=lifetime, lifetime=lifetime), config
     )
     (target,) = PROBES["dns"].targets(config)

@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from exporter.config import parse_config
-from exporter.dnsclient import make_resolver
+from exporter.net.dnsclient import make_resolver
 from exporter.probes import PROBES
-from exporter.runner import RunnerDeps, run_probe
+from exporter.runner import Runtime, run_probe
 
 ZONE_TEMPLATE = """\
 $ORIGIN knot.test.
@@ -98,7 +98,7 @@ async def test_dns_probe_against_knot(knot: int) -> None:
         {"global": {"nameservers": [ns]},
          "domains": [{"domain": "knot.test", "dkim_selectors": ["s1", "s2"]}]}
     )  # fmt: skip
-    deps = RunnerDeps(make_resolver(config.global_.nameservers), config)
+    deps = Runtime(make_resolver(config.global_.nameservers), config)
     (target,) = PROBES["dns"].targets(config)
     rec = await run_probe(PROBES["dns"], target, deps)
     assert rec.success, rec.result.error

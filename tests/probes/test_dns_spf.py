@@ -14,9 +14,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.collector import exposition
 from exporter.config import parse_config
-from exporter.dnsclient import make_resolver
+from exporter.net.dnsclient import make_resolver
 from exporter.probes import PROBES
-from exporter.runner import RunnerDeps, RunRecord, run_probe
+from exporter.results import RunRecord
+from exporter.runner import Runtime, run_probe
 
 DOMAIN = "example.test"
 
@@ -62,7 +63,7 @@ async def scrape(server: DnsServer, sending_ips: list[str] | None = None,
     kind = PROBES["dns"]
     (target,) = kind.targets(config)
     resolver = make_resolver([server.address], attempt_timeout=lifetime, lifetime=lifetime)
-    record = await run_probe(kind, target, RunnerDeps(resolver, config))
+    record = await run_probe(kind, target, Runtime(resolver, config))
     series: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
     for family in text_string_to_metric_families(exposition([record])):
         for s in family.samples:

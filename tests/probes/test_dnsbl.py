@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,11 +22,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.collector import exposition
 from exporter.config import BlacklistsConfig, ConfigError, parse_config
-from exporter.dnsclient import DnsTempError, make_resolver
 from exporter.findings import CATALOGUE
+from exporter.net.dnsbulk import BulkLookups, encode_name
+from exporter.net.dnsclient import make_resolver
+from exporter.net.dnsmodel import DnsTempError
 from exporter.probes import PROBES
 from exporter.probes.dnsbl import DnsblJob, DnsblProbe, TtlCache
-from exporter.probes.dnsbl_lookup import UdpLookups, encode_name
 from exporter.probes.dnsbl_zones import (
     KNOWN_ZONES,
     NOT_LISTED,
@@ -37,7 +39,8 @@ from exporter.probes.dnsbl_zones import (
     reverse_ip,
     zone_info,
 )
-from exporter.runner import RunnerDeps, RunRecord, run_probe
+from exporter.results import RunRecord
+from exporter.runner import Runtime, run_probe
 
 IP = "192.0.2.10"
 IP_REV = "10.2.0.192"
@@ -339,16 +342,34 @@ def config_for(
     }
 
 
-async def run_all(
-    probe: DnsblProbe, raw: dict[str, object], *, lifetime: float = 1.0
-) -> dict[str, RunRecord]:
+def runtime_for(raw: dict[str, object], *, lifetime: float = 1.0) -> Runtime:
+    """A runtime for a config: what the daemon keeps across the runs of one config."""
     config = parse_config(raw)
     resolver = make_resolver(config.global_.nameservers, attempt_timeout=lifetime / 2,
                              lifetime=lifetime)  # fmt: skip
-    deps = RunnerDeps(resolver, config)
-    targets = probe.targets(config)
-    records = await asyncio.gather(*(run_probe(probe, t, deps) for t in targets))
+    return Runtime(resolver, config)
+
+
+async def run_all(
+    probe: DnsblProbe,
+    raw: dict[str, object],
+    *,
+    lifetime: float = 1.0,
+    runtime: Runtime | None = None,
+) -> dict[str, RunRecord]:
+    """Every target once, on ``runtime`` (kept by the caller) or a fresh runtime closed after."""
+    rt = runtime or runtime_for(raw, lifetime=lifetime)
+    try:
+        targets = probe.targets(rt.config)
+        records = await asyncio.gather(*(run_probe(probe, t, rt) for t in targets))
+    finally:
+        if runtime is None:
+            await rt.aclose()
     return {r.target.name: r for r in records}
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
 
 
 def scrape(records: dict[str, RunRecord]) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -524,7 +545,9 @@ async def test_one_query_per_target_and_zone_and_one_self_test(dns_server: DnsSe
         healthy_zone(dns_server, zone)
     probe = DnsblProbe()
     raw = config_for(dns_server, ips=ips, ip_zones=["lista.test", "listb.test"])
-    records = await run_all(probe, raw)
+    fds = open_fds()
+    rt = runtime_for(raw)
+    records = await run_all(probe, raw, runtime=rt)
     assert all(r.success for r in records.values())
     for ip in ips:
         for zone in ("lista.test", "listb.test"):
@@ -532,14 +555,15 @@ async def test_one_query_per_target_and_zone_and_one_self_test(dns_server: DnsSe
     # 40 IP jobs and the zone job ran at once: the self-test was asked once per zone.
     assert asked(dns_server, "2.0.0.127.lista.test") == 1
     assert asked(dns_server, "1.0.0.127.lista.test") == 1
-    # A second run within half an interval reuses answers; a new probe object asks again.
+    # A second run within half an interval reuses answers; a new config's runtime asks again.
     before = len(dns_server.queries)
-    await run_all(probe, raw)
+    await run_all(probe, raw, runtime=rt)
     zone_jobs_only = len(dns_server.queries) - before
     assert zone_jobs_only == 4  # the zone jobs always re-test: 2 zones x 2 entries
-    await run_all(DnsblProbe(), raw)
+    await rt.aclose()
+    await run_all(probe, raw)
     assert asked(dns_server, f"{rev(ips[0])}.lista.test") == 2
-    assert probe._engines == {}  # sockets closed once no run holds them
+    assert open_fds() == fds  # every socket closed with its runtime
 
 
 async def test_timeouts_are_not_cached(dns_server: DnsServer) -> None:
@@ -547,10 +571,12 @@ async def test_timeouts_are_not_cached(dns_server: DnsServer) -> None:
     dns_server.timeout.add(f"{IP_REV}.ok.test")
     probe = DnsblProbe()
     raw = config_for(dns_server, ip_zones=["ok.test"])
-    first = await run_all(probe, raw, lifetime=0.4)
+    rt = runtime_for(raw, lifetime=0.4)
+    first = await run_all(probe, raw, runtime=rt)
     assert not first[IP].success
     dns_server.timeout.clear()
-    second = await run_all(probe, raw, lifetime=0.4)
+    second = await run_all(probe, raw, runtime=rt)
+    await rt.aclose()
     assert second[IP].success
     assert metric(scrape(second), "dnsbl_listed", target=IP, zone="ok.test") == 0
 
@@ -559,11 +585,12 @@ async def test_probe_timeout_leaves_nothing_behind(dns_server: DnsServer) -> Non
     healthy_zone(dns_server, "ok.test")
     dns_server.timeout.add(f"{IP_REV}.ok.test")
     probe = DnsblProbe()
+    fds = open_fds()
     records = await run_all(probe, config_for(dns_server, ip_zones=["ok.test"], timeout="300ms"),
                             lifetime=5.0)  # fmt: skip
     assert records[IP].result.error == "timed out after 0.3s"
     await asyncio.sleep(0)  # let the cancelled lookups settle
-    assert probe._engines == {}
+    assert open_fds() == fds
 
 
 async def test_long_txt_reason_over_tcp(dns_server: DnsServer) -> None:
@@ -584,7 +611,7 @@ async def test_engine_fails_over_to_the_next_nameserver(dns_server: DnsServer) -
     listing(dns_server, name, "127.0.0.4")
     with DnsServer() as refusing:
         refusing.refused.add(name)
-        engine = UdpLookups([("127.0.0.1", refusing.port), ("127.0.0.1", dns_server.port)],
+        engine = BulkLookups([("127.0.0.1", refusing.port), ("127.0.0.1", dns_server.port)],
                             attempt_timeout=0.5, lifetime=1.0, max_in_flight=4)  # fmt: skip
         try:
             answer = await asyncio.wait_for(engine.query(name), 5)
@@ -599,7 +626,7 @@ async def test_engine_reports_refused_and_unreachable(dns_server: DnsServer) -> 
     dns_server.refused.add(name)
     with DnsServer() as stopped:
         dead_port = stopped.port
-    engine = UdpLookups([("127.0.0.1", dns_server.port), ("127.0.0.1", dead_port)],
+    engine = BulkLookups([("127.0.0.1", dns_server.port), ("127.0.0.1", dead_port)],
                         attempt_timeout=0.5, lifetime=1.0, max_in_flight=4)  # fmt: skip
     try:
         with pytest.raises(DnsTempError) as err:
@@ -613,7 +640,7 @@ async def test_engine_reports_refused_and_unreachable(dns_server: DnsServer) -> 
 async def test_engine_bounds_questions_in_flight(dns_server: DnsServer) -> None:
     names = [f"{i}.slow.test" for i in range(10)]
     dns_server.timeout.update(names)
-    engine = UdpLookups([("127.0.0.1", dns_server.port)], attempt_timeout=5.0, lifetime=5.0,
+    engine = BulkLookups([("127.0.0.1", dns_server.port)], attempt_timeout=5.0, lifetime=5.0,
                         max_in_flight=3)  # fmt: skip
     try:
         futures = [engine.query(n) for n in names]
@@ -658,7 +685,7 @@ async def test_engine_ignores_replies_to_other_questions() -> None:
     loop = asyncio.get_running_loop()
     transport, _ = await loop.create_datagram_endpoint(_Forger, local_addr=("127.0.0.1", 0))
     port = transport.get_extra_info("sockname")[1]
-    engine = UdpLookups([("127.0.0.1", port)], attempt_timeout=0.5, lifetime=1.0, max_in_flight=4)
+    engine = BulkLookups([("127.0.0.1", port)], attempt_timeout=0.5, lifetime=1.0, max_in_flight=4)
     try:
         answer = await asyncio.wait_for(engine.query(f"{IP_REV}.lista.test"), 5)
     finally:
@@ -717,32 +744,38 @@ async def test_non_plain_dns_nameservers_go_through_the_shared_client(
     config = parse_config(config_for(dns_server, ip_zones=["lista.test", "refuse.test"]))
     resolver = make_resolver(config.global_.nameservers, attempt_timeout=0.5, lifetime=1.0)
     resolver.nameservers = [_Relay(dns.nameserver.Do53Nameserver("127.0.0.1", dns_server.port))]
-    deps = RunnerDeps(resolver, config)
+    deps = Runtime(resolver, config)
     probe = DnsblProbe()
+    fds = open_fds()
     records = {r.target.name: r for r in await asyncio.gather(
         *(run_probe(probe, t, deps) for t in probe.targets(config)))}  # fmt: skip
+    await deps.aclose()
     series = scrape(records)
     assert metric(series, "dnsbl_listed", target=IP, zone="lista.test") == 1
     assert "relayed reason" in findings(records[IP])[("ip_listed", "lista.test")]
     assert metric(series, "dnsbl_zone_healthy", zone="refuse.test") == 0
     assert metric(series, "dnsbl_query_success", target=IP, zone="refuse.test") == 0
-    assert probe._engines == {}
+    assert open_fds() == fds
 
 
 def test_state_kept_from_another_event_loop_is_usable(dns_server: DnsServer) -> None:
-    """The probe object outlives event loops (tests, `check`): a self-test result known from an
-    earlier loop mixes with one made in this loop."""
+    """A runtime may outlive an event loop (tests): a self-test result known from an earlier
+    loop mixes with one made in this loop."""
     for zone in ("lista.test", "listb.test"):
         healthy_zone(dns_server, zone)
     probe = DnsblProbe()
-    first = asyncio.run(run_all(probe, config_for(dns_server, ip_zones=["lista.test"])))
-    assert first[IP].success
     raw = config_for(dns_server, ip_zones=["lista.test", "listb.test"])
-    config = parse_config(raw)
-    deps = RunnerDeps(make_resolver(config.global_.nameservers, attempt_timeout=0.5,
-                                    lifetime=1.0), config)  # fmt: skip
-    (target,) = [t for t in probe.targets(config) if t.name == IP]
-    second = asyncio.run(run_probe(probe, target, deps))  # the IP job alone: no fresh zone tests
+    rt = runtime_for(raw)
+    only_a = parse_config(config_for(dns_server, ip_zones=["lista.test"]))
+    first_targets = probe.targets(only_a)
+
+    async def first_loop() -> list[RunRecord]:
+        return list(await asyncio.gather(*(run_probe(probe, t, rt) for t in first_targets)))
+
+    first = {r.target.name: r for r in asyncio.run(first_loop())}
+    assert first[IP].success
+    (target,) = [t for t in probe.targets(rt.config) if t.name == IP]
+    second = asyncio.run(run_probe(probe, target, rt))  # the IP job alone: no fresh zone tests
     assert second.success, second.result.error
     assert asked(dns_server, "2.0.0.127.lista.test") == 1  # known from the first loop
     assert asked(dns_server, "2.0.0.127.listb.test") == 1

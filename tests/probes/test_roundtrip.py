@@ -40,11 +40,12 @@ from servers.mail import (
 
 from exporter.collector import exposition
 from exporter.config import ConfigError, parse_config
-from exporter.dnsclient import make_resolver
+from exporter.net.dnsclient import make_resolver
 from exporter.probes import PROBES
-from exporter.probes.base import Target
 from exporter.probes.roundtrip import HEADER, RoundtripProbe
-from exporter.runner import RunnerDeps, RunRecord, run_probe
+from exporter.results import RunRecord, Target
+from exporter.runner import Runtime, run_probe
+from exporter.storage import Store
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -202,11 +203,20 @@ def make_config(dns: DnsServer, certs: MailCerts, dovecot: Dovecot, pwfile: Path
     )
 
 
-async def run(config: Any, dns: DnsServer, probe: RoundtripProbe | None = None) -> RunRecord:
+async def run(
+    config: Any,
+    dns: DnsServer,
+    probe: RoundtripProbe | None = None,
+    runtime: Runtime | None = None,
+) -> RunRecord:
+    """One run, on ``runtime`` (what the daemon keeps across the runs of a config) or a new
+    one."""
     probe = probe or RoundtripProbe()
     (target,) = probe.targets(config)
-    resolver = make_resolver([dns.address], attempt_timeout=1.0, lifetime=1.0)
-    return await run_probe(probe, target, RunnerDeps(resolver, config))
+    if runtime is None:
+        resolver = make_resolver([dns.address], attempt_timeout=1.0, lifetime=1.0)
+        runtime = Runtime(resolver, config)
+    return await run_probe(probe, target, runtime)
 
 
 def values(rec: RunRecord) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -342,17 +352,43 @@ async def test_message_that_never_arrives_keeps_last_success(
     probe = RoundtripProbe()
     config = make_config(dns_server, certs, dovecot, imap_password_file, smtp=plain_smtp(port),
                          timeout="1500ms")  # fmt: skip
-    ok = await run(config, dns_server, probe)
+    resolver = make_resolver([dns_server.address], attempt_timeout=1.0, lifetime=1.0)
+    runtime = Runtime(resolver, config)
+    ok = await run(config, dns_server, probe, runtime)
     assert value(ok, "roundtrip_success") == 1
     last = value(ok, "roundtrip_last_success_timestamp_seconds")
     handler.mode = "drop"
-    lost = await run(config, dns_server, probe)
+    lost = await run(config, dns_server, probe, runtime)
     assert lost.result.error is None  # it ran to completion: the mail did not arrive
     assert codes(lost) == {"roundtrip_not_delivered"}
     assert value(lost, "roundtrip_success") == 0
     assert value(lost, "roundtrip_duration_seconds") is None
     assert value(lost, "roundtrip_send_duration_seconds") is not None
     assert value(lost, "roundtrip_last_success_timestamp_seconds") == last
+
+
+async def test_last_success_survives_a_restart_through_the_store(
+    dns_server: DnsServer, certs: MailCerts, dovecot: Dovecot,
+    receiver: tuple[Receiver, int], imap_password_file: Path, tmp_path: Path,
+) -> None:  # fmt: skip
+    handler, port = receiver
+    config = make_config(dns_server, certs, dovecot, imap_password_file, smtp=plain_smtp(port),
+                         timeout="1500ms")  # fmt: skip
+    resolver = make_resolver([dns_server.address], attempt_timeout=1.0, lifetime=1.0)
+    store = await Store.open(tmp_path)
+    ok = await run(config, dns_server, runtime=Runtime(resolver, config, store=store))
+    last = value(ok, "roundtrip_last_success_timestamp_seconds")
+    assert last is not None
+    await store.aclose()
+    handler.mode = "drop"  # after the restart the mail is lost: the last success is the old one
+    store = await Store.open(tmp_path)
+    lost = await run(config, dns_server, runtime=Runtime(resolver, config, store=store))
+    await store.aclose()
+    assert value(lost, "roundtrip_success") == 0
+    assert value(lost, "roundtrip_last_success_timestamp_seconds") == last
+    # Without the store (a fresh runtime, as `check` runs it) nothing is remembered.
+    none = await run(config, dns_server)
+    assert value(none, "roundtrip_last_success_timestamp_seconds") is None
 
 
 async def test_late_arrival_is_cleaned_up_by_the_next_run(
@@ -549,7 +585,7 @@ async def test_a_failing_round_trip_does_not_delay_other_probes(
                                "domains": [{"domain": "example.test"}]})  # fmt: skip
     (dns_target,) = PROBES["dns"].targets(dns_config)
     resolver = make_resolver([dns_server.address], attempt_timeout=1.0, lifetime=1.0)
-    other = await run_probe(PROBES["dns"], dns_target, RunnerDeps(resolver, dns_config))
+    other = await run_probe(PROBES["dns"], dns_target, Runtime(resolver, dns_config))
     assert other.target.probe == "dns"
     assert not slow.done()  # the other probe finished while the round trip still waits
     rec = await slow

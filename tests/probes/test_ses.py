@@ -28,10 +28,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.collector import exposition
 from exporter.config import ConfigError, parse_config
-from exporter.dnsclient import make_resolver
 from exporter.findings import CATALOGUE, CRITICAL, WARNING
-from exporter.probes import PROBES, ses
-from exporter.probes.base import ProbeResult, Target
+from exporter.net.dnsclient import make_resolver
+from exporter.probes import PROBES, ses, ses_aws
 from exporter.probes.providers import (
     BOUNCE_CRITICAL,
     BOUNCE_WARNING,
@@ -41,7 +40,8 @@ from exporter.probes.providers import (
     quota_level,
     rate_level,
 )
-from exporter.runner import RunnerDeps, RunRecord, run_probe
+from exporter.results import ProbeResult, RunRecord, Target
+from exporter.runner import Runtime, run_probe
 
 REGION = "us-east-1"
 ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
@@ -97,26 +97,18 @@ def shared_front(moto_url: str) -> Iterator[AwsFront]:
         yield server
     finally:
         server.stop()
-        ses.clear_client_cache()
 
 
 @pytest.fixture
 def front(moto_url: str, shared_front: AwsFront) -> AwsFront:
-    """The front server, reset, over a reset moto. Cached boto3 clients (built with the dummy
-    environment credentials) are reused between tests, as between runs in production; tests
-    that change the credentials clear the cache."""
+    """The front server, reset, over a reset moto. Each run gets a fresh runtime, so boto3
+    clients are built anew with the test's environment (production reuses them between runs of
+    one config)."""
     req = urllib.request.Request(moto_url + "/moto-api/reset", method="POST")
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert resp.status == 200
     shared_front.reset()
     return shared_front
-
-
-@pytest.fixture
-def fresh_clients() -> Iterator[None]:
-    ses.clear_client_cache()
-    yield
-    ses.clear_client_cache()
 
 
 def client(front: AwsFront, service: str) -> Any:
@@ -135,15 +127,27 @@ def config_for(*entries: dict[str, Any], timeout: str = "10s") -> Any:
     return parse_config({"global": {"timeout": timeout}, "ses": list(entries)})
 
 
-async def run(front: AwsFront | None, probe_timeout: str = "10s", **entry: Any) -> RunRecord:
+async def run(
+    front: AwsFront | None,
+    probe_timeout: str = "10s",
+    runtime: Runtime | None = None,
+    **entry: Any,
+) -> RunRecord:
+    """One run of one entry on ``runtime`` (kept by the caller, as the daemon keeps one per
+    config) or on a fresh runtime closed afterwards."""
     entry.setdefault("region", REGION)
     entry.setdefault("max_attempts", 1)
     if front is not None:
         entry.setdefault("endpoint_url", front.url)
     config = config_for(entry, timeout=probe_timeout)
     (target,) = PROBES["ses"].targets(config)
-    deps = RunnerDeps(make_resolver(["127.0.0.1:53"]), config)
-    return await run_probe(PROBES["ses"], target, deps)
+    if runtime is not None:
+        return await run_probe(PROBES["ses"], target, runtime)
+    fresh = Runtime(make_resolver(["127.0.0.1:53"]), config)
+    try:
+        return await run_probe(PROBES["ses"], target, fresh)
+    finally:
+        await fresh.aclose()
 
 
 def values(result: ProbeResult) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -559,7 +563,6 @@ async def test_endpoint_down() -> None:
     assert rec.result.samples == [] and rec.result.findings == []
 
 
-@pytest.mark.usefixtures("fresh_clients")
 async def test_no_credentials(front: AwsFront, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name)
@@ -587,7 +590,7 @@ async def test_other_targets_unaffected(front: AwsFront) -> None:
         {"region": REGION, "endpoint_url": front.url, "max_attempts": 1},
         {"region": "eu-west-1", "endpoint_url": closed_port_url(), "max_attempts": 1},
     )
-    deps = RunnerDeps(make_resolver(["127.0.0.1:53"]), config)
+    deps = Runtime(make_resolver(["127.0.0.1:53"]), config)
     targets = PROBES["ses"].targets(config)
     records = await asyncio.gather(*(run_probe(PROBES["ses"], t, deps) for t in targets))
     families = {f.name: f for f in text_string_to_metric_families(exposition(list(records)))}
@@ -613,22 +616,28 @@ async def test_cloudwatch_endpoint_override(front: AwsFront) -> None:
 ROLE = "arn:aws:iam::123456789012:role/ses-monitor"
 
 
-@pytest.mark.usefixtures("fresh_clients")
 async def test_role_is_assumed_and_its_credentials_sign_the_calls(front: AwsFront) -> None:
-    rec = await run(front, role_arn=ROLE, external_id="ext-123", identities=["a.test"])
+    # One runtime for both runs, as the daemon keeps one per config: clients are reused.
+    runtime = Runtime(make_resolver(["127.0.0.1:53"]), config_for({"region": REGION}))
+    rec = await run(
+        front, runtime=runtime, role_arn=ROLE, external_id="ext-123", identities=["a.test"]
+    )
     assert rec.success, rec.result.error
     assume = [s for s in front.seen if s.operation == "sts:AssumeRole"]
     assert len(assume) == 1
     assert assume[0].access_key == ACCESS_KEY
     assert assume[0].form["RoleArn"] == ROLE
     assert assume[0].form["ExternalId"] == "ext-123"
-    assert assume[0].form["RoleSessionName"] == ses.ROLE_SESSION_NAME
+    assert assume[0].form["RoleSessionName"] == ses_aws.ROLE_SESSION_NAME
     others = [s for s in front.seen if not s.operation.startswith("sts:")]
     assert len(others) == 4
     keys = {s.access_key for s in others}
     assert len(keys) == 1 and ACCESS_KEY not in keys and keys.pop().startswith("ASIA")
     # the second run reuses the cached, still valid assumed credentials
-    rec2 = await run(front, role_arn=ROLE, external_id="ext-123", identities=["a.test"])
+    rec2 = await run(
+        front, runtime=runtime, role_arn=ROLE, external_id="ext-123", identities=["a.test"]
+    )
+    await runtime.aclose()
     assert rec2.result.error == rec.result.error
     assert [s.operation for s in front.seen].count("sts:AssumeRole") == 1
 
@@ -652,7 +661,6 @@ async def test_role_denied(front: AwsFront) -> None:
     assert all(s.operation == "sts:AssumeRole" for s in front.seen)
 
 
-@pytest.mark.usefixtures("fresh_clients")
 async def test_profile_credentials(
     front: AwsFront, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -694,7 +702,7 @@ async def test_no_secret_in_any_output(front: AwsFront, caplog: pytest.LogCaptur
         "sesv2:GetEmailIdentity",
         400,
         "BadRequestException",
-        "x" * (ses.MAX_MESSAGE - 20) + " {token}",
+        "x" * (ses_aws.MAX_MESSAGE - 20) + " {token}",
     )
     rec = await run(front, identities=["x.test"])
     assert not rec.success
@@ -768,12 +776,12 @@ def test_config_errors(entry: dict[str, Any], problem: str) -> None:
 
 
 def test_botocore_config_bounds_every_call() -> None:
-    cfg = ses.botocore_config(30.0, 3)
+    cfg = ses_aws.botocore_config(30.0, 3)
     assert cfg.read_timeout == 5.0 and cfg.connect_timeout == 5.0
     assert cfg.retries == {"total_max_attempts": 3, "mode": "standard"}
-    assert ses.attempt_timeout(2.0, 1) == 1.0
-    assert ses.attempt_timeout(0.1, 10) == 0.5
-    assert ses.attempt_timeout(600.0, 1) == 20.0
+    assert ses_aws.attempt_timeout(2.0, 1) == 1.0
+    assert ses_aws.attempt_timeout(0.1, 10) == 0.5
+    assert ses_aws.attempt_timeout(600.0, 1) == 20.0
 
 
 def test_run_target_settings_type() -> None:
@@ -830,15 +838,15 @@ _TEXT = st.text(st.characters(codec="ascii", exclude_categories=("Cc",)), max_si
 
 @given(_TEXT, _TEXT, st.sampled_from(SECRETS))
 def test_redact_removes_credentials(before: str, after: str, secret: str) -> None:
-    out = ses.redact(before + secret + after)
+    out = ses_aws.redact(before + secret + after)
     assert secret not in out
-    assert ses.redact(out) == out or ses.REDACTED in out
+    assert ses_aws.redact(out) == out or ses_aws.REDACTED in out
 
 
 @given(st.text(max_size=2000))
 def test_clean_message_is_bounded_single_line(message: str) -> None:
-    out = ses.clean_message(message)
-    assert len(out) <= ses.MAX_MESSAGE and "\n" not in out
+    out = ses_aws.clean_message(message)
+    assert len(out) <= ses_aws.MAX_MESSAGE and "\n" not in out
     assert "The Canonical String" not in out
 
 
@@ -848,13 +856,15 @@ def test_describe_error_never_leaks_a_prefix(pad: int, secret: str) -> None:
 
     message = "y" * pad + " " + secret + " tail"
     exc = ClientError({"Error": {"Code": "Bad", "Message": message}}, "GetAccount")
-    out = ses.describe_error("GetAccount", exc)
+    out = ses_aws.describe_error("GetAccount", exc)
     assert out.startswith("GetAccount: Bad")
     assert secret[:12] not in out
 
 
 def test_describe_error_for_unknown_exception() -> None:
-    assert ses.describe_error("GetAccount", RuntimeError(SECRET_KEY)) == "GetAccount: RuntimeError"
+    assert (
+        ses_aws.describe_error("GetAccount", RuntimeError(SECRET_KEY)) == "GetAccount: RuntimeError"
+    )
 
 
 def test_cbor_helper_round_trips_through_botocore() -> None:

@@ -30,13 +30,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.collector import exposition
 from exporter.config import ConfigError, parse_config
-from exporter.dnsclient import make_resolver
+from exporter.net.certs import dns_name_matches
+from exporter.net.dnsclient import make_resolver
+from exporter.net.smtp import Reply, SmtpProtocolError, parse_ehlo, parse_reply_line
 from exporter.probes import PROBES
-from exporter.probes.base import Finding, ProbeResult, Target
 from exporter.probes.tls import PROBE
-from exporter.probes.tls_smtp import Reply, SmtpProtocolError, parse_ehlo, parse_reply_line
-from exporter.probes.tls_verify import dns_name_matches
-from exporter.runner import RunnerDeps, run_probe
+from exporter.results import Finding, ProbeResult, Target
+from exporter.runner import Runtime, run_probe
 
 HOST = "mail.example.test"
 NOW = dt.datetime.now(dt.UTC)
@@ -424,7 +424,7 @@ async def test_multi_line_banner(ca: trustme.CA, ca_file: str, dns: DnsServer) -
 
 async def run_with_runner(dns: DnsServer, entry: dict[str, Any], target_timeout: float) -> Any:
     target, config = target_of(dns, entry, target_timeout)
-    deps = RunnerDeps(make_resolver([dns.address], attempt_timeout=1, lifetime=1), config)
+    deps = Runtime(make_resolver([dns.address], attempt_timeout=1, lifetime=1), config)
     return await run_probe(PROBES["tls"], target, deps)
 
 

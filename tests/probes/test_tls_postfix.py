@@ -25,8 +25,8 @@ from dnsserver import DnsServer
 from servers.mail import _MASTER_SERVICES, POSTFIX_MASTER, _stop, free_port
 
 from exporter.config import parse_config
-from exporter.probes.base import ProbeResult
 from exporter.probes.tls import PROBE
+from exporter.results import ProbeResult
 
 HOST = "mail.example.test"
 

@@ -2,7 +2,7 @@
 
 Each scenario's ``zonedata`` is served by :class:`dnsserver.DnsServer` over UDP/TCP; each test
 runs :func:`exporter.spf.evaluate.check_host` through the real resolver path
-(:class:`~exporter.dnsclient.DnsClient`). Zone-data conventions of the suite:
+(:class:`~exporter.net.dnsclient.DnsClient`). Zone-data conventions of the suite:
 
 * ``SPF`` entries are served as TXT too, unless the name has ``TXT`` entries of its own;
 * ``TXT: NONE`` only suppresses that duplication;
@@ -24,7 +24,7 @@ import pytest
 import yaml
 from dnsserver import DnsServer
 
-from exporter.dnsclient import DnsClient, make_resolver
+from exporter.net.dnsclient import DnsClient, make_resolver
 from exporter.spf.evaluate import check_host
 
 SUITE = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "rfc7208-tests.yml"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dnsserver import DnsServer
 
-from exporter.dnsclient import DnsClient, make_resolver
+from exporter.net.dnsclient import DnsClient, make_resolver
 from exporter.spf.evaluate import check_host, client_ip, split_sender, valid_check_domain
 
 

@@ -1,12 +1,12 @@
 """The ``dns`` probe: DNS authentication of one monitored domain (SPF, DMARC, DKIM, MX).
 
 One target per configured domain. The sub-checks run concurrently over one shared per-cycle
-:class:`~exporter.dnsclient.DnsClient` (so a name asked by two sub-checks is queried once) and
+:class:`~exporter.net.dnsclient.DnsClient` (so a name asked by two sub-checks is queried once) and
 their results are merged. A sub-check that meets a DNS temporary failure reports an error (so
 ``probe_success`` is 0 and nothing is claimed about that record) while the others still publish.
 
 Each sub-check lives in its own module with the signature
-``async def check(domain: DomainConfig, ctx: ProbeContext) -> ProbeResult``.
+``async def check(domain: DomainConfig, ctx: DnsContext) -> ProbeResult``.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from exporter.config import Config, DomainConfig
-from exporter.probes.base import ProbeContext, ProbeResult, Target
+from exporter.net.network import Network
 from exporter.probes.dns import dkim, dmarc, mx, spf
+from exporter.probes.dns.common import DnsContext, DnsResources
+from exporter.results import ProbeResult, Target
 
-SubCheck = Callable[[DomainConfig, ProbeContext], Awaitable[ProbeResult]]
+SubCheck = Callable[[DomainConfig, DnsContext], Awaitable[ProbeResult]]
 
 SUBCHECKS: tuple[tuple[str, SubCheck], ...] = (
     ("spf", spf.check),
@@ -31,11 +33,14 @@ SUBCHECKS: tuple[tuple[str, SubCheck], ...] = (
 class DnsProbe:
     name = "dns"
 
-    def targets(self, config: Config) -> list[Target]:
+    def targets(self, config: Config) -> list[Target[DomainConfig]]:
         return [Target.of(self.name, d.domain, d, config) for d in config.domains]
 
-    async def run(self, target: Target, ctx: ProbeContext) -> ProbeResult:
-        domain: DomainConfig = target.settings
+    def resources(self, config: Config, net: Network) -> DnsResources:
+        return DnsResources()
+
+    async def run(self, target: Target[DomainConfig], ctx: DnsContext) -> ProbeResult:
+        domain = target.settings
         results = await asyncio.gather(*(fn(domain, ctx) for _, fn in SUBCHECKS))
         merged = ProbeResult()
         for result in results:

@@ -1,12 +1,24 @@
-"""Helpers shared by the DNS sub-checks."""
+"""Helpers shared by the DNS sub-checks, and the ``dns`` probe's per-config resources."""
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable
 
-from exporter.dnsclient import DnsTempError
-from exporter.probes.base import ProbeResult, Sample, sample
+from exporter.net.dnsmodel import DnsTempError
+from exporter.probes.base import ProbeContext
+from exporter.results import ProbeResult, Sample, sample
+
+
+class DnsResources:
+    """What the ``dns`` probe keeps across the runs of one config (made by the runtime)."""
+
+    async def aclose(self) -> None:
+        return None
+
+
+DnsContext = ProbeContext[DnsResources]
+"""The context every DNS sub-check gets."""
 
 
 def checksum(domain: str, record: str, texts: Iterable[str]) -> Sample:

@@ -24,9 +24,9 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from exporter.config import DomainConfig
-from exporter.dnsclient import DnsTempError
-from exporter.probes.base import Finding, ProbeContext, ProbeResult, sample
-from exporter.probes.dns.common import checksum, dns_failure
+from exporter.net.dnsmodel import DnsTempError
+from exporter.probes.dns.common import DnsContext, checksum, dns_failure
+from exporter.results import Finding, ProbeResult, sample
 
 MIN_BITS = 1024
 GOOD_BITS = 2048
@@ -112,7 +112,7 @@ def parse_key(text: str) -> DkimKey:
     return DkimKey(key_type, key.key_size, revoked=False, testing=testing)
 
 
-async def _selector(domain: str, selector: str, ctx: ProbeContext) -> ProbeResult:
+async def _selector(domain: str, selector: str, ctx: DnsContext) -> ProbeResult:
     result = ProbeResult()
     qname = f"{selector}._domainkey.{domain}"
     try:
@@ -171,7 +171,7 @@ async def _selector(domain: str, selector: str, ctx: ProbeContext) -> ProbeResul
     return result
 
 
-async def check(domain: DomainConfig, ctx: ProbeContext) -> ProbeResult:
+async def check(domain: DomainConfig, ctx: DnsContext) -> ProbeResult:
     parts = await asyncio.gather(*(_selector(domain.domain, s, ctx) for s in domain.dkim_selectors))
     merged = ProbeResult()
     for part in parts:

@@ -16,9 +16,9 @@ from functools import lru_cache
 from publicsuffixlist import PublicSuffixList
 
 from exporter.config import DomainConfig
-from exporter.dnsclient import DnsTempError
-from exporter.probes.base import Finding, ProbeContext, ProbeResult, sample, state_set
-from exporter.probes.dns.common import checksum, dns_failure
+from exporter.net.dnsmodel import DnsTempError
+from exporter.probes.dns.common import DnsContext, checksum, dns_failure
+from exporter.results import Finding, ProbeResult, sample, state_set
 
 POLICIES = ("none", "quarantine", "reject")
 _STRENGTH = {p: i for i, p in enumerate(POLICIES)}
@@ -127,12 +127,12 @@ def organizational_domain(domain: str) -> str:
     return org if isinstance(org, str) else domain
 
 
-async def _lookup(ctx: ProbeContext, domain: str) -> list[str]:
+async def _lookup(ctx: DnsContext, domain: str) -> list[str]:
     answer = await ctx.dns.query(f"_dmarc.{domain}", "TXT")
     return [t for t in answer.texts() if is_dmarc(t)]
 
 
-async def check(domain: DomainConfig, ctx: ProbeContext) -> ProbeResult:
+async def check(domain: DomainConfig, ctx: DnsContext) -> ProbeResult:
     name = domain.domain
     result = ProbeResult()
     try:
@@ -203,7 +203,7 @@ async def check(domain: DomainConfig, ctx: ProbeContext) -> ProbeResult:
 
 
 async def _check_external_reports(
-    ctx: ProbeContext, domain: str, rec: DmarcRecord, result: ProbeResult
+    ctx: DnsContext, domain: str, rec: DmarcRecord, result: ProbeResult
 ) -> None:
     """RFC 7489 §7.1: a report destination outside the organizational domain must consent."""
     org = organizational_domain(domain)

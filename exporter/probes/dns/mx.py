@@ -11,19 +11,22 @@ import asyncio
 from dns.rdtypes.ANY.MX import MX
 
 from exporter.config import DomainConfig
-from exporter.dnsclient import DnsTempError, is_ip_address
-from exporter.probes.base import Finding, ProbeContext, ProbeResult, sample
-from exporter.probes.dns.common import checksum, dns_failure
+from exporter.net.addr import is_ip_address
+from exporter.net.dnsmodel import DnsTempError
+from exporter.probes.dns.common import DnsContext, checksum, dns_failure
+from exporter.results import Finding, ProbeResult, sample
 
 
-async def _host(host: str, ctx: ProbeContext) -> tuple[bool, str]:
-    """(resolves, canonical name if the host is an alias)."""
-    a, aaaa = await asyncio.gather(ctx.dns.query(host, "A"), ctx.dns.query(host, "AAAA"))
-    resolves = a.exists or aaaa.exists
-    return resolves, a.canonical_name or aaaa.canonical_name
+async def _host(host: str, ctx: DnsContext) -> tuple[bool, str]:
+    """(resolves, canonical name if the host is an alias); DnsTempError when either lookup
+    could not tell (an MX host is only "unresolvable" when both answered)."""
+    found = await ctx.dns.resolve_host(host)
+    if found.failures:
+        raise found.failures[0]
+    return found.exists, found.canonical_name
 
 
-async def check(domain: DomainConfig, ctx: ProbeContext) -> ProbeResult:
+async def check(domain: DomainConfig, ctx: DnsContext) -> ProbeResult:
     name = domain.domain
     result = ProbeResult()
     try:

@@ -11,16 +11,16 @@ from __future__ import annotations
 import asyncio
 
 from exporter.config import DomainConfig
-from exporter.dnsclient import DnsTempError
-from exporter.probes.base import Finding, ProbeContext, ProbeResult, sample, state_set
-from exporter.probes.dns.common import checksum, dns_failure
+from exporter.net.dnsmodel import DnsTempError
+from exporter.probes.dns.common import DnsContext, checksum, dns_failure
+from exporter.results import Finding, ProbeResult, sample, state_set
 from exporter.spf.analysis import analyze
 from exporter.spf.evaluate import RESULTS, SpfResult, check_host
 
 ALL_QUALIFIERS = ("pass", "neutral", "softfail", "fail", "none")
 
 
-async def check(domain: DomainConfig, ctx: ProbeContext) -> ProbeResult:
+async def check(domain: DomainConfig, ctx: DnsContext) -> ProbeResult:
     name = domain.domain
     try:
         analysis = await analyze(name, ctx.dns)

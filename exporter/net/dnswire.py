@@ -1,17 +1,17 @@
 """A fast reader for the common simple DNS reply, and a fast encoder for plain query names.
 
-Why hand-written: the shared UDP transport (:class:`exporter.dnsclient._UdpTransport`) read every
-reply with dnspython's ``dns.message.from_wire`` and ``resolve_chaining``, 145-245 microseconds
-of CPU for the one-record replies a probe cycle gets (TXT 147 us, DKIM TXT 164 us, MX with one
-glue A 245 us, NODATA with a SOA 240 us): the biggest single piece of the CPU of a 1,000-domain
-DNS cycle (7,030 replies). ``bench/dnswire_bench.py`` measures both on knot's replies for the
-scale bench's zones: reading them here and constructing the same dnspython rdata objects
-directly (about 10 us of it per record) costs 23-33 us for a one-record answer and 7-8 us for a
-NODATA or NXDOMAIN, against 200-390 us through dnspython on the same (loaded) machine, 8-47x
-less. In the 1,000-domain cycle (``bench/cycle.py --kinds dns``) it reads all 7,030 replies,
-and the cycle's CPU went from 4.3-5.1 s to 2.7-3.0 s (the same tree with it switched off and
-on). Likewise :func:`name_to_wire`: 2-2.5 us where ``dns.name.from_text(name).to_wire()`` costs
-8-11 us.
+Why hand-written: the shared UDP transport (:class:`exporter.net.dnstransport.UdpTransport`)
+read every reply with dnspython's ``dns.message.from_wire`` and ``resolve_chaining``, 145-245
+microseconds of CPU for the one-record replies a probe cycle gets (TXT 147 us, DKIM TXT 164 us,
+MX with one glue A 245 us, NODATA with a SOA 240 us): the biggest single piece of the CPU of a
+1,000-domain DNS cycle (7,030 replies). ``bench/dnswire_bench.py`` measures both on knot's
+replies for the scale bench's zones: reading them here and constructing the same dnspython rdata
+objects directly (about 10 us of it per record) costs 23-33 us for a one-record answer and 7-8
+us for a NODATA or NXDOMAIN, against 200-390 us through dnspython on the same (loaded) machine,
+8-47x less. In the 1,000-domain cycle (``bench/cycle.py --kinds dns``) it reads all 7,030
+replies, and the cycle's CPU went from 4.3-5.1 s to 2.7-3.0 s (the same tree with it switched
+off and on). Likewise :func:`name_to_wire`: 2-2.5 us where
+``dns.name.from_text(name).to_wire()`` costs 8-11 us.
 
 :func:`read_reply` is deliberately *stricter* than dnspython, never more lenient: whenever it
 returns a :class:`FastReply`, ``dns.message.from_wire(wire, ignore_trailing=True)`` followed by
@@ -136,7 +136,7 @@ def plain_name_to_wire(name: str) -> bytes | None:
 
     Plain: labels of 1-63 letters, digits, '-' and '_', an optional final dot, at most 255 bytes
     in wire form. Also the encoder of the dnsbl probe's query names
-    (:func:`exporter.probes.dnsbl_lookup.encode_name`).
+    (:func:`exporter.net.dnsbulk.encode_name`).
     """
     if not (name.isascii() and _PLAIN_NAME.fullmatch(name)):
         return None

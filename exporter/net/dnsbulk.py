@@ -1,12 +1,14 @@
-"""Bulk lookups for blacklist queries: many small questions over a few shared UDP sockets.
+"""Bulk lookups (the blacklist probe's): many small questions over a few shared UDP sockets.
 
-Why not :class:`exporter.dnsclient.DnsClient`: dnspython's resolver opens, binds and closes one
+Offered to probes through :meth:`exporter.net.network.Network.bulk_lookups`.
+
+Why not :class:`exporter.net.dnsclient.DnsClient`: dnspython's resolver opens, binds and closes one
 socket per query and runs its whole resolution machinery for each, about 0.8 ms of CPU per
 lookup on the project's machines: 6.4 s for one cycle of 1,000 IPs x 8 zones, most of it spent on
 answers that are a bare NXDOMAIN. The transport is the shared client's own UDP transport
-(:class:`exporter.dnsclient._UdpTransport`: one connected socket per nameserver, replaced every
-:data:`~exporter.dnsclient.QUERIES_PER_SOCKET` questions, replies matched by message ID and
-question, TCP on truncation); what this module adds is the blacklist side of it:
+(:class:`exporter.net.dnstransport.UdpTransport`: one connected socket per nameserver, replaced
+every :data:`~exporter.net.dnstransport.QUERIES_PER_SOCKET` questions, replies matched by
+message ID and question, TCP on truncation); what this module adds is the blacklist side of it:
 
 * the question's name encoded by :func:`encode_name` (hand-written: dnspython's ``Name``
   parsing was 40% of the CPU of a 1,000-IP cycle), and names that are not host names refused
@@ -17,8 +19,8 @@ question, TCP on truncation); what this module adds is the blacklist side of it:
 * not the shared client's answer cache: the probe keeps its own (half an interval), and its
   self-tests must see fresh answers.
 
-Results are the shared client's types: a :class:`~exporter.dnsclient.DnsAnswer`, or a
-:class:`~exporter.dnsclient.DnsTempError` (timeout, SERVFAIL, REFUSED, malformed reply) set on
+Results are the shared client's types: a :class:`~exporter.net.dnsmodel.DnsAnswer`, or a
+:class:`~exporter.net.dnsmodel.DnsTempError` (timeout, SERVFAIL, REFUSED, malformed reply) set on
 the future, so the probe reads them exactly as it reads :class:`DnsClient` answers.
 """
 
@@ -29,8 +31,10 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from exporter.dnsclient import DnsAnswer, DnsTempError, _UdpTransport, normalize_name
-from exporter.dnswire import plain_name_to_wire
+from exporter.net.addr import normalize_name
+from exporter.net.dnsmodel import DnsAnswer, DnsTempError
+from exporter.net.dnstransport import UdpTransport
+from exporter.net.dnswire import plain_name_to_wire
 
 _RDTYPES = ("A", "TXT")
 
@@ -38,7 +42,7 @@ _RDTYPES = ("A", "TXT")
 def encode_name(name: str) -> bytes:
     """A host name (letters, digits, '-', '_') in DNS wire form, lower-cased.
 
-    Hand-written (:func:`exporter.dnswire.plain_name_to_wire`) because dnspython's ``Name``
+    Hand-written (:func:`exporter.net.dnswire.plain_name_to_wire`) because dnspython's ``Name``
     parsing was 40% of the CPU of a 1,000-IP cycle; blacklist query names are reversed IPs and
     validated zone and domain names, so the plain LDH form is all that is needed. Raises
     ValueError for anything else.
@@ -67,7 +71,7 @@ class _Question(asyncio.Future[DnsAnswer]):
         return super().cancel(msg)
 
 
-class UdpLookups:
+class BulkLookups:
     """Lookups over shared UDP sockets for one event loop; :meth:`close` when done."""
 
     def __init__(
@@ -81,7 +85,7 @@ class UdpLookups:
         if not servers:
             raise ValueError("no nameservers")
         self._loop = asyncio.get_running_loop()
-        self._transport = _UdpTransport(
+        self._transport = UdpTransport(
             self._loop,
             servers,
             attempt_timeout=attempt_timeout,

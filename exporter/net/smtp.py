@@ -11,7 +11,7 @@ PLAIN/LOGIN (RFC 4954, 4616).
 Every step is a method the caller drives under one deadline (``asyncio.timeout_at``); each records
 its ``stage`` first so that a timeout names the step that stalled. The TLS handshake uses a
 non-verifying context (any version, any cipher) so that an expired, self-signed or misnamed
-certificate is still fetched; judging it is :mod:`exporter.probes.tls_verify`'s job.
+certificate is still fetched; judging it is :mod:`exporter.net.certs`'s job.
 """
 
 from __future__ import annotations
