@@ -10,9 +10,17 @@ guarded EXPUNGE), IDLE/DONE and LOGOUT. Responses are read line by line with lit
 (``{n}``) taken whole, so a message header containing anything at all cannot desynchronize it.
 
 Errors: :class:`ImapConnectError` (TCP, timeouts, connection lost), :class:`ImapTlsError`
-(handshake or certificate), :class:`ImapLoginError` (credentials refused) and
-:class:`ImapCommandError` (NO/BAD/BYE), all :class:`ImapError`. The password is never sent to a
-log nor included in an exception.
+(handshake or certificate), :class:`ImapLoginError` (credentials refused),
+:class:`ImapCommandError` (NO/BAD/BYE) and :class:`ImapLimitError` (the server sent more than a
+probe ever needs), all :class:`ImapError`. The password is never sent to a log nor included in an
+exception.
+
+Limits: what the probe reads is a few header fields and a search result, so a server cannot make
+it hold more than :data:`LINE_LIMIT` per line, :data:`LITERAL_LIMIT` per literal,
+:data:`RESPONSE_LIMIT` per response and :data:`COMMAND_LIMIT` bytes or
+:data:`UNTAGGED_LIMIT` untagged responses per command (one response of 40 literals of 16 MB
+took 767 MB; a flood of untagged lines 1.73 GB). Past one, the connection is dropped and the run
+fails with :class:`ImapLimitError` naming the limit.
 """
 
 from __future__ import annotations
@@ -25,7 +33,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 LINE_LIMIT = 1 << 20
-LITERAL_LIMIT = 16 << 20
+"""Bytes in one response line: a UID SEARCH answer of ~100,000 UIDs."""
+LITERAL_LIMIT = 1 << 20
+"""Bytes in one literal: the probe fetches header fields, a few KB."""
+RESPONSE_LIMIT = 4 << 20
+"""Bytes in one response, its lines and literals together."""
+COMMAND_LIMIT = 16 << 20
+"""Bytes of all the untagged responses to one command (or one IDLE wait)."""
+UNTAGGED_LIMIT = 10_000
+"""Untagged responses to one command (or one IDLE wait)."""
 
 _LITERAL_AT_END = re.compile(rb"\{(\d{1,9})\+?\}\r\n$")
 _CAPABILITY_CODE = re.compile(rb"\[CAPABILITY ([^\]]*)\]", re.I)
@@ -54,6 +70,10 @@ class ImapCommandError(ImapError):
     """A command failed (NO/BAD) or the server said BYE."""
 
 
+class ImapLimitError(ImapError):
+    """The server sent more than the client accepts (see the module's limits)."""
+
+
 @dataclass(frozen=True)
 class ImapResponse:
     tag: str
@@ -61,6 +81,8 @@ class ImapResponse:
     text: bytes
     """The response after the tag, literals replaced by their ``{n}`` markers."""
     literals: tuple[bytes, ...] = ()
+    size: int = 0
+    """Bytes the response took on the wire (lines and literals)."""
 
     @property
     def status(self) -> str:
@@ -212,9 +234,9 @@ class ImapClient:
         except asyncio.IncompleteReadError:
             self.broken = True
             raise ImapConnectError("the server closed the connection") from None
-        except asyncio.LimitOverrunError:
+        except (asyncio.LimitOverrunError, ValueError):
             self.broken = True
-            raise ImapCommandError("response line too long") from None
+            raise ImapLimitError(f"response line too long (over {_mib(LINE_LIMIT)})") from None
         except ssl.SSLError as exc:
             self.broken = True
             raise ImapTlsError(f"TLS error: {_ssl_reason(exc)}") from None
@@ -233,6 +255,7 @@ class ImapClient:
             raise  # an idle wait that saw nothing; the connection is still in sync
         parts: list[bytes] = []
         literals: list[bytes] = []
+        total = len(line)
         try:  # past the first line the response must be read whole or the connection dropped
             while True:
                 m = _LITERAL_AT_END.search(line)
@@ -241,11 +264,16 @@ class ImapClient:
                     break
                 size = int(m.group(1))
                 if size > LITERAL_LIMIT:
-                    self.broken = True
-                    raise ImapCommandError("literal too large")
+                    raise ImapLimitError(f"literal of {size} bytes (over {_mib(LITERAL_LIMIT)})")
+                total += size
+                if total > RESPONSE_LIMIT:
+                    raise ImapLimitError(f"response over {_mib(RESPONSE_LIMIT)}")
                 async with asyncio.timeout(self.timeout):
                     literals.append(await self.reader.readexactly(size))
                 line = await self._readline(self.timeout)
+                total += len(line)
+                if total > RESPONSE_LIMIT:
+                    raise ImapLimitError(f"response over {_mib(RESPONSE_LIMIT)}")
         except (TimeoutError, asyncio.IncompleteReadError):
             self.broken = True
             raise ImapConnectError("connection lost in the middle of a response") from None
@@ -254,7 +282,7 @@ class ImapClient:
             raise
         text = b"".join(parts)
         tag, _, rest = text.partition(b" ")
-        return ImapResponse(tag.decode("ascii", "replace"), rest, tuple(literals))
+        return ImapResponse(tag.decode("ascii", "replace"), rest, tuple(literals), total)
 
     async def _write(self, data: bytes) -> None:
         try:
@@ -264,6 +292,13 @@ class ImapClient:
         except (TimeoutError, OSError) as exc:
             self.broken = True
             raise ImapConnectError(f"cannot send to the server: {type(exc).__name__}") from None
+
+    def _count(self, budget: _Budget, r: ImapResponse, command: str) -> None:
+        try:
+            budget.spend(r, command)
+        except ImapLimitError:
+            self.broken = True
+            raise
 
     def _next_tag(self) -> str:
         self._tagnum += 1
@@ -283,11 +318,13 @@ class ImapClient:
         tag = self._next_tag()
         name = line.split(" ", 1)[0].upper()
         untagged: list[ImapResponse] = []
+        budget = _Budget()
         interrupted = True
         try:
             await self._write(f"{tag} {line}\r\n".encode())
             while True:
                 r = await self._read()
+                self._count(budget, r, name)
                 if r.tag == "*":
                     if r.status == "BYE":
                         self.broken = True
@@ -401,8 +438,10 @@ class ImapClient:
     async def idle_start(self) -> None:
         tag = self._next_tag()
         await self._write(f"{tag} IDLE\r\n".encode())
+        budget = _Budget()
         while True:
             r = await self._read()
+            self._count(budget, r, "IDLE")
             if r.tag == "+":
                 self._idle_tag = tag
                 return
@@ -425,6 +464,7 @@ class ImapClient:
             return True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
+        budget = _Budget()
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -433,6 +473,7 @@ class ImapClient:
                 r = await self._read(first_timeout=remaining)
             except TimeoutError:
                 return False
+            self._count(budget, r, "IDLE")
             if r.tag == "*":
                 if r.status == "BYE":
                     self.broken = True
@@ -449,8 +490,10 @@ class ImapClient:
             return
         self._idle_tag = None
         await self._write(b"DONE\r\n")
+        budget = _Budget()
         while True:
             r = await self._read()
+            self._count(budget, r, "IDLE")
             if r.tag == "*":
                 if _EXISTS.match(r.text):
                     self.changed = True
@@ -459,6 +502,26 @@ class ImapClient:
                 return
             self.broken = True
             raise ImapCommandError(f"unexpected response tag {r.tag[:20]!r}")
+
+
+@dataclass
+class _Budget:
+    """What one command (or IDLE wait) has received so far, against the limits."""
+
+    responses: int = 0
+    size: int = 0
+
+    def spend(self, r: ImapResponse, command: str) -> None:
+        self.responses += 1
+        self.size += r.size
+        if self.responses > UNTAGGED_LIMIT:
+            raise ImapLimitError(f"more than {UNTAGGED_LIMIT} responses to {command}")
+        if self.size > COMMAND_LIMIT:
+            raise ImapLimitError(f"more than {_mib(COMMAND_LIMIT)} in answer to {command}")
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):g} MiB"
 
 
 def _short(text: bytes) -> str:
