@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from exporter import redact
 from exporter.config_rules import config_problems
 from exporter.net.addr import is_ip_address, parse_nameserver, split_host_port
 from exporter.yamlload import YamlError, load_yaml
@@ -165,17 +166,24 @@ class SecretRef(_Model):
 
 
 def read_secret(env: str | None, file: str | None, where: str) -> str | None:
-    """Read a secret from an environment variable or a file; the value never enters a message."""
+    """Read a secret from an environment variable or a file; the value never enters a message,
+    and is registered with :mod:`exporter.redact` so that no output shows it, in any form."""
     if env:
         value = os.environ.get(env)
         if value is None:
             raise ValueError(f"{where}: environment variable {env} is not set")
+        redact.add(value)
         return value
     if file:
         try:
-            return Path(file).read_text().rstrip("\r\n")
+            raw = Path(file).read_bytes().rstrip(b"\r\n")
         except OSError as exc:
             raise ValueError(f"{where}: cannot read password_file {file}: {exc.strerror}") from None
+        redact.add(raw.decode("utf-8", "surrogateescape"))
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:  # its message would show a byte of the secret and where
+            raise ValueError(f"{where}: password_file {file} is not UTF-8 text") from None
     return None
 
 
