@@ -257,7 +257,7 @@ async def run_demo(
         return 1
     with workdir as tmp:
         lab = await start_lab(Path(tmp))
-        exporter = Exporter(config_path=lab.config_path, config=lab.config())
+        exporter = Exporter(config_path=lab.config_path, config=lab.config(), lifecycle=True)
         runner = web.AppRunner(exporter.make_app(), access_log=None)
         await runner.setup()
         try:

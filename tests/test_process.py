@@ -83,7 +83,8 @@ def process(tmp_path: Path, zone: DnsServer) -> Iterator[tuple[subprocess.Popen[
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "exporter", "--config.file", str(config),
-         "--web.listen-address", f"127.0.0.1:{port}", "--log.format", "json"],
+         "--web.listen-address", f"127.0.0.1:{port}", "--log.format", "json",
+         "--web.enable-lifecycle"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

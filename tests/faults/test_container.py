@@ -100,7 +100,7 @@ def _run_unprivileged(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         ["setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups", sys.executable,
          "-m", "exporter", f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}",
-         f"--storage.path={storage}"],
+         f"--storage.path={storage}", "--web.enable-lifecycle"],
         cwd="/", env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:

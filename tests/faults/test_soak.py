@@ -96,7 +96,7 @@ def write_config(path: Path, dns: DnsServer, *, toggled: bool, interval: str) ->
 
 def make_exporter(path: Path) -> tuple[Exporter, CountingState]:
     state = CountingState()
-    exporter = Exporter(config_path=path, config=load_config(path), state=state)
+    exporter = Exporter(config_path=path, config=load_config(path), state=state, lifecycle=True)
     return exporter, state
 
 
