@@ -17,8 +17,11 @@ Checks, each printed as ``ok`` or ``FAIL`` (exit 1 on any failure):
 ``--debootstrap`` is for machines that reach Debian's archive but no image registry: it builds a
 base with Debian's python3 (3.11 on bookworm) by ``debootstrap`` and imports it. ``--pip-cert``
 mounts a CA bundle into the build for a TLS-intercepting proxy. ``--runtime`` picks the OCI
-runtime (a sandbox without CAP_SYS_RESOURCE needs a runtime that sets no rlimits: see
-docs/HARDENING.md, "Container").
+runtime: a sandbox without CAP_SYS_RESOURCE needs one that sets no rlimits,
+``--runtime scripts/runc-norlimits`` (Debian's runc; docs/HARDENING.md, "Container"). Here:
+
+    python3 scripts/image_check.py --debootstrap --pip-cert /etc/ssl/certs/ca-certificates.crt \
+        --runtime "$PWD/scripts/runc-norlimits"
 """
 
 from __future__ import annotations
