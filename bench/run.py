@@ -71,6 +71,7 @@ def write_config(path: Path, n: int, port: int, interval: str = "1h") -> None:
             "interval": interval,
             "timeout": "60s",
             "dnssec": False,
+            "allow_short_intervals": True,
         },
         "domains": [
             {"domain": d.name, "dkim_selectors": list(SELECTORS), "sending_ips": [d.sending_ip]}
@@ -126,13 +127,17 @@ def run_cycle(config: Path, knot: Knot) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def daemon(config: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+def daemon(
+    config: Path, *extra: str, src: Path = ROOT
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """The exporter from the source tree ``src`` (this checkout by default) on a free port."""
     port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(src)} if src != ROOT else None
     proc = subprocess.Popen(
         [PYTHON, "-m", "exporter", "--config.file", str(config),
          "--web.listen-address", f"127.0.0.1:{port}", "--log.level", "error",
          "--storage.path", str(config.parent / "data"), *extra],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=src, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
         yield proc, port

@@ -52,6 +52,7 @@ def write(path: Path, dns: DnsServer, domains: list[str], interval: float) -> No
                     "timeout": "5s",
                     "nameservers": [dns.address],
                     "dnssec": False,  # the soak's DNS server is not signed
+                    "allow_short_intervals": True,
                 },
                 "domains": [{"domain": d, "sending_ips": ["192.0.2.10"]} for d in domains],
                 "blacklists": {"ip_zones": [], "domain_zones": []},

@@ -230,17 +230,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from exporter.daemon import all_targets
+    from exporter.daemon import plan
 
     try:
         config = build_config(args)
+        targets, _ = plan(config)  # what the daemon builds: a config it cannot run fails here
     except ConfigError as exc:
         where = "check" if args.domains else (args.check_config_file or args.config_file)
         print(f"{where}: invalid config:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_UNKNOWN
-    targets = all_targets(config)
     if not targets:
         print("check: nothing to check: the config has no targets", file=sys.stderr)
         return EXIT_UNKNOWN

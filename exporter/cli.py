@@ -64,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
         f" (default: {DEFAULT_STORAGE_PATH})",
     )
     parser.add_argument(
+        "--web.enable-lifecycle",
+        dest="enable_lifecycle",
+        action="store_true",
+        help="enable POST /-/reload (off by default, as in Prometheus; SIGHUP always reloads)",
+    )
+    parser.add_argument(
         "--shard",
         dest="shard",
         default=None,
@@ -116,8 +122,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _config_check(path: str) -> int:
+    """What the daemon does at start up to serving: parse the config and build all it needs."""
+    from exporter.daemon import plan
+
     try:
-        load_config(path)
+        plan(load_config(path))
     except ConfigError as exc:
         _print_problems(path, exc)
         return 1
@@ -132,12 +141,13 @@ def _print_problems(path: str, exc: ConfigError) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from exporter.daemon import Exporter, Shard, serve
+    from exporter.daemon import Exporter, Shard, plan, serve
     from exporter.runner import run_event_loop
     from exporter.webconfig import WebConfigError, load_web_config
 
     try:
         config = load_config(args.config_file)
+        plan(config)  # what can fail at start fails here, with the message --config.check gives
     except ConfigError as exc:
         _print_problems(args.config_file, exc)
         return 1
@@ -165,7 +175,14 @@ def _serve(args: argparse.Namespace) -> int:
     except StoreError as exc:
         print(f"--storage.path: {exc}", file=sys.stderr)
         return 1
-    exporter = Exporter(config_path=Path(args.config_file), config=config, shard=shard, store=store)
+    exporter = Exporter(
+        config_path=Path(args.config_file),
+        config=config,
+        shard=shard,
+        store=store,
+        lifecycle=args.enable_lifecycle,
+    )
+    auth = web.basic_auth() if web and web.users else None
     try:
         run_event_loop(
             serve(
@@ -173,7 +190,7 @@ def _serve(args: argparse.Namespace) -> int:
                 host or "0.0.0.0",
                 port,
                 ssl_context=web.ssl_context() if web else None,
-                middlewares=[web.auth_middleware()] if web and web.users else None,
+                middlewares=[auth.middleware] if auth else None,
             )
         )
     except OSError as exc:
@@ -181,6 +198,9 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
     except KeyboardInterrupt:
         pass
+    finally:
+        if auth is not None:
+            auth.close()
     return 0
 
 

@@ -5,9 +5,12 @@ each run once right after start (with a small jitter) and then every ``interval`
 ``max_instances=1`` so a job never overlaps itself, the probe's hard timeout enforced by
 :func:`exporter.runner.run_probe`.
 
-Reload (SIGHUP or ``POST /-/reload``) parses the config file again; only a config that parsed
-replaces the running one. Jobs of unchanged targets keep their schedule and results; removed
-targets lose their jobs and series.
+Reload (SIGHUP or ``POST /-/reload``, the latter only with ``--web.enable-lifecycle``) is all or
+nothing: the config file is parsed and everything it needs is built (:func:`plan`: its targets
+and its runtime) before anything is swapped, so a config that fails at any step leaves the running
+one untouched. Every failure sets ``config_last_reload_successful 0`` and logs one short line.
+Jobs of unchanged targets keep their schedule and results; removed targets lose their jobs and
+series. ``--config.check`` runs the same :func:`plan`, so what would fail at start fails there.
 """
 
 from __future__ import annotations
@@ -30,11 +33,13 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from exporter.collector import StateCollector, make_registry
 from exporter.config import Config, ConfigError, load_config
+from exporter.httpguard import IDLE_TIMEOUT, ConnectionGuard, GuardedSite, raise_fd_limit
 from exporter.probes import PROBES
+from exporter.redact import redact
 from exporter.results import State, Target
 from exporter.runner import Runtime, run_probe, tune_gc
 from exporter.storage import Store
-from exporter.web import status_page, target_page
+from exporter.web import Index, status_page, target_page
 
 log = logging.getLogger("exporter")
 
@@ -48,6 +53,34 @@ def all_targets(config: Config) -> list[Target[Any]]:
     for kind in PROBES.values():
         out.extend(kind.targets(config))
     return out
+
+
+def plan(
+    config: Config, shard: Shard | None = None, store: Store | None = None
+) -> tuple[list[Target[Any]], Runtime]:
+    """Everything a config needs to run, built without starting anything: the targets this
+    replica runs and the config's runtime. Raise :class:`ConfigError` when any of it fails."""
+    try:
+        targets = all_targets(config)
+        if shard is not None:
+            targets = [t for t in targets if shard.owns(t)]
+        runtime = Runtime.for_config(config, store)
+    except Exception as exc:  # the config parsed but cannot be applied: name it, apply none of it
+        problem = short(f"cannot apply the config: {type(exc).__name__}: {exc}")
+        raise ConfigError([problem]) from None
+    return targets, runtime
+
+
+MAX_REPORTED = 50
+"""Problems listed in a failed reload's HTTP answer (``--config.check`` lists them all)."""
+MAX_PROBLEM_CHARS = 300
+"""A reload failure is one log line: the first problem, at most this long, and a count."""
+
+
+def short(text: str, limit: int = MAX_PROBLEM_CHARS) -> str:
+    """One line of at most ``limit`` characters."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -86,6 +119,8 @@ class Exporter:
     shard: Shard | None = None
     store: Store | None = None
     """State that survives a restart (``--storage.path``); lives across reloads."""
+    lifecycle: bool = False
+    """``--web.enable-lifecycle``: ``POST /-/reload`` reloads (otherwise 403, as in Prometheus)."""
     _runtime: Runtime | None = None
     _scheduler: AsyncIOScheduler | None = None
 
@@ -95,6 +130,7 @@ class Exporter:
             self.state.records, lambda: (self.reload_ok, self.reload_ts)
         )
         self.registry = make_registry(self.collector)
+        self.index = Index()
 
     # ----- schedule ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -122,6 +158,10 @@ class Exporter:
         if self.shard is None:
             return targets
         return [t for t in targets if self.shard.owns(t)]
+
+    @property
+    def runtime(self) -> Runtime | None:
+        return self._runtime
 
     def _sync_jobs(self, targets: list[Target[Any]]) -> None:
         assert self._scheduler is not None
@@ -173,24 +213,35 @@ class Exporter:
 
     # ----- reload -----------------------------------------------------------------------------
     def reload(self) -> tuple[bool, str]:
-        """Re-read the config file; on any problem keep the running config."""
+        """Re-read the config file and build all it needs; on any problem keep the running
+        config whole. Never raises (it runs from a signal handler)."""
         try:
             config = load_config(self.config_path)
+            targets, runtime = plan(config, self.shard, self.store)
         except ConfigError as exc:
-            self.reload_ok = False
-            for problem in exc.problems:
-                log.error("config reload failed, keeping the running config",
-                          extra={"problem": problem})  # fmt: skip
-            return False, "\n".join(exc.problems)
+            return self._reload_failed(exc.problems)
+        except Exception as exc:  # anything else: the same answer, never half a reload
+            return self._reload_failed([f"{type(exc).__name__}: {exc}"])
         self.config = config
-        old, self._runtime = self._runtime, Runtime.for_config(config, self.store)
+        old, self._runtime = self._runtime, runtime
         if old is not None:
             old.retire()  # closed when its last run ends
-        self._sync_jobs(self.targets(config))
+        self._sync_jobs(targets)
         self.reload_ok = True
         self.reload_ts = time.time()
         log.info("config reloaded", extra={"targets": len(self.state.targets)})
         return True, "config reloaded"
+
+    def _reload_failed(self, problems: list[str]) -> tuple[bool, str]:
+        self.reload_ok = False
+        first = short(problems[0]) if problems else "unknown problem"
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        log.error("config reload failed, keeping the running config",
+                  extra={"problem": first + more})  # fmt: skip
+        shown = [short(redact(p)) for p in problems[:MAX_REPORTED]]
+        if len(problems) > MAX_REPORTED:
+            shown.append(f"... and {len(problems) - MAX_REPORTED} more")
+        return False, "\n".join(shown)
 
     # ----- HTTP -------------------------------------------------------------------------------
     def make_app(self) -> web.Application:
@@ -216,11 +267,22 @@ class Exporter:
         return web.Response(text="Ready.\n")
 
     async def _reload(self, request: web.Request) -> web.Response:
+        if not self.lifecycle:
+            return web.Response(status=403, text="Lifecycle API is not enabled.\n")
+        if not same_origin(request):
+            # A browser sends Origin with every cross-site POST: a page elsewhere must not be
+            # able to make a visitor's browser reload the exporter (an HTML form, text/plain).
+            return web.Response(status=403, text="Cross-origin request refused.\n")
         ok, message = self.reload()
         return web.Response(status=200 if ok else 500, text=message + "\n")
 
     async def _index(self, request: web.Request) -> web.Response:
-        html = status_page(self.state, self.reload_ok, self.config_path)
+        try:
+            page = int(request.query.get("page", "1"))
+        except ValueError:
+            page = 1
+        html = status_page(self.state, self.reload_ok, self.config_path, page=page,
+                           status=request.query.get("status"), index=self.index)  # fmt: skip
         return web.Response(text=html, content_type="text/html")
 
     async def _target(self, request: web.Request) -> web.Response:
@@ -229,6 +291,16 @@ class Exporter:
         if html is None:
             return web.Response(status=404, text=f"no target {probe} {name} in the config\n")
         return web.Response(text=html, content_type="text/html")
+
+
+def same_origin(request: web.Request) -> bool:
+    """True without an ``Origin`` header (curl, scripts) or when it names this server, as the
+    request reached it (scheme, host and port of the ``Host`` header)."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    own = f"{request.scheme}://{request.host}".lower()
+    return origin.strip().lower() == own
 
 
 def _job_id(target: Target[Any]) -> str:
@@ -248,14 +320,18 @@ async def serve(
     middlewares: list[object] | None = None,
 ) -> None:
     """Run the exporter until SIGINT/SIGTERM; SIGHUP reloads."""
+    fd_limit = raise_fd_limit()
+    guard = ConnectionGuard()
     app = exporter.make_app()
+    app.middlewares.append(guard.middleware)  # first: a request waiting for auth is in progress
     if middlewares:
         app.middlewares.extend(middlewares)  # type: ignore[arg-type]
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=IDLE_TIMEOUT)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)  # type: ignore[arg-type]
+    site = GuardedSite(runner, host, port, guard, ssl_context=ssl_context)
     await site.start()
-    log.info("listening", extra={"address": f"{host}:{port}"})
+    log.info("listening", extra={"address": f"{host}:{port}", "max_connections": guard.cap,
+                                 "fd_limit": fd_limit})  # fmt: skip
     tune_gc()
     exporter.start()
     loop = asyncio.get_running_loop()

@@ -319,9 +319,10 @@ async def start_lab(workdir: Path, *, interval: str = INTERVAL) -> Lab:
         anchors = workdir / "root-anchors.txt"
         anchors.write_text("".join(line + "\n" for line in signed.root_ds))
         data: dict[str, Any] = {
+            # Every server is on loopback: the lab may probe faster than real servers allow.
             "global": {"interval": interval, "timeout": TIMEOUT,
                        "nameservers": [lab.dns.address],
-                       "dnssec_trust_anchors": str(anchors)},
+                       "dnssec_trust_anchors": str(anchors), "allow_short_intervals": True},
             "domains": [
                 {"domain": "healthy.example", "dkim_selectors": ["s1"],
                  "sending_ips": ["127.0.0.1"], "return_path_domain": "bounce.healthy.example",
@@ -454,12 +455,25 @@ async def run_demo(
     except ValueError as exc:
         print(f"--web.listen-address: {exc}", file=sys.stderr)
         return 1
-    with tempfile.TemporaryDirectory(prefix="deliverability-demo-") as tmp:
+    try:
+        # $TMPDIR first, then /tmp, /var/tmp, /usr/tmp and the working directory (tempfile's
+        # order). On a read-only root none may be writable: say what to do instead of a traceback.
+        workdir = tempfile.TemporaryDirectory(prefix="deliverability-demo-")
+    except OSError as exc:
+        print(
+            f"demo: no writable temporary directory ({exc.strerror or exc}): set TMPDIR to a"
+            " writable directory, or mount a tmpfs on /tmp (docker run --read-only --tmpfs /tmp)",
+            file=sys.stderr,
+        )
+        return 1
+    with workdir as tmp:
         from exporter.storage import Store
 
         lab = await start_lab(Path(tmp))
         store = await Store.open(Path(tmp) / "data")  # report counts, for the demo's lifetime
-        exporter = Exporter(config_path=lab.config_path, config=lab.config(), store=store)
+        exporter = Exporter(
+            config_path=lab.config_path, config=lab.config(), store=store, lifecycle=True
+        )
         runner = web.AppRunner(exporter.make_app(), access_log=None)
         await runner.setup()
         try:

@@ -210,13 +210,18 @@ CATALOGUE: dict[str, FindingSpec] = _catalogue(
       "Publish the current key for the selector, or stop signing with it and drop it from the"
       " config."),
     F("dkim_key_invalid", "dns", CRITICAL,
-      "The DKIM key record cannot be used: bad syntax, unknown key type, undecodable key, or an"
-      " RSA key under 1024 bits (RFC 8301).",
+      "The DKIM key record cannot be used: bad syntax, unknown key type, undecodable key, an"
+      " RSA key under 1024 bits (RFC 8301) or over 16384 bits (no verifier uses it).",
       "Republish the record as 'v=DKIM1; k=rsa; p=<base64 public key>' with a key of 2048 bits."),
     F("dkim_key_weak", "dns", WARNING,
       "The DKIM RSA key is shorter than 2048 bits.",
       "Generate a 2048-bit key, publish it under a new selector, switch signing, then retire the"
       " old selector."),
+    F("dkim_key_too_long", "dns", WARNING,
+      "The DKIM RSA key is longer than 4096 bits: RFC 8301 requires verifiers to handle 1024 to"
+      " 4096 bits only, so some receivers cannot verify its signatures (DKIM fails there).",
+      "Generate a 2048-bit key (at most 4096), publish it under a new selector, switch signing,"
+      " then retire the old selector."),
     F("dkim_testing_mode", "dns", INFO,
       "The DKIM key is published with t=y (testing): receivers may treat failures leniently.",
       "Remove t=y once signing works."),

@@ -10,6 +10,8 @@ import sys
 import time
 from typing import Any
 
+from exporter.redact import redact
+
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
           "error": logging.ERROR}  # fmt: skip
 _STD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -28,7 +30,14 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
             out[key] = value
     if record.exc_info and record.exc_info[0] is not None:
         out["exc"] = logging.Formatter().formatException(record.exc_info)
-    return out
+    # Every line leaves through here: no registered secret, nor credential material, in any field.
+    return {k: redact(v) if isinstance(v, str) else _redacted(v) for k, v in out.items()}
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, int | float | bool) or value is None:
+        return value
+    return redact(str(value))
 
 
 def _logfmt_value(value: Any) -> str:

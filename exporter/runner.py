@@ -10,6 +10,7 @@ logged traceback. Nothing a probe does escapes it (except cancellation of the da
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
 import time
@@ -19,6 +20,7 @@ from typing import Any, TypeVar, cast
 
 import dns.asyncresolver
 
+from exporter import redact
 from exporter.config import Config
 from exporter.findings import CATALOGUE
 from exporter.metrics import check_sample_labels
@@ -198,7 +200,7 @@ async def run_probe(kind: ProbeKind[Any, Any], target: Target[Any], rt: Runtime)
         if rt._retired and rt._active == 0:
             rt._close_soon()
     duration = time.perf_counter() - t0
-    result = _validated(result, target)
+    result = _redacted(_validated(result, target))
     if result.error:
         plog.warning(
             "probe failed",
@@ -210,6 +212,29 @@ async def run_probe(kind: ProbeKind[Any, Any], target: Target[Any], rt: Runtime)
             extra={"probe": target.probe, "target": target.name, "duration": round(duration, 3)},
         )
     return RunRecord(target, result, started, time.time(), duration)
+
+
+def _redacted(result: ProbeResult) -> ProbeResult:
+    """The result without any secret in its text (:mod:`exporter.redact`): every error path of
+    every probe ends here, before the state, ``/metrics``, the status page, ``check`` and the
+    "probe failed" log line see it."""
+    r = redact.redact
+    if result.error:
+        result.error = r(result.error)
+    result.findings = [
+        dataclasses.replace(f, evidence=r(f.evidence), subject=r(f.subject))
+        if f.evidence or f.subject
+        else f
+        for f in result.findings
+    ]
+    result.details = {k: r(v) for k, v in result.details.items()}
+    result.tables = [
+        dataclasses.replace(
+            t, rows=tuple(tuple(r(c) for c in row) for row in t.rows), note=r(t.note)
+        )
+        for t in result.tables
+    ]
+    return result
 
 
 def _validated(result: ProbeResult, target: Target[Any]) -> ProbeResult:

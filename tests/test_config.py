@@ -120,11 +120,11 @@ def test_secret_sources_are_exclusive_and_never_echoed(
 def test_section_overrides_global() -> None:
     config = parse_config(
         {
-            "global": {"interval": "1m", "timeout": "10s"},
-            "domains": [{"domain": "a.example", "interval": "30s"}, {"domain": "b.example"}],
+            "global": {"interval": "10m", "timeout": "10s"},
+            "domains": [{"domain": "a.example", "interval": "2m"}, {"domain": "b.example"}],
         }
     )
-    assert [config.interval_of(d) for d in config.domains] == [30, 60]
+    assert [config.interval_of(d) for d in config.domains] == [120, 600]
     assert [config.timeout_of(d) for d in config.domains] == [10, 10]
 
 
@@ -243,3 +243,129 @@ def test_dane_defaults_on_for_mx_of_only() -> None:
         {"target": "smtp.example.com:465", "dane": True}, {"mx_of": "example.org", "dane": False},
     ]})  # fmt: skip
     assert [t.use_dane for t in config.tls] == [True, False, True, False]
+
+
+# ----- config ambiguity and start-time failures (issue 22) ------------------------------------
+
+
+def test_duplicate_yaml_keys_are_errors_with_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("domains:\n  - domain: a.example\nglobal: {interval: 5m}\ndomains: []\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems == [
+        f"{path}: line 4, column 1: invalid YAML: duplicate key 'domains'"
+    ]
+    path.write_text(
+        "domains:\n  - domain: a.example\n    dkim_selectors: [s1]\n    domain: b.example\n"
+    )
+    with pytest.raises(ConfigError, match="line 4, column 5: invalid YAML: duplicate key 'domain'"):
+        load_config(path)
+    # A merge key may be overridden: that is what it is for.
+    path.write_text("x: &d {interval: 10m}\nglobal:\n  <<: *d\n  interval: 5m\n")
+    with pytest.raises(ConfigError, match="x: unknown key"):
+        load_config(path)
+
+
+def test_non_utf8_config_is_one_clear_problem(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"domains:\n  - domain: caf\xe9.example\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems == [
+        f"{path}: line 2, column 16: not UTF-8 text (byte offset 24); save the file as UTF-8"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("entries", "problem"),
+    [
+        ([{"target": "mx.example.com:25"}, {"target": "mx.example.com:25"}],
+         "tls[1].target: 'mx.example.com:25' is already probed by tls[0]"),
+        ([{"target": "mx.example.com:25"}, {"target": "a.example:465"},
+          {"target": "MX.Example.com.:25", "starttls": True}],
+         "tls[2].target: 'MX.Example.com.:25' is already probed by tls[0]"),
+        ([{"target": "[2001:db8::1]:25"}, {"target": "[2001:DB8:0::1]:25"}],
+         "tls[1].target: '[2001:DB8:0::1]:25' is already probed by tls[0]"),
+        ([{"mx_of": "example.com"}, {"mx_of": "EXAMPLE.com"}],
+         "tls[1].mx_of: 'example.com' is already probed by tls[0]"),
+    ],
+)  # fmt: skip
+def test_two_tls_entries_for_one_server(entries: list[dict[str, object]], problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"tls": entries})
+    (only,) = info.value.problems
+    assert only.startswith(problem)
+
+
+def test_tls_entries_for_different_servers() -> None:
+    entries = [{"target": "mx.example.com:25"}, {"target": "mx.example.com:465"},
+               {"mx_of": "example.com"}, {"mx_of": "example.net"}]  # fmt: skip
+    config = parse_config({"tls": entries})
+    assert len(config.tls) == 4
+
+
+@pytest.mark.parametrize("ip", ["fe80::1%eth0", "fe80::1%1", "2001:db8::1%lo"])
+def test_scoped_ipv6_sending_ip_is_refused(ip: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"domains": [{"domain": "a.example", "sending_ips": ["192.0.2.1", ip]}],
+                      "blacklists": {}})  # fmt: skip
+    (only,) = info.value.problems
+    assert only.startswith(f"domains[0].sending_ips[1]: '{ip}' is a scoped IPv6 address")
+
+
+def test_minimum_intervals_per_probe_kind() -> None:
+    data: dict[str, object] = {
+        "global": {"interval": "30s"},
+        "domains": [{"domain": "a.example"}, {"domain": "b.example", "interval": "1ms"},
+                    {"domain": "c.example", "interval": "1m"}],
+        "blacklists": {"interval": "4m"},
+        "tls": [{"target": "mx.example.com:25"},
+                {"target": "mx2.example.com:25", "interval": "1h"}],
+        "ses": [{"region": "eu-west-1", "interval": "59s"}],
+    }  # fmt: skip
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    problems = [p.split(" (")[0] for p in info.value.problems]
+    assert problems == [
+        "domains[1].interval: 1ms is below the dns probe's minimum of 1m",
+        "blacklists.interval: 4m is below the dnsbl probe's minimum of 5m",
+        "ses[0].interval: 59s is below the ses probe's minimum of 1m",
+        "global.interval: 30s is below the dns probe's minimum of 1m, and domains[0] use it",
+        "global.interval: 30s is below the tls probe's minimum of 1m, and tls[0] use it",
+    ]
+    # Every problem says why.
+    assert all(p.endswith(")") for p in info.value.problems)
+    # The lab switch lifts them.
+    data["global"] = {"interval": "30s", "allow_short_intervals": True}
+    assert parse_config(data).global_.allow_short_intervals
+
+
+def test_example_and_default_intervals_respect_the_minimums() -> None:
+    config = parse_config({"domains": [{"domain": "a.example"}], "blacklists": {},
+                           "tls": [{"mx_of": "a.example"}]})  # fmt: skip
+    assert config.global_.interval == 300 and config.blacklists is not None
+    assert config.blacklists.interval == 1800
+
+
+@pytest.mark.parametrize(
+    ("contents", "expect"),
+    [
+        (b"domains:\n  - domain: caf\xe9.example\n", "not UTF-8 text"),
+        (b"domains:\n  - domain: a.example\n    sending_ips: ['fe80::1%eth0']\nblacklists: {}\n",
+         "scoped IPv6 address"),
+        (b"domains: []\ndomains: []\n", "duplicate key 'domains'"),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize(
+    "command", [["--config.check"], [], ["check"]], ids=["config.check", "daemon", "check"]
+)
+def test_start_failures_are_one_clear_line_exit_1(
+    tmp_path: Path, contents: bytes, expect: str, command: list[str]
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_bytes(contents)
+    result = run_cli("--config.file", str(path), "--web.listen-address", "127.0.0.1:0", *command)
+    assert "Traceback" not in result.stderr
+    assert expect in result.stderr
+    assert result.returncode == (3 if command == ["check"] else 1), result.stderr

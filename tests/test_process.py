@@ -75,6 +75,7 @@ def process(tmp_path: Path, zone: DnsServer) -> Iterator[tuple[subprocess.Popen[
                     "timeout": "5s",
                     "nameservers": [zone.address],
                     "dnssec": False,
+                    "allow_short_intervals": True,
                 },
                 "domains": [{"domain": "one.test"}, {"domain": "two.test"}],
             }
@@ -84,7 +85,7 @@ def process(tmp_path: Path, zone: DnsServer) -> Iterator[tuple[subprocess.Popen[
     proc = subprocess.Popen(
         [sys.executable, "-m", "exporter", "--config.file", str(config),
          "--web.listen-address", f"127.0.0.1:{port}", "--log.format", "json",
-         "--storage.path", str(config.parent / "data")],
+         "--storage.path", str(config.parent / "data"), "--web.enable-lifecycle"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -157,7 +158,12 @@ def test_serve_scrape_reload(
     config.write_text(
         yaml.safe_dump(
             {
-                "global": {"interval": "1s", "nameservers": [zone.address], "dnssec": False},
+                "global": {
+                    "interval": "1s",
+                    "nameservers": [zone.address],
+                    "dnssec": False,
+                    "allow_short_intervals": True,
+                },
                 "domains": [{"domain": "one.test"}],
             }
         )
@@ -190,7 +196,12 @@ def test_serve_scrape_reload(
     config.write_text(
         yaml.safe_dump(
             {
-                "global": {"interval": "1s", "nameservers": [zone.address], "dnssec": False},
+                "global": {
+                    "interval": "1s",
+                    "nameservers": [zone.address],
+                    "dnssec": False,
+                    "allow_short_intervals": True,
+                },
                 "domains": [{"domain": "one.test"}, {"domain": "two.test"}],
             }
         )

@@ -17,13 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestServer
 
+from exporter import web
 from exporter.config import parse_config
 from exporter.daemon import Exporter
 from exporter.findings import CATALOGUE
 from exporter.results import HISTORY, Finding, ProbeResult, RunRecord, State, Target
-from exporter.web import status_page, target_page
+from exporter.web import PAGE_SIZE, Index, status_page, target_page
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -120,6 +122,69 @@ def test_failed_reload_is_announced() -> None:
     assert "No targets configured." in status_page(State(), True, Path("c.yaml"))
 
 
+def many_targets(n: int) -> State:
+    """``n`` dns targets: every 10th critical, every 7th could not tell, the rest clean."""
+    state = State()
+    targets = [make_target("dns", f"d{i:04d}.example") for i in range(n)]
+    state.set_targets(targets)
+    for i, t in enumerate(targets):
+        findings = [Finding("spf_missing")] if i % 10 == 0 else []
+        state.record(run_of(t, findings, error="timeout" if i % 7 == 0 else None))
+    return state
+
+
+def names_on(page: str) -> list[str]:
+    return re.findall(r'<span class="name"><a href="[^"]*">([^<]+)</a>', page)
+
+
+def test_status_page_is_paginated_worst_first() -> None:
+    state = many_targets(2 * PAGE_SIZE + 50)
+    pages = [status_page(state, True, Path("c.yaml"), page=p) for p in (1, 2, 3)]
+    shown = [names_on(p) for p in pages]
+    assert [len(s) for s in shown] == [PAGE_SIZE, PAGE_SIZE, 50]
+    everything = [n for s in shown for n in s]
+    assert sorted(everything) == sorted(t.name for t in state.targets.values())
+    critical = {f"d{i:04d}.example" for i in range(0, 2 * PAGE_SIZE + 50, 10)}
+    assert set(everything[: len(critical)]) == critical  # the worst come first, over all pages
+    assert "targets 101-200 of 250 · page 2 of 3" in pages[1]
+    assert 'href="?page=3"' in pages[1] and 'href="?page=1"' in pages[1]
+    # The summary counts every target, whatever the page.
+    assert re.search(r'class="badge critical">FAIL</span> 25<', pages[2])
+    # Out of range pages show the nearest one.
+    assert names_on(status_page(state, True, Path("c.yaml"), page=99)) == shown[2]
+    assert names_on(status_page(state, True, Path("c.yaml"), page=-3)) == shown[0]
+
+
+def test_status_page_filters_by_state() -> None:
+    state = many_targets(300)
+    page = status_page(state, True, Path("c.yaml"), status="critical")
+    assert names_on(page) == [f"d{i:04d}.example" for i in range(0, 300, 10)]
+    assert '<a href="./">all</a>' in page
+    assert "No PENDING targets." in status_page(state, True, Path("c.yaml"), status="pending")
+    # An unknown state shows everything.
+    assert len(names_on(status_page(state, True, Path("c.yaml"), status="<x>"))) == PAGE_SIZE
+
+
+def test_index_reorders_at_most_once_per_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(web.time, "monotonic", lambda: clock[0])
+    state = many_targets(30)
+    index = Index()
+    first = index.ordering(state)
+    assert index.ordering(state) is first
+    # A result arrives: the order is kept for REORDER_AFTER seconds, then rebuilt.
+    state.record(run_of(state.targets[("dns", "d0001.example")], [Finding("spf_missing")]))
+    assert index.ordering(state) is first
+    clock[0] += web.REORDER_AFTER
+    second = index.ordering(state)
+    assert second is not first and second.generation == state.generation
+    assert second.counts["critical"] == first.counts["critical"] + 1
+    # Cards always show the latest result, even from an older order.
+    state.record(run_of(state.targets[("dns", "d0002.example")], [], error="fresh error"))
+    page = status_page(state, True, Path("c.yaml"), index=index)
+    assert "fresh error" in page and index.ordering(state) is second
+
+
 def test_detail_page_has_the_history_newest_first() -> None:
     state = State()
     target = make_target("dns", "hist.example")
@@ -169,6 +234,10 @@ async def test_routes(tmp_path: Path) -> None:
         missing = base + "target?probe=dns&name=nope.example"
         async with http.get(missing, timeout=aiohttp.ClientTimeout(total=10)) as resp:
             assert resp.status == 404
+        for query in ("?page=2", "?page=abc", "?page=-1&status=critical", "?status=%00"):
+            async with http.get(base + query, timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                assert resp.status == 200, query
+                assert "dns-target.example" in await resp.text(), query
 
 
 # ----- in a real browser ----------------------------------------------------------------------

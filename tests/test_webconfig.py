@@ -137,11 +137,51 @@ def test_client_certificates_required(tmp_path: Path, ca: trustme.CA, procs: lis
         ),
         ("tls_server_config:\n  cert_file: x\n", "tls_server_config.key_file: Field required"),
         ("unknown: 1\n", "unknown: unknown key"),
+        # Malformed bcrypt hashes: each would lock every client out.
+        ("basic_auth_users:\n  a: '$2b$12$short'\n", r"basic_auth_users\.a: not a bcrypt hash"),
+        (
+            f"basic_auth_users:\n  a: '{HASH[:28]}/{HASH[29:]}'\n",
+            r"basic_auth_users\.a: not a bcrypt hash \(its salt does not decode\)",
+        ),
+        (
+            f"basic_auth_users:\n  a: '$2b$99${HASH[7:]}'\n",
+            r"basic_auth_users\.a: bcrypt cost 99 is outside 4-16",
+        ),
+        (
+            f"basic_auth_users:\n  a: '$2b$03${HASH[7:]}'\n",
+            r"basic_auth_users\.a: bcrypt cost 3 is outside 4-16",
+        ),
+        # Client certificates without a CA to verify them against.
+        *[
+            (
+                f"tls_server_config:\n  cert_file: x\n  key_file: x\n  client_auth_type: {t}\n",
+                rf"tls_server_config\.client_ca_file: required with client_auth_type {t}",
+            )
+            for t in (
+                "RequireAndVerifyClientCert",
+                "VerifyClientCertIfGiven",
+                "RequireAnyClientCert",
+                "RequestClientCert",
+            )
+        ],
+        (
+            "basic_auth_users:\n  a: x\nbasic_auth_users:\n  b: y\n",
+            "line 3, column 1: invalid YAML: duplicate key 'basic_auth_users'",
+        ),
+        (
+            "basic_auth_users:\n  a: x\n  a: y\n",
+            "line 3, column 3: invalid YAML: duplicate key 'a'",
+        ),
+        ("{}\n# \xe9\n", None),
     ],
 )
-def test_bad_web_config(tmp_path: Path, text: str, message: str) -> None:
+def test_bad_web_config(tmp_path: Path, text: str, message: str | None) -> None:
     path = tmp_path / "web.yaml"
-    path.write_text(text)
+    if message is None:  # not UTF-8
+        path.write_bytes(text.encode("latin-1"))
+        message = "line 2, column 3: not UTF-8 text"
+    else:
+        path.write_text(text)
     with pytest.raises(WebConfigError, match=message):
         load_web_config(str(path))
 

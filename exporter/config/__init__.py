@@ -19,7 +19,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import (
     Field,
     ValidationError,
@@ -65,8 +64,10 @@ from exporter.config.mail import (
     RoundtripConfig,
     SmtpConfig,
 )
+from exporter.config.rules import config_problems
 from exporter.config.services import QueueConfig, QueueThresholds, SesConfig
 from exporter.config.transport import MtaStsConfig, TlsTargetConfig
+from exporter.config.yamlload import YamlError, load_yaml
 
 
 class ConfigError(Exception):
@@ -146,25 +147,23 @@ def parse_config(data: Any) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(["config: the top level must be a mapping"])
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc)) from None
+    problems = config_problems(config)
+    if problems:
+        raise ConfigError(problems)
+    return config
 
 
 def load_config(path: str | Path) -> Config:
     """Read and validate a YAML config file; raise ConfigError with every problem."""
     try:
-        text = Path(path).read_text()
+        data = load_yaml(path)
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read config: {exc.strerror}"]) from None
-    try:
-        # The C loader when libyaml is there: seconds faster on a 10,000-domain config.
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([f"{path}: {where}invalid YAML: {problem}"]) from None
+    except YamlError as exc:
+        raise ConfigError([f"{path}: {exc}"]) from None
     return parse_config(data)
 
 

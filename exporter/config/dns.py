@@ -31,6 +31,8 @@ class GlobalConfig(Model):
     interval: Duration = 300.0
     timeout: Duration = 30.0
     nameservers: list[Nameserver] = Field(default_factory=list)
+    allow_short_intervals: bool = False
+    """Lift the per-probe minimum intervals (exporter/config/rules.py): labs and tests only."""
     dnssec: bool = True
     """Validate DNSSEC (the ``dns`` probe's status, DANE in the ``tls`` probe); false for
     resolvers that strip DNSSEC records."""

@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from exporter import redact
 from exporter.net.addr import parse_nameserver, split_host_port
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -83,9 +84,16 @@ DomainName = Annotated[str, BeforeValidator(check_domain)]
 
 def _check_ip(value: Any) -> str:
     try:
-        return str(ipaddress.ip_address(str(value).strip()))
+        addr = ipaddress.ip_address(str(value).strip())
     except ValueError:
         raise ValueError(f"invalid IP address {value!r}") from None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.scope_id is not None:
+        # fe80::1%eth0: a zone names an interface of this machine, meaningless to others.
+        raise ValueError(
+            f"{value!r} is a scoped IPv6 address: give the address receivers see, without"
+            f" %{addr.scope_id}"
+        )
+    return str(addr)
 
 
 IPAddress = Annotated[str, BeforeValidator(_check_ip)]
@@ -136,17 +144,24 @@ class SecretRef(Model):
 
 
 def read_secret(env: str | None, file: str | None, where: str) -> str | None:
-    """Read a secret from an environment variable or a file; the value never enters a message."""
+    """Read a secret from an environment variable or a file; the value never enters a message,
+    and is registered with :mod:`exporter.redact` so that no output shows it, in any form."""
     if env:
         value = os.environ.get(env)
         if value is None:
             raise ValueError(f"{where}: environment variable {env} is not set")
+        redact.add(value)
         return value
     if file:
         try:
-            return Path(file).read_text().rstrip("\r\n")
+            raw = Path(file).read_bytes().rstrip(b"\r\n")
         except OSError as exc:
             raise ValueError(f"{where}: cannot read password_file {file}: {exc.strerror}") from None
+        redact.add(raw.decode("utf-8", "surrogateescape"))
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:  # its message would show a byte of the secret and where
+            raise ValueError(f"{where}: password_file {file} is not UTF-8 text") from None
     return None
 
 

@@ -12,9 +12,17 @@ literals (``{n}``) taken whole, so a message header containing anything at all c
 desynchronize it.
 
 Errors: :class:`ImapConnectError` (TCP, timeouts, connection lost), :class:`ImapTlsError`
-(handshake or certificate), :class:`ImapLoginError` (credentials refused) and
-:class:`ImapCommandError` (NO/BAD/BYE), all :class:`ImapError`. The password is never sent to a
-log nor included in an exception.
+(handshake or certificate), :class:`ImapLoginError` (credentials refused),
+:class:`ImapCommandError` (NO/BAD/BYE) and :class:`ImapLimitError` (the server sent more than a
+probe ever needs), all :class:`ImapError`. The password is never sent to a log nor included in an
+exception.
+
+Limits: what the probe reads is a few header fields and a search result, so a server cannot make
+it hold more than :data:`LINE_LIMIT` per line, :data:`LITERAL_LIMIT` per literal,
+:data:`RESPONSE_LIMIT` per response and :data:`COMMAND_LIMIT` bytes or
+:data:`UNTAGGED_LIMIT` untagged responses per command (one response of 40 literals of 16 MB
+took 767 MB; a flood of untagged lines 1.73 GB). Past one, the connection is dropped and the run
+fails with :class:`ImapLimitError` naming the limit.
 """
 
 from __future__ import annotations
@@ -27,7 +35,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 LINE_LIMIT = 1 << 20
-LITERAL_LIMIT = 16 << 20
+"""Bytes in one response line: a UID SEARCH answer of ~100,000 UIDs."""
+LITERAL_LIMIT = 1 << 20
+"""Bytes in one literal: the probe fetches header fields, a few KB."""
+RESPONSE_LIMIT = 4 << 20
+"""Bytes in one response, its lines and literals together."""
+COMMAND_LIMIT = 16 << 20
+"""Bytes of all the untagged responses to one command (or one IDLE wait)."""
+UNTAGGED_LIMIT = 10_000
+"""Untagged responses to one command (or one IDLE wait)."""
 
 _LITERAL_AT_END = re.compile(rb"\{(\d{1,9})\+?\}\r\n$")
 _CAPABILITY_CODE = re.compile(rb"\[CAPABILITY ([^\]]*)\]", re.I)
@@ -58,6 +74,10 @@ class ImapCommandError(ImapError):
     """A command failed (NO/BAD) or the server said BYE."""
 
 
+class ImapLimitError(ImapError):
+    """The server sent more than the client accepts (see the module's limits)."""
+
+
 @dataclass(frozen=True)
 class ImapResponse:
     tag: str
@@ -65,6 +85,8 @@ class ImapResponse:
     text: bytes
     """The response after the tag, literals replaced by their ``{n}`` markers."""
     literals: tuple[bytes, ...] = ()
+    size: int = 0
+    """Bytes the response took on the wire (lines and literals)."""
 
     @property
     def status(self) -> str:
@@ -105,7 +127,8 @@ class ImapClient:
     broken: bool = False
     """Set when a command was interrupted: the connection must be closed, not reused."""
     literal_limit: int = LITERAL_LIMIT
-    """The largest literal (``{n}``) accepted; a larger one breaks the connection."""
+    """The largest literal (``{n}``) accepted (raised for one command by
+    :meth:`fetch_message`); a larger one fails the command and breaks the connection."""
     _tagnum: int = 0
     _idle_tag: str | None = None
 
@@ -218,9 +241,9 @@ class ImapClient:
         except asyncio.IncompleteReadError:
             self.broken = True
             raise ImapConnectError("the server closed the connection") from None
-        except asyncio.LimitOverrunError:
+        except (asyncio.LimitOverrunError, ValueError):
             self.broken = True
-            raise ImapCommandError("response line too long") from None
+            raise ImapLimitError(f"response line too long (over {_mib(LINE_LIMIT)})") from None
         except ssl.SSLError as exc:
             self.broken = True
             raise ImapTlsError(f"TLS error: {_ssl_reason(exc)}") from None
@@ -239,6 +262,9 @@ class ImapClient:
             raise  # an idle wait that saw nothing; the connection is still in sync
         parts: list[bytes] = []
         literals: list[bytes] = []
+        total = len(line)
+        # A whole message fetched on purpose (fetch_message) may exceed the usual limits.
+        response_limit = max(RESPONSE_LIMIT, self.literal_limit + LINE_LIMIT)
         try:  # past the first line the response must be read whole or the connection dropped
             while True:
                 m = _LITERAL_AT_END.search(line)
@@ -247,11 +273,18 @@ class ImapClient:
                     break
                 size = int(m.group(1))
                 if size > self.literal_limit:
-                    self.broken = True
-                    raise ImapCommandError(f"literal of {size} bytes, over {self.literal_limit}")
+                    raise ImapLimitError(
+                        f"literal of {size} bytes (over {_mib(self.literal_limit)})"
+                    )
+                total += size
+                if total > response_limit:
+                    raise ImapLimitError(f"response over {_mib(response_limit)}")
                 async with asyncio.timeout(self.timeout):
                     literals.append(await self.reader.readexactly(size))
                 line = await self._readline(self.timeout)
+                total += len(line)
+                if total > response_limit:
+                    raise ImapLimitError(f"response over {_mib(response_limit)}")
         except (TimeoutError, asyncio.IncompleteReadError):
             self.broken = True
             raise ImapConnectError("connection lost in the middle of a response") from None
@@ -260,7 +293,7 @@ class ImapClient:
             raise
         text = b"".join(parts)
         tag, _, rest = text.partition(b" ")
-        return ImapResponse(tag.decode("ascii", "replace"), rest, tuple(literals))
+        return ImapResponse(tag.decode("ascii", "replace"), rest, tuple(literals), total)
 
     async def _write(self, data: bytes) -> None:
         try:
@@ -270,6 +303,13 @@ class ImapClient:
         except (TimeoutError, OSError) as exc:
             self.broken = True
             raise ImapConnectError(f"cannot send to the server: {type(exc).__name__}") from None
+
+    def _count(self, budget: _Budget, r: ImapResponse, command: str) -> None:
+        try:
+            budget.spend(r, command)
+        except ImapLimitError:
+            self.broken = True
+            raise
 
     def _next_tag(self) -> str:
         self._tagnum += 1
@@ -289,11 +329,13 @@ class ImapClient:
         tag = self._next_tag()
         name = line.split(" ", 1)[0].upper()
         untagged: list[ImapResponse] = []
+        budget = _Budget(max(COMMAND_LIMIT, self.literal_limit + RESPONSE_LIMIT))
         interrupted = True
         try:
             await self._write(f"{tag} {line}\r\n".encode())
             while True:
                 r = await self._read()
+                self._count(budget, r, name)
                 if r.tag == "*":
                     if r.status == "BYE":
                         self.broken = True
@@ -481,8 +523,10 @@ class ImapClient:
     async def idle_start(self) -> None:
         tag = self._next_tag()
         await self._write(f"{tag} IDLE\r\n".encode())
+        budget = _Budget()
         while True:
             r = await self._read()
+            self._count(budget, r, "IDLE")
             if r.tag == "+":
                 self._idle_tag = tag
                 return
@@ -505,6 +549,7 @@ class ImapClient:
             return True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
+        budget = _Budget()
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -513,6 +558,7 @@ class ImapClient:
                 r = await self._read(first_timeout=remaining)
             except TimeoutError:
                 return False
+            self._count(budget, r, "IDLE")
             if r.tag == "*":
                 if r.status == "BYE":
                     self.broken = True
@@ -529,8 +575,10 @@ class ImapClient:
             return
         self._idle_tag = None
         await self._write(b"DONE\r\n")
+        budget = _Budget()
         while True:
             r = await self._read()
+            self._count(budget, r, "IDLE")
             if r.tag == "*":
                 if _EXISTS.match(r.text):
                     self.changed = True
@@ -552,6 +600,27 @@ def _list_name(r: ImapResponse) -> str | None:
     elif raw[:1] == b'"' and raw[-1:] == b'"' and len(raw) >= 2:
         raw = re.sub(rb"\\(.)", rb"\1", raw[1:-1])
     return raw.decode("utf-8", "replace")
+
+
+@dataclass
+class _Budget:
+    """What one command (or IDLE wait) has received so far, against the limits."""
+
+    limit: int = COMMAND_LIMIT
+    responses: int = 0
+    size: int = 0
+
+    def spend(self, r: ImapResponse, command: str) -> None:
+        self.responses += 1
+        self.size += r.size
+        if self.responses > UNTAGGED_LIMIT:
+            raise ImapLimitError(f"more than {UNTAGGED_LIMIT} responses to {command}")
+        if self.size > self.limit:
+            raise ImapLimitError(f"more than {_mib(self.limit)} in answer to {command}")
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):g} MiB"
 
 
 def _short(text: bytes) -> str:

@@ -26,6 +26,10 @@ from exporter.net.certs import accept_any, presented_chain
 
 _REPLY_LINE = re.compile(rb"^(\d{3})([ -]?)(.*?)\r?\n?$", re.S)
 MAX_REPLY_LINES = 200
+MAX_LINE_BYTES = 8192
+"""RFC 5321 §4.5.3.1.5 allows 512 octets a reply line; 16 times that is generous."""
+MAX_REPLY_BYTES = 64 << 10
+"""All the lines of one reply: an EHLO reply is a few hundred bytes."""
 
 TLS_VERSION_NAMES = {
     "SSLv3": "SSL 3.0",
@@ -128,10 +132,13 @@ class SmtpConversation:
                         port,
                         ssl=fetch_context(),
                         server_hostname=sni or address,
+                        limit=MAX_LINE_BYTES,
                     )
                     self._record_tls()
                 else:
-                    self._reader, self._writer = await asyncio.open_connection(address, port)
+                    self._reader, self._writer = await asyncio.open_connection(
+                        address, port, limit=MAX_LINE_BYTES
+                    )
                 return
             except ssl.SSLError:
                 raise
@@ -175,8 +182,19 @@ class SmtpConversation:
         assert self._reader is not None
         lines: list[str] = []
         code = 0
+        size = 0
         while True:
-            raw = await self._reader.readline()
+            try:
+                raw = await self._reader.readline()
+            except ValueError:  # asyncio's LimitOverrunError, as readline() reports it
+                raise SmtpProtocolError(
+                    f"reply line longer than {MAX_LINE_BYTES} bytes ({self.session.stage})"
+                ) from None
+            size += len(raw)
+            if size > MAX_REPLY_BYTES:
+                raise SmtpProtocolError(
+                    f"reply longer than {MAX_REPLY_BYTES} bytes ({self.session.stage})"
+                )
             if not raw:
                 raise SmtpProtocolError(f"server closed the connection ({self.session.stage})")
             line_code, last, text = parse_reply_line(raw)

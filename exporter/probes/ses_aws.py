@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from exporter import redact as secret_values
 from exporter.config import SesConfig
 
 # boto3/botocore (about 18 MB resident) are imported only where clients are built or their errors
@@ -84,10 +85,11 @@ MAX_MESSAGE = 300
 
 
 def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """Remove credential-shaped text: the given secret values, access key ids, long tokens."""
-    for secret in secrets:
-        if secret and len(secret) >= 8:
-            text = text.replace(secret, REDACTED)
+    """Remove credential-shaped text: the given secret values and every registered one
+    (:mod:`exporter.redact`, which the runner applies to every result anyway), access key ids,
+    long tokens. Applied here first so that messages are cut after, never through, a secret."""
+    secret_values.add(*secrets)
+    text = secret_values.redact(text)
     text = _SIGNATURE.sub(lambda m: m.group(1) + REDACTED, text)
     text = _ACCESS_KEY.sub(REDACTED, text)
     return _LONG_TOKEN.sub(REDACTED, text)
@@ -120,6 +122,7 @@ def describe_error(operation: str, exc: BaseException) -> str:
         NoCredentialsError,
         ReadTimeoutError,
     )
+    from botocore.parsers import ResponseParserError
 
     secrets = _env_secrets()
     if isinstance(exc, ClientError):
@@ -148,6 +151,10 @@ def describe_error(operation: str, exc: BaseException) -> str:
     elif isinstance(exc, EndpointConnectionError | ConnectionClosedError):
         text = (f"{operation}: cannot reach the AWS endpoint"
                 f" ({clean_message(redact(str(exc), secrets))})")  # fmt: skip
+    elif isinstance(exc, ResponseParserError):
+        # Its message quotes the body, which may echo the request (headers, signature): not shown.
+        text = (f"{operation}: the endpoint's answer is not an AWS API response"
+                " (a proxy, or a wrong endpoint_url?)")  # fmt: skip
     elif isinstance(exc, BotoCoreError):
         text = f"{operation}: {type(exc).__name__}: {clean_message(redact(str(exc), secrets))}"
     else:
@@ -222,6 +229,8 @@ def aws_session(cfg: SesConfig, timeout: float) -> boto3.Session:
     source = session.get_credentials()
     if source is None:
         raise NoCredentialsError()
+    frozen = source.get_frozen_credentials()
+    secret_values.add(frozen.access_key, frozen.secret_key, frozen.token)
     if not cfg.role_arn:
         return session
     sts_url = cfg.sts_endpoint_url or cfg.endpoint_url
@@ -239,9 +248,16 @@ def aws_session(cfg: SesConfig, timeout: float) -> boto3.Session:
         role_arn=cfg.role_arn,
         extra_args=extra,
     )
-    assumed = DeferredRefreshableCredentials(
-        refresh_using=fetcher.fetch_credentials, method=_ASSUME_ROLE_METHOD
-    )
+
+    def fetch() -> dict[str, Any]:
+        fetched: dict[str, Any] = fetcher.fetch_credentials()
+        # assumed-role credentials: never in any output either (exporter.redact)
+        secret_values.add(
+            fetched.get("access_key"), fetched.get("secret_key"), fetched.get("token")
+        )
+        return fetched
+
+    assumed = DeferredRefreshableCredentials(refresh_using=fetch, method=_ASSUME_ROLE_METHOD)
     core = botocore.session.Session()
     resolver = CredentialResolver([_fixed_provider(assumed)])
     core.register_component("credential_provider", resolver)
@@ -375,8 +391,9 @@ def _import_boto() -> None:
 def guarded(operation: str, fn: Callable[[], T]) -> Outcome:
     _import_boto()
     from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.parsers import ResponseParserError
 
     try:
         return Outcome(value=fn())
-    except (BotoCoreError, ClientError) as exc:
+    except (BotoCoreError, ClientError, ResponseParserError) as exc:
         return Outcome(error=describe_error(operation, exc))

@@ -9,12 +9,16 @@ goes away, so no server task outlives the connection.
 SMTP behaviours: ``smtp_silent`` (accepts, never speaks), ``smtp_garbage_banner`` (binary junk
 instead of a 220 greeting), ``smtp_endless_reply`` (a multi-line ``220-`` greeting that never
 ends), ``smtp_drop_mid_tls`` (offers STARTTLS, says 220, reads the ClientHello and resets the
-connection), ``smtp_tls_stall`` (says 220 to STARTTLS and then never answers the handshake).
+connection), ``smtp_tls_stall`` (says 220 to STARTTLS and then never answers the handshake),
+``smtp_long_line`` (a greeting of one 1 MB line), ``smtp_huge_reply`` (a greeting of 150 lines of
+8,000 bytes).
 :func:`refused_port` gives a port where nothing listens.
 
-IMAP behaviours (plain IMAP4rev1, enough for a client to log in): ``imap_drop_after_login`` and
+IMAP behaviours (plain IMAP4rev1, enough for a client to log in): ``imap_drop_after_login``,
 ``imap_huge_folder`` (a mailbox that claims millions of messages and answers a search with a
-multi-megabyte line).
+multi-megabyte line), ``imap_literals(count, size)`` (SELECT answered by one response carrying
+``count`` literals of ``size`` bytes) and ``imap_untagged_flood`` (SELECT answered by untagged
+lines that never end).
 """
 
 from __future__ import annotations
@@ -93,6 +97,21 @@ async def smtp_endless_reply(reader: asyncio.StreamReader, writer: asyncio.Strea
         await writer.drain()
 
 
+async def smtp_long_line(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A greeting of one 1 MB line."""
+    writer.write(b"220 " + b"x" * (1 << 20) + b"\r\n")
+    await writer.drain()
+    await _until_eof(reader)
+
+
+async def smtp_huge_reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A multi-line greeting of 150 lines of 8,000 bytes: each line allowed, 1.2 MB together."""
+    line = b"220-" + b"x" * 7994 + b"\r\n"
+    writer.write(line * 150 + b"220 ready\r\n")
+    await writer.drain()
+    await _until_eof(reader)
+
+
 async def _to_starttls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
     writer.write(b"220 mail.example.test ESMTP\r\n")
     await writer.drain()
@@ -137,9 +156,11 @@ async def _imap_until(
     writer: asyncio.StreamWriter,
     stop_after: bytes,
     extra: Callable[[bytes, bytes], bytes | None] | None = None,
+    streams: dict[bytes, Callable[[bytes], Awaitable[None]]] | None = None,
 ) -> bool:
     """Serve a minimal IMAP session up to (and including) the command ``stop_after``
-    (``LOGIN``, ``SELECT``...); return False when the client left first."""
+    (``LOGIN``, ``SELECT``...); return False when the client left first. ``streams`` maps a
+    command to a coroutine that writes its answer itself (given the tag), for large answers."""
     writer.write(b"* OK [CAPABILITY " + CAPABILITIES + b"] fault server ready\r\n")
     await writer.drain()
     while True:
@@ -155,7 +176,9 @@ async def _imap_until(
             await writer.drain()
             await reader.readline()
         custom = extra(tag, command) if extra else None
-        if custom is not None:
+        if streams and command in streams:
+            await streams[command](tag)
+        elif custom is not None:
             writer.write(custom)
         elif command == b"CAPABILITY":
             writer.write(b"* CAPABILITY " + CAPABILITIES + b"\r\n" + tag + b" OK done\r\n")
@@ -197,6 +220,37 @@ _HUGE_SEARCH = b"* SEARCH " + b" ".join(b"%d" % i for i in range(1, HUGE_SEARCH_
 async def imap_huge_folder(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     with contextlib.suppress(ConnectionError):
         await _imap_until(reader, writer, b"NEVER", _huge)
+
+
+def imap_literals(count: int, size: int) -> Behaviour:
+    """SELECT is answered by one FETCH response with ``count`` literals of ``size`` bytes."""
+    chunk = b"x" * size
+
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async def select(tag: bytes) -> None:
+            for i in range(count):
+                writer.write(b"* 1 FETCH (BODY[%d] {%d}\r\n" % (i, size) if i == 0
+                             else b" BODY[%d] {%d}\r\n" % (i, size))  # fmt: skip
+                writer.write(chunk)
+                await writer.drain()
+            writer.write(b")\r\n" + tag + b" OK done\r\n")
+
+        await _imap_until(reader, writer, b"NEVER", None, {b"SELECT": select})
+
+    return behaviour
+
+
+FLOOD_LINE = b"* OK [ALERT] " + b"x" * 100 + b"\r\n"
+
+
+async def imap_untagged_flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def select(tag: bytes) -> None:
+        while not reader.at_eof():
+            writer.write(FLOOD_LINE * 100)
+            await writer.drain()
+            await asyncio.sleep(0)  # drain() need not yield: the client shares this loop
+
+    await _imap_until(reader, writer, b"NEVER", None, {b"SELECT": select})
 
 
 async def imap_reject_login(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

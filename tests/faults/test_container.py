@@ -105,7 +105,7 @@ def _run_unprivileged(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         ["setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups", sys.executable,
          "-m", "exporter", f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}",
-         f"--storage.path={storage}"],
+         f"--storage.path={storage}", "--web.enable-lifecycle"],
         cwd="/", env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
@@ -134,3 +134,62 @@ def _run_unprivileged(tmp_path: Path) -> None:
     )  # fmt: skip
     assert found.stdout.strip() == "", f"the exporter wrote {found.stdout.strip()}"
     assert (storage / "deliverability-exporter.sqlite3").is_file()  # its one place
+
+
+# A read-only root the way `docker run --read-only` makes it, in a mount namespace of its own
+# (the remount is private to it): every temporary directory tempfile would try is read-only.
+READ_ONLY_ROOT = 'mount -o remount,bind,ro / && {tmpfs} cd / && exec "$@"'
+
+
+def _demo_on_read_only_root(*, tmpfs: bool) -> subprocess.Popen[str]:
+    script = READ_ONLY_ROOT.format(tmpfs="mount -t tmpfs tmpfs /mnt &&" if tmpfs else "")
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": "/nonexistent",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONPATH": str(ROOT),
+    }
+    if tmpfs:
+        env["TMPDIR"] = "/mnt"
+    return subprocess.Popen(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+         sys.executable, "-m", "exporter", "demo", "--web.listen-address", "127.0.0.1:0"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root")
+def test_demo_on_a_read_only_root_says_what_to_do() -> None:
+    proc = _demo_on_read_only_root(tmpfs=False)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, (out, err)
+    assert "Traceback" not in err
+    assert err.startswith("demo: no writable temporary directory")
+    assert "set TMPDIR to a writable directory, or mount a tmpfs on /tmp" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root")
+def test_demo_on_a_read_only_root_with_a_tmpfs_as_tmpdir() -> None:
+    proc = _demo_on_read_only_root(tmpfs=True)
+    try:
+        assert proc.stdout is not None
+        base = None
+        for line in proc.stdout:
+            if "Metrics" in line:
+                base = line.split()[-1]
+                break
+        assert base and base.startswith("http://127.0.0.1:"), proc.stderr
+        body = ""
+        healthy = 'deliverability_probe_success{probe="dns",target="healthy.example"} 1.0'
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and healthy not in body:
+            with contextlib.suppress(OSError), urllib.request.urlopen(base, timeout=5) as r:
+                body = r.read().decode()
+            time.sleep(0.3)
+        assert healthy in body
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert "Traceback" not in err, err

@@ -10,8 +10,11 @@ leave file descriptors, asyncio tasks and memory flat.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +29,14 @@ from faults.mailfault import (
     FaultServer,
     imap_drop_after_login,
     imap_huge_folder,
+    imap_literals,
+    imap_untagged_flood,
     refused_port,
     smtp_drop_mid_tls,
     smtp_endless_reply,
     smtp_garbage_banner,
+    smtp_huge_reply,
+    smtp_long_line,
     smtp_silent,
     smtp_tls_stall,
 )
@@ -44,6 +51,7 @@ from exporter.runner import Runtime, run_probe
 from exporter.storage import Store
 
 HOST = "127.0.0.1"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,19 @@ SMTP_FAULTS = [
     SmtpFault("drop_mid_tls", smtp_drop_mid_tls, r"TLS handshake after STARTTLS: \w"),
     SmtpFault(
         "tls_stall", smtp_tls_stall, r"timed out .*(TLS|handshake)", timeout="1s", repeat=100
+    ),
+    # Reported as what they are (a 1 MB line was "cannot parse the server's certificate").
+    SmtpFault(
+        "line_1mb",
+        smtp_long_line,
+        r"^reply line longer than 8192 bytes \(waiting for the greeting\)$",
+        repeat=50,
+    ),
+    SmtpFault(
+        "reply_1_2mb",
+        smtp_huge_reply,
+        r"^reply longer than 65536 bytes \(waiting for the greeting\)$",
+        repeat=50,
     ),
 ]
 
@@ -180,6 +201,24 @@ async def test_tls_probe_smtp_fault(
 IMAP_FAULTS = [
     ("drop_after_login", imap_drop_after_login, r"imap 127\.0\.0\.1:\d+: .*(closed|lost)"),
     ("huge_folder", imap_huge_folder, r"imap 127\.0\.0\.1:\d+: response line too long"),
+    # What a hostile server sends to exhaust memory: each stops at its limit (net/imap.py).
+    (
+        "literal_16mb",
+        imap_literals(1, 16 << 20),
+        r"imap 127\.0\.0\.1:\d+: literal of 16777216 bytes \(over 1 MiB\)",
+    ),
+    (
+        "response_40_literals_of_1mb",
+        imap_literals(40, 1 << 20),
+        r"imap 127\.0\.0\.1:\d+: response over 4 MiB",
+    ),
+    # 10,000 lines a run, in the test's own loop beside its server: fewer runs at once.
+    (
+        "untagged_flood",
+        imap_untagged_flood,
+        r"imap 127\.0\.0\.1:\d+: more than 10000 responses to (SELECT|EXAMINE|LIST)",
+        5,
+    ),
 ]
 
 
@@ -205,13 +244,17 @@ def roundtrip_config(imap_port: int, smtp_port: int, tmp_path: Path) -> Any:
 
 
 @pytest.mark.parametrize(
-    ("reason", "fault_server"),
-    [(r, b) for _, b, r in IMAP_FAULTS],
-    ids=[i for i, _, _ in IMAP_FAULTS],
+    ("reason", "batch", "fault_server"),
+    [(f[2], f[3] if len(f) > 3 else 25, f[1]) for f in IMAP_FAULTS],
+    ids=[f[0] for f in IMAP_FAULTS],
     indirect=["fault_server"],
 )
 async def test_roundtrip_imap_fault(
-    reason: str, fault_server: FaultServer, healthy_smtp: tuple[int, Path], tmp_path: Path
+    reason: str,
+    batch: int,
+    fault_server: FaultServer,
+    healthy_smtp: tuple[int, Path],
+    tmp_path: Path,
 ) -> None:
     config = roundtrip_config(fault_server.port, healthy_smtp[0], tmp_path)
     deps = Runtime(make_resolver(["127.0.0.1:9"], attempt_timeout=0.5, lifetime=0.5), config)
@@ -225,15 +268,15 @@ async def test_roundtrip_imap_fault(
     async def once() -> None:
         assert_could_not_tell(await run_probe(kind, target, deps), reason)
 
-    await repeat_flat(once, warmup=10, repeat=100, batch=25)
+    await repeat_flat(once, warmup=10, repeat=100, batch=batch)
     await settle()
     assert fault_server.open == 0, "the probe left IMAP connections open"
 
 
 @pytest.mark.parametrize(
     ("reason", "fault_server"),
-    [(r, b) for _, b, r in IMAP_FAULTS],
-    ids=[i for i, _, _ in IMAP_FAULTS],
+    [(f[2], f[1]) for f in IMAP_FAULTS],
+    ids=[f[0] for f in IMAP_FAULTS],
     indirect=["fault_server"],
 )
 async def test_reports_imap_fault(reason: str, fault_server: FaultServer, tmp_path: Path) -> None:
@@ -269,3 +312,21 @@ async def test_reports_imap_fault(reason: str, fault_server: FaultServer, tmp_pa
         assert fault_server.open == 0, "the probe left IMAP connections open"
     finally:
         await store.aclose()
+
+
+def test_hostile_imap_run_memory_is_bounded() -> None:
+    """One run against each hostile IMAP server, in a fresh process: the resident set grows by
+    less than the limits allow together (4 MiB a response, 16 MiB a command, the reader's buffer),
+    where before them one response of 40 literals of 16 MB took 767 MB. Numbers: bench/README.md
+    and docs/HARDENING.md (``python -m bench.imap_hostile``)."""
+    res = subprocess.run(
+        [sys.executable, "-m", "bench.imap_hostile"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    report = json.loads(res.stdout)
+    assert len(report) == 5
+    for name, run in report.items():
+        print(f"{name}: peak {run['peak_mib']} MiB, growth {run['growth_mib']} MiB")
+        assert run["error"] and re.search(r"over \d+ MiB|more than \d+ responses", run["error"])
+        assert run["growth_mib"] < 32, (name, run)

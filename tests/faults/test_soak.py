@@ -87,6 +87,7 @@ def write_config(path: Path, dns: DnsServer, *, toggled: bool, interval: str) ->
                     "timeout": "5s",
                     "nameservers": [dns.address],
                     "dnssec": False,
+                    "allow_short_intervals": True,
                 },
                 "domains": [{"domain": d, "sending_ips": ["192.0.2.10"]} for d in domains],
             }
@@ -96,7 +97,7 @@ def write_config(path: Path, dns: DnsServer, *, toggled: bool, interval: str) ->
 
 def make_exporter(path: Path) -> tuple[Exporter, CountingState]:
     state = CountingState()
-    exporter = Exporter(config_path=path, config=load_config(path), state=state)
+    exporter = Exporter(config_path=path, config=load_config(path), state=state, lifecycle=True)
     return exporter, state
 
 

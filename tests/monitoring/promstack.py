@@ -115,6 +115,10 @@ class Daemon:
         return self.log_path.read_text(errors="replace")[-4000:]
 
 
+RUNBOOK_BASE_URL = "https://runbooks.example.test/deliverability/RUNBOOK.md"
+"""The external label the end-to-end Prometheus runs with: every alert must link under it."""
+
+
 def alertmanager_config(webhook: Webhook) -> dict[str, Any]:
     """deploy/alertmanager.yml with the receivers at the webhook (same paths) and fast timings."""
     config: dict[str, Any] = yaml.safe_load((DEPLOY / "alertmanager.yml").read_text())
@@ -132,6 +136,7 @@ def prometheus_config(exporter: str, alertmanager: str) -> dict[str, Any]:
     """deploy/prometheus.yml scraping ``exporter`` every second, alerting ``alertmanager``."""
     config: dict[str, Any] = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
     config["global"].update(scrape_interval="1s", evaluation_interval="1s")
+    config["global"]["external_labels"]["runbook_base_url"] = RUNBOOK_BASE_URL
     config["alerting"]["alertmanagers"][0]["static_configs"] = [{"targets": [alertmanager]}]
     (job,) = [j for j in config["scrape_configs"] if "deliverability" in j["job_name"]]
     job["static_configs"] = [{"targets": [exporter]}]

@@ -25,7 +25,16 @@ from exporter.probes import PROBES
 RULES = load_rules()
 NAME = re.compile(r"^EmailDeliverability[A-Z][A-Za-z0-9]+$")
 RUNBOOK = ALERTS / "RUNBOOK.md"
-RUNBOOK_BASE = "https://github.com/deliverability-exporter/deliverability-exporter/blob/main/alerts/RUNBOOK.md#"
+DEFAULT_RUNBOOK = (
+    "https://github.com/deliverability-exporter/deliverability-exporter/blob/main/alerts/RUNBOOK.md"
+)
+RUNBOOK_URL = re.compile(
+    r'\{\{ or \$externalLabels\.runbook_base_url "'
+    + re.escape(DEFAULT_RUNBOOK)
+    + r'" \}\}#([\w-]+)'
+)
+"""The one convention for runbook links: the base URL is the Prometheus external label
+``runbook_base_url`` (one setting in prometheus.yml), the project's runbook when it is unset."""
 
 
 def run(*cmd: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -152,7 +161,9 @@ def test_names_labels_annotations() -> None:
         assert set(annotations) == {"summary", "description", "runbook_url"}, name
         assert "{{" not in annotations["summary"], f"{name}: summary must be static"
         assert "$labels." in annotations["description"], f"{name}: description names no target"
-        assert annotations["runbook_url"] == RUNBOOK_BASE + name.lower(), name
+        link = RUNBOOK_URL.fullmatch(annotations["runbook_url"])
+        assert link, f"{name}: runbook_url does not follow the runbook_base_url convention"
+        assert link.group(1) == name.lower(), name
         assert path.name.endswith(".rules.yml")
 
 
@@ -164,6 +175,29 @@ def test_runbook_has_one_section_per_alert() -> None:
     for body in re.split(r"^## EmailDeliverability\w+$", text, flags=re.MULTILINE)[1:]:
         for part in ("**Meaning.**", "**Confirm.**", "**Fix.**"):
             assert part in body
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub (and most Markdown renderers) give a heading: lower case, punctuation
+    but hyphens and underscores dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_runbook_link_lands_on_a_heading() -> None:
+    anchors = {
+        github_anchor(h) for h in re.findall(r"^#{1,6} (.+)$", RUNBOOK.read_text(), re.MULTILINE)
+    }
+    assert "emaildeliverabilityexporterdown" in anchors
+    for _, rule in RULES:
+        link = RUNBOOK_URL.fullmatch(rule["annotations"]["runbook_url"])
+        assert link and link.group(1) in anchors, (rule["alert"], rule["annotations"])
+
+
+def test_runbook_base_url_is_documented_and_set_in_one_place() -> None:
+    prometheus = yaml.safe_load((ALERTS.parent / "deploy" / "prometheus.yml").read_text())
+    assert prometheus["global"]["external_labels"]["runbook_base_url"] == DEFAULT_RUNBOOK
+    assert "runbook_base_url" in RUNBOOK.read_text()
+    assert "runbook_base_url" in (ALERTS.parent / "docs" / "MONITORING.md").read_text()
 
 
 def _metric_names(expr: str) -> tuple[set[str], list[str]]:

@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +158,43 @@ def test_dockerfile_copies_only_what_dockerignore_lets_in() -> None:
         for source in sources:
             assert source in allowed, f"COPY {source} is excluded by .dockerignore"
             assert (REPO / source).exists(), source
+
+
+def test_image_installs_the_pinned_versions_into_a_volume_backed_workdir() -> None:
+    steps = dockerfile()
+    installs = [args for ins, args in steps if ins == "RUN" and "pip install" in args]
+    assert installs and all("--constraint constraints.txt" in a for a in installs), installs
+    final = steps[max(i for i, (ins, _) in enumerate(steps) if ins == "FROM") :]
+    (volume,) = [json.loads(args) for ins, args in final if ins == "VOLUME"]
+    assert volume == ["/var/lib/deliverability-exporter"]
+    assert ("WORKDIR", "/var/lib/deliverability-exporter") in final
+    assert any("chown 10001:10001 /var/lib/deliverability-exporter" in a
+               for ins, a in final if ins == "RUN")  # fmt: skip
+    exporter = COMPOSE["services"]["exporter"]
+    assert "exporter-data:/var/lib/deliverability-exporter" in exporter["volumes"]
+    assert "exporter-data" in COMPOSE["volumes"]
+    # HEALTHCHECK survives only a Docker-format build: said where people build.
+    text = (REPO / "Dockerfile").read_text()
+    assert "podman build --format docker" in text
+
+
+def test_constraints_pin_the_tested_runtime_dependencies() -> None:
+    """constraints.txt lists exactly the runtime closure, at the versions installed here (the
+    environment the suite runs in: scripts/test installs with it)."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "lock_deps.py"), "--check"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    pins = [
+        line for line in (REPO / "constraints.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]  # fmt: skip
+    assert all(re.fullmatch(r"[a-z0-9-]+==[\w.]+", p) for p in pins), pins
+    names = {p.split("==")[0] for p in pins}
+    assert {"aiohttp", "bcrypt", "pydantic", "pydantic-core", "botocore"} <= names
+    assert not names & {"pytest", "hypothesis", "moto", "ruff", "mypy"}  # test tools stay out
+    assert "-c constraints.txt" in (REPO / "scripts" / "test").read_text()
 
 
 # ----- Grafana ----------------------------------------------------------------------------------

@@ -61,7 +61,8 @@ def test_reports_row_returns_data(dovecot: Dovecot, tmp_path: Path) -> None:
     with DnsServer() as dns:
         config = tmp_path / "config.yaml"
         config.write_text(yaml.safe_dump({
-            "global": {"interval": "2s", "timeout": "20s", "nameservers": [dns.address]},
+            "global": {"interval": "2s", "timeout": "20s", "nameservers": [dns.address],
+                       "allow_short_intervals": True},
             "reports": [{"name": "rua", "imap": {
                 "host": HOST, "port": dovecot.imaps_port, "username": USER,
                 "password_file": str(pwfile), "ca_file": str(dovecot.certs.ca_file)}}],

@@ -64,7 +64,8 @@ def test_events_reach_prometheus_dashboard_and_alerts(aws_front: SqsFront, tmp_p
 
     config = tmp_path / "config.yml"
     config.write_text(yaml.safe_dump({
-        "global": {"interval": "1s", "timeout": "10s", "nameservers": ["127.0.0.1:9"]},
+        "global": {"interval": "1s", "timeout": "10s", "nameservers": ["127.0.0.1:9"],
+                   "allow_short_intervals": True},
         "ses": [{"region": REGION, "endpoint_url": aws_front.url, "events_queue_url": queue,
                  "max_attempts": 1}],
     }))  # fmt: skip

@@ -38,6 +38,16 @@ KEY_512 = base64.b64encode(
 ).decode()
 
 
+def big_key(
+    bits: int, fmt: serialization.PublicFormat = serialization.PublicFormat.SubjectPublicKeyInfo
+) -> str:
+    """A public key of ``bits`` bits built from its numbers (generating one takes minutes)."""
+    n = (1 << (bits - 1)) | 0x1F3
+    return base64.b64encode(
+        rsa.RSAPublicNumbers(65537, n).public_key().public_bytes(serialization.Encoding.DER, fmt)
+    ).decode()
+
+
 def healthy(server: DnsServer, domain: str = DOMAIN) -> None:
     server.add_txt(domain, "v=spf1 ip4:192.0.2.0/24 -all")
     server.add_txt(f"_dmarc.{domain}", f"v=DMARC1; p=reject; rua=mailto:dmarc@{domain}")
@@ -269,6 +279,16 @@ async def test_subdomain_without_any_dmarc(dns_server: DnsServer) -> None:
         (f"v=DKIM1; k=dsa; p={KEY_2048}", "dkim_key_invalid", 0, None),
         (f"v=DKIM2; p={KEY_2048}", "dkim_key_invalid", 0, None),
         (f"v=DKIM1; t=y; p={KEY_2048}", "dkim_testing_mode", 1, 2048),
+        # Over 4096 bits receivers need not verify; over 16384 none can (and we do not parse it).
+        (f"v=DKIM1; k=rsa; p={big_key(8192)}", "dkim_key_too_long", 1, 8192),
+        (f"v=DKIM1; k=rsa; p={big_key(16384)}", "dkim_key_too_long", 1, 16384),
+        (
+            f"v=DKIM1; k=rsa; p={big_key(16392, serialization.PublicFormat.PKCS1)}",
+            "dkim_key_invalid",
+            0,
+            None,
+        ),
+        (f"v=DKIM1; k=rsa; p={big_key(60000)}", "dkim_key_invalid", 0, None),
     ],
 )
 async def test_dkim_findings(
@@ -321,6 +341,15 @@ async def test_dkim_ed25519_and_pkcs1_and_cname(dns_server: DnsServer) -> None:
     assert value(rec, "dkim_key_bits", selector="ed") == 256
     assert value(rec, "dkim_key_bits", selector="p1") == 2048
     assert value(rec, "dkim_key_valid", selector="esp") == 1
+
+
+def test_dkim_absurd_key_sizes_are_refused() -> None:
+    with pytest.raises(dkim.DkimKeyError, match=r"p= is 10052 characters: a key over 16384 bits"):
+        dkim.parse_key(f"v=DKIM1; p={big_key(60000)}")
+    pkcs1 = big_key(16392, serialization.PublicFormat.PKCS1)
+    assert len(pkcs1) <= dkim.MAX_P_CHARS  # refused by its size once loaded, not by its length
+    with pytest.raises(dkim.DkimKeyError, match="RSA key of 16392 bits: over 16384"):
+        dkim.parse_key(f"v=DKIM1; p={pkcs1}")
 
 
 def test_dkim_parse_key_rejects_garbage() -> None:

@@ -3,7 +3,12 @@
 Parses the key record's tags, recognizes a revoked key (empty ``p=``), loads the key with
 ``cryptography`` to learn its real size (RSA modulus from the DER key, SubjectPublicKeyInfo or
 PKCS#1; ed25519 per RFC 8463), and applies RFC 8301: RSA keys under 1024 bits are invalid,
-under 2048 a warning.
+under 2048 a warning; over 4096 a warning too (verifiers need only handle 1024-4096 bits).
+
+Size bounds: a ``p=`` longer than :data:`MAX_P_CHARS` is refused before it is decoded, and a key
+over :data:`MAX_KEY_BITS` is invalid (OpenSSL refuses to verify with an RSA modulus over 16,384
+bits, ``OPENSSL_RSA_MAX_MODULUS_BITS``, so no receiver using it can). A target's DNS decides what
+we parse; these bounds keep that work small whatever it publishes.
 """
 
 from __future__ import annotations
@@ -24,6 +29,12 @@ from exporter.results import Finding, ProbeResult, sample
 
 MIN_BITS = 1024
 GOOD_BITS = 2048
+MAX_VERIFIED_BITS = 4096
+"""RFC 8301 §3.2: verifiers MUST be able to validate keys of 1024 to 4096 bits; no more."""
+MAX_KEY_BITS = 16384
+MAX_P_CHARS = 4096
+"""A 16,384-bit RSA key is 2,784 base64 characters as SubjectPublicKeyInfo; this leaves room for
+a large exponent, never for a key over :data:`MAX_KEY_BITS`."""
 
 
 class DkimKeyError(ValueError):
@@ -71,6 +82,10 @@ def parse_key(text: str) -> DkimKey:
     data = "".join(tags["p"].split())
     if not data:
         return DkimKey(key_type, 0, revoked=True, testing=testing)
+    if len(data) > MAX_P_CHARS:
+        raise DkimKeyError(
+            f"p= is {len(data)} characters: a key over {MAX_KEY_BITS} bits, which no verifier uses"
+        )
     try:
         der = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
@@ -89,6 +104,10 @@ def parse_key(text: str) -> DkimKey:
         raise DkimKeyError("p= does not hold a DER-encoded RSA public key") from None
     if not isinstance(key, rsa.RSAPublicKey):
         raise DkimKeyError("k=rsa but p= holds a non-RSA key")
+    if key.key_size > MAX_KEY_BITS:
+        raise DkimKeyError(
+            f"RSA key of {key.key_size} bits: over {MAX_KEY_BITS}, no verifier uses it"
+        )
     return DkimKey(key_type, key.key_size, revoked=False, testing=testing)
 
 
@@ -135,6 +154,11 @@ async def _selector(domain: str, selector: str, ctx: DnsContext) -> ProbeResult:
                     result.findings.append(
                         Finding("dkim_key_weak", subject=selector,
                                 evidence=f"RSA key of {key.bits} bits")
+                    )  # fmt: skip
+                elif key.key_type == "rsa" and key.bits > MAX_VERIFIED_BITS:
+                    result.findings.append(
+                        Finding("dkim_key_too_long", subject=selector,
+                                evidence=f"RSA key of {key.bits} bits (RFC 8301: 1024-4096)")
                     )  # fmt: skip
             if key.testing:
                 result.findings.append(Finding("dkim_testing_mode", subject=selector))

@@ -1,0 +1,143 @@
+"""Secrets out of every text the exporter shows: one redactor, applied at the two doors.
+
+Servers answer with text we did not write: an SES endpoint echoing the request's headers, an SMTP
+``535`` or an IMAP ``NO`` repeating the ``AUTH`` command, an exception quoting bytes of a file.
+Per-probe patterns missed some; so redaction is by value, in one place each kind of output passes:
+
+* every probe result, in :func:`exporter.runner.run_probe` (its error, findings, details and
+  tables): what ``/metrics``, the status page and ``check`` (text and JSON) show;
+* every log line, in the formatters of :mod:`exporter.logs` (message, fields and traceback).
+
+What is redacted (:data:`REDACTED` instead):
+
+* every secret value the exporter has read (:func:`add`: passwords from ``password_env`` and
+  ``password_file``, the AWS credentials it signs with), and the forms they travel in: base64
+  (AUTH LOGIN), URL and form encoding; a base64 run whose decoding contains a secret (AUTH PLAIN
+  ``\\0user\\0password`` with any user name, at any alignment) goes whole;
+* what credentials look like when the value is unknown: AWS access key ids, the values of
+  ``Authorization``, ``X-Amz-Security-Token`` and ``Cookie`` headers, ``Credential=`` and
+  ``Signature=`` material of a SigV4 header or query string.
+
+Values shorter than :data:`MIN_SECRET` are not registered (redacting a 3-letter password would
+redact every word containing it). The registry is the process's: secrets are read per run, and
+a value once seen stays redacted until the process ends (a rotated password included).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import threading
+import urllib.parse
+from collections.abc import Iterable
+
+REDACTED = "[redacted]"
+MIN_SECRET = 6
+
+_PATTERNS = re.compile(
+    r"(?P<key>(?:AKIA|ASIA|AROA|AIDA|ABIA|ACCA|AGPA|ANPA|ANVA|APKA)[A-Z0-9]{12,})"
+    r"|(?P<header>(?i:authorization|proxy-authorization|x-amz-security-token|cookie)"
+    r"\s*[:=]\s*)[^\r\n,;'\"]+"
+    r"|(?P<sigv4>(?i:credential|signature|x-amz-credential|x-amz-signature|x-amz-security-token)"
+    r"=)[^\s,;&'\"]+"
+)
+_BASE64 = re.compile(r"[A-Za-z0-9+/]{8,}={0,2}")
+# Cheap tests before the regular expressions (a result's details run through here every run):
+# the patterns above cannot match a text that contains none of these.
+_TRIGGERS = ("authoriz", "token", "cookie", "credential", "signature")
+_KEY_PREFIXES = ("AKIA", "ASIA", "AROA", "AIDA", "ABIA", "ACCA", "AGPA", "ANPA", "ANVA", "APKA")
+
+
+class Redactor:
+    """The secret values to remove and the text shapes of credentials (see the module)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # secrets are added from the ses probe's threads too
+        self._secrets: frozenset[bytes] = frozenset()
+        self._forms: tuple[str, ...] = ()
+        self._shortest = 0
+        """Characters of the shortest base64 run that can hold a whole secret."""
+
+    def add(self, values: Iterable[str | None]) -> None:
+        new = {v for v in values if v and len(v) >= MIN_SECRET}
+        if not new:
+            return
+        with self._lock:
+            raw = set(self._secrets) | {v.encode("utf-8", "surrogateescape") for v in new}
+            forms = set(self._forms)
+            for value in new:
+                forms.update(_forms_of(value))
+            self._secrets = frozenset(raw)
+            self._shortest = min(len(s) for s in raw) * 4 // 3
+            # Longest first, so a form is never left half-replaced by a shorter one inside it.
+            self._forms = tuple(sorted(forms, key=len, reverse=True))
+
+    def redact(self, text: str) -> str:
+        forms, secrets = self._forms, self._secrets
+        for form in forms:
+            if form in text:
+                text = text.replace(form, REDACTED)
+        low = text.lower()
+        if any(t in low for t in _TRIGGERS) or any(p in text for p in _KEY_PREFIXES):
+            text = _PATTERNS.sub(_replace_pattern, text)
+        if secrets:
+            shortest = self._shortest
+            text = _BASE64.sub(lambda m: _replace_base64(m, secrets, shortest), text)
+        return text
+
+
+def _forms_of(value: str) -> set[str]:
+    data = value.encode("utf-8", "surrogateescape")
+    out = {urllib.parse.quote(data, safe=""), urllib.parse.quote_plus(data)}
+    # As text: itself when it is text, else how a decoder would show its bytes.
+    try:
+        out.add(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        out.update({data.decode("latin-1"), data.decode("utf-8", "replace")})
+        out.update(p for p in data.decode("utf-8", "replace").split("\ufffd") if len(p) >= 8)
+    for encoded in (base64.b64encode(data), base64.urlsafe_b64encode(data)):
+        out.add(encoded.decode().rstrip("="))
+    return {f for f in out if len(f) >= MIN_SECRET}
+
+
+def _replace_pattern(m: re.Match[str]) -> str:
+    for group in ("header", "sigv4"):
+        prefix = m.group(group)
+        if prefix is not None:
+            return prefix + REDACTED
+    return REDACTED
+
+
+def _replace_base64(m: re.Match[str], secrets: frozenset[bytes], shortest: int) -> str:
+    token = m.group(0)
+    stripped = token.rstrip("=")
+    if len(stripped) < shortest:
+        return token
+    # Decode at each of the 4 alignments: an echo may start in the middle of a base64 string.
+    for start in range(min(4, len(stripped))):
+        chunk = stripped[start:]
+        if len(chunk) % 4 == 1:  # a lone character carries no whole byte
+            chunk = chunk[:-1]
+        chunk += "=" * (-len(chunk) % 4)
+        try:
+            decoded = base64.b64decode(chunk, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        if any(s in decoded for s in secrets):
+            return REDACTED
+    return token
+
+
+REDACTOR = Redactor()
+"""The process's redactor: what :func:`add` registers, :func:`redact` removes."""
+
+
+def add(*values: str | None) -> None:
+    """Register secret values (passwords, keys, tokens) the exporter has read."""
+    REDACTOR.add(values)
+
+
+def redact(text: str) -> str:
+    """``text`` without any registered secret, in any of its forms, nor credential material."""
+    return REDACTOR.redact(text)
