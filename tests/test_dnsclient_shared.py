@@ -105,6 +105,15 @@ async def test_shared_answers_expire(server: DnsServer) -> None:
     shared.release()
 
 
+async def test_forgotten_answers_are_asked_again(server: DnsServer) -> None:
+    (one,), _ = _clients(server)
+    await one.query("a.example", "TXT")
+    assert one.shared is not None
+    one.shared.forget()
+    await DnsClient(one.resolver, shared=one.shared).query("a.example", "TXT")
+    assert server.queries.count(("a.example", "TXT")) == 2
+
+
 def test_refused_nameserver_leaves_no_unretrieved_future() -> None:
     """ICMP 'port unreachable' fails every pending question on the socket, including ones
     whose asker already gave up: those must not be logged as 'never retrieved'."""

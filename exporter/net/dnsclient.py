@@ -81,19 +81,27 @@ class DnsClient:
         cached = self._cache.get(key)
         if cached is not None:
             self.stats.cache_hits += 1
+            if cached.done():  # its answer or its DnsTempError, as awaiting it gives them
+                return cached.result()
             return await asyncio.shield(cached)
         fut: asyncio.Future[DnsAnswer] = asyncio.get_running_loop().create_future()
         self._cache[key] = fut
         shared = self.shared
-        if shared is not None and shared.enabled:
-            # Answered by another run moments ago: no wait, no task.
-            recent = shared.recent(key)
-            if recent is not None:
-                self.stats.cache_hits += 1
-                fut.set_result(recent)
-                return recent
         try:
-            answer = await self._lookup(key[0], key[1])
+            if shared is not None and shared.enabled:
+                # Answered by another run moments ago: no wait, no task.
+                answer = shared.recent(key)
+                if answer is not None:
+                    self.stats.cache_hits += 1
+                else:
+                    # The shared transport bounds the queries in flight over all runs.
+                    answer, asked = await shared.lookup(key[0], key[1])
+                    if asked:
+                        self.stats.queries += 1
+                    else:
+                        self.stats.cache_hits += 1
+            else:
+                answer = await self._resolve(key[0], key[1])
         except BaseException as exc:
             if isinstance(exc, DnsTempError):
                 fut.set_exception(exc)
@@ -106,15 +114,8 @@ class DnsClient:
         fut.set_result(answer)
         return answer
 
-    async def _lookup(self, name: str, rdtype: str) -> DnsAnswer:
-        if self.shared is not None and self.shared.enabled:
-            # The shared transport bounds the queries in flight over all runs.
-            answer, asked = await self.shared.lookup(name, rdtype)
-            if asked:
-                self.stats.queries += 1
-            else:
-                self.stats.cache_hits += 1
-            return answer
+    async def _resolve(self, name: str, rdtype: str) -> DnsAnswer:
+        """Through dnspython's resolver (a nameserver that is not plain DNS)."""
         if self._sem is None:
             self._sem = asyncio.Semaphore(self.max_in_flight)
         async with self._sem:
