@@ -114,6 +114,23 @@ async def test_forgotten_answers_are_asked_again(server: DnsServer) -> None:
     assert server.queries.count(("a.example", "TXT")) == 2
 
 
+async def test_query_both_gives_each_answer_or_its_failure(server: DnsServer) -> None:
+    (one,), _ = _clients(server)
+    a, txt = await one.query_both("host.example", "A", "TXT")
+    assert not isinstance(a, DnsTempError) and a.addresses() == ["192.0.2.1"]
+    assert not isinstance(txt, DnsTempError) and txt.status == "nodata"
+    ok, failed = await one.query_both("a.example", "TXT", "AAAA")
+    assert not isinstance(ok, DnsTempError) and ok.texts() == ["v=spf1 -all"]
+    assert not isinstance(failed, DnsTempError)
+    broken = await one.query_both("broken.example", "A", "TXT")
+    assert all(isinstance(b, DnsTempError) and "SERVFAIL" in str(b) for b in broken)
+    # What the run (or another run, lately) already has is not asked again.
+    before = len(server.queries)
+    again = await DnsClient(one.resolver, shared=one.shared).query_both("host.example", "A", "TXT")
+    assert again == (a, txt)
+    assert len(server.queries) == before
+
+
 def test_refused_nameserver_leaves_no_unretrieved_future() -> None:
     """ICMP 'port unreachable' fails every pending question on the socket, including ones
     whose asker already gave up: those must not be logged as 'never retrieved'."""
