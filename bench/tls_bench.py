@@ -3,7 +3,9 @@
 Both probe the same real STARTTLS server (postfix on 127.0.0.1 with a trustme certificate for
 ``mail.example.test``): blackbox with a ``tcp`` module whose ``query_response`` speaks EHLO and
 STARTTLS (``starttls: true``), this exporter through :func:`exporter.runner.run_probe` exactly as
-the daemon runs it. Both verify the certificate against the same CA file and the same name.
+the daemon runs it, on the daemon's event loop (:func:`exporter.runner.run_event_loop`, uvloop;
+the bare client for reference too). Both verify the certificate against the same CA file and
+the same name.
 
 Reported:
 
@@ -52,7 +54,7 @@ from exporter.net.dnsclient import make_resolver  # noqa: E402
 from exporter.net.smtp import fetch_context  # noqa: E402
 from exporter.probes import PROBES  # noqa: E402
 from exporter.results import RunRecord, Target  # noqa: E402
-from exporter.runner import Runtime, run_probe  # noqa: E402
+from exporter.runner import Runtime, run_event_loop, run_probe  # noqa: E402
 
 BLACKBOX = "prometheus-blackbox-exporter"
 
@@ -214,7 +216,7 @@ def main() -> int:
         # Warm up both (postfix spawns its smtpd processes, our trust store is loaded once).
         for _ in range(5):
             blackbox_probe(bb_port, target)
-        asyncio.run(ours_sequential(targets[:5], deps))
+        run_event_loop(ours_sequential(targets[:5], deps))
 
         # Interleave the two in blocks so that drift (other load on the machine) hits both.
         ours: list[RunRecord] = []
@@ -225,8 +227,8 @@ def main() -> int:
         block = 20
         for start in range(0, args.probes, block):
             chunk = targets[start : min(start + block, args.probes)]
-            ours += asyncio.run(ours_sequential(chunk, deps))
-            bare += asyncio.run(bare_client(pf.starttls_port, len(chunk)))
+            ours += run_event_loop(ours_sequential(chunk, deps))
+            bare += run_event_loop(bare_client(pf.starttls_port, len(chunk)))
             for _ in chunk:
                 wall, bb_values = blackbox_probe(bb_port, target)
                 bb_walls.append(wall)
@@ -237,7 +239,7 @@ def main() -> int:
         bb_expiry = bb_values.get("probe_ssl_earliest_cert_expiry")
         our_durations = [r.duration for r in ours]
 
-        cycle_ours, cycle_records = asyncio.run(ours_cycle(targets[: args.targets], deps))
+        cycle_ours, cycle_records = run_event_loop(ours_cycle(targets[: args.targets], deps))
         cycle_failed = [r for r in cycle_records if r.result.error]
         cycle_bb = blackbox_cycle(bb_port, target, args.targets)
 

@@ -42,8 +42,18 @@ def sample(metric: str, value: float | bool, **labels: str) -> Sample:
 def state_set(
     metric: str, current: str | None, values: Iterable[str], label: str, **labels: str
 ) -> list[Sample]:
-    """One sample per possible value of a state set, 1 for ``current`` and 0 for the others."""
-    return [sample(metric, v == current, **{label: v}, **labels) for v in values]
+    """One sample per possible value of a state set, 1 for ``current`` and 0 for the others.
+
+    The same samples as one :func:`sample` call per value, with the other labels sorted once
+    rather than once per value (a ``dns`` run makes four state sets, 18 samples)."""
+    if label in labels:
+        raise TypeError(f"state_set() got multiple values for label {label!r}")
+    base = sorted(labels.items())
+    at = sum(1 for name, _ in base if name < label)
+    head, tail = tuple(base[:at]), tuple(base[at:])
+    return [
+        Sample(metric, 1.0 if v == current else 0.0, (*head, (label, v), *tail)) for v in values
+    ]
 
 
 @dataclass(frozen=True)

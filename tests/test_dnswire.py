@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import io
 import random
 import struct
@@ -65,6 +66,18 @@ def reference(wire: bytes, name: str, rdtype: str) -> DnsAnswer | str:
     return message_answer(name, rdtype, message)
 
 
+def _slots(rd: dns.rdata.Rdata) -> dict[str, Any]:
+    """An rdata's slots with names as their labels and enums as (type, value)."""
+    out: dict[str, Any] = {}
+    for slot, value in rd.__getstate__().items():
+        if isinstance(value, dns.name.Name):
+            value = ("name", value.labels)
+        elif isinstance(value, enum.Enum):
+            value = (type(value), value.value)
+        out[slot] = (type(value), value)
+    return out
+
+
 def check(wire: bytes, qname_wire: bytes, qtype: int, name: str) -> FastReply | None:
     """Read ``wire`` both ways; when the fast reader accepts, the two must agree exactly."""
     rdtype = dns.rdatatype.to_text(qtype)
@@ -81,6 +94,9 @@ def check(wire: bytes, qname_wire: bytes, qtype: int, name: str) -> FastReply | 
     assert [(rd.rdclass, rd.rdtype) for rd in ours.rdatas] == [
         (rd.rdclass, rd.rdtype) for rd in ref.rdatas
     ]
+    # Every slot as dnspython sets it (the fast reader sets them without __init__), names
+    # label for label (Name equality ignores case).
+    assert [_slots(rd) for rd in ours.rdatas] == [_slots(rd) for rd in ref.rdatas]
     if ref.status == "ok":
         message = dns.message.from_wire(wire, ignore_trailing=True)
         assert isinstance(message, dns.message.QueryMessage)

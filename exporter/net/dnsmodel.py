@@ -27,9 +27,12 @@ class DnsTempError(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DnsAnswer:
-    """A definite answer: records, NXDOMAIN or NODATA."""
+    """A definite answer: records, NXDOMAIN or NODATA.
+
+    Slotted: no ``__dict__`` per answer (a DNS cycle of 1,000 domains makes 7,000 of them and
+    keeps them in the shared cache), one object less for the garbage collector to scan."""
 
     name: str
     rdtype: str
@@ -61,7 +64,7 @@ class NoAddress(Exception):
     """The host name has no A or AAAA record (a definite answer, unlike :class:`DnsTempError`)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HostAddresses:
     """A host's A and AAAA records as :meth:`exporter.net.dnsclient.DnsClient.resolve_host`
     found them; a lookup that could not tell is in ``failures``, not silently empty."""

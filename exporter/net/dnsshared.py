@@ -73,6 +73,11 @@ class SharedDns:
             self._users = 0
             self.close()
 
+    def forget(self) -> None:
+        """Drop every shared answer, as if :data:`SHARED_MAX_AGE` had passed since each: the
+        next runs ask again (the bench's steady cycle, as the daemon's next cycle would)."""
+        self._answers.clear()
+
     def recent(self, key: tuple[str, str]) -> DnsAnswer | None:
         """The shared answer to (name, type) if it is fresh, else None."""
         hit = self._answers.get(key)
@@ -106,7 +111,14 @@ class SharedDns:
         fut: asyncio.Future[DnsAnswer] = loop.create_future()
         self._inflight[key] = fut
         try:
-            answer = await self._ask(udp, sem, name, rdtype)
+            # The limiter's free slot taken without a coroutine of its own: most questions
+            # find one (its acquire and the query itself were two more coroutine levels).
+            if not sem.try_acquire():
+                await sem.acquire()
+            try:
+                answer = await udp.query(name, rdtype)
+            finally:
+                sem.release()
         except BaseException as exc:
             if self._inflight.get(key) is fut:
                 del self._inflight[key]
@@ -150,10 +162,6 @@ class SharedDns:
             self._udp_loop = loop
             self._sem = Limiter(self.max_in_flight)
         return self._udp, self._sem
-
-    async def _ask(self, udp: UdpTransport, sem: Limiter, name: str, rdtype: str) -> DnsAnswer:
-        async with sem:
-            return await udp.query(name, rdtype)
 
     def close(self) -> None:
         """Close the sockets; lookups in flight are cancelled (also called when no run holds

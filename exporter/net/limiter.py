@@ -25,6 +25,13 @@ class Limiter:
     async def __aenter__(self) -> None:
         await self.acquire()
 
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free and nobody waits (no coroutine, no await)."""
+        if self.free > 0 and not self._waiters:
+            self.free -= 1
+            return True
+        return False
+
     async def acquire(self) -> None:
         if self.free > 0 and not self._waiters:
             self.free -= 1

@@ -309,9 +309,11 @@ class _Walker:
             elif kind == "exists":
                 void = not (await self.dns.query(qname, "A")).exists
             else:
-                a, aaaa = await asyncio.gather(
-                    self.dns.query(qname, "A"), self.dns.query(qname, "AAAA")
-                )
+                a, aaaa = await self.dns.query_both(qname, "A", "AAAA")
+                if isinstance(a, DnsTempError):
+                    raise a
+                if isinstance(aaaa, DnsTempError):
+                    raise aaaa
                 void = not a.exists and not aaaa.exists
         except DnsTempError as exc:
             self.problems.append(

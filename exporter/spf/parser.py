@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from exporter.spf.errors import SpfSyntaxError
 from exporter.spf.macro import EXP_LETTERS, MacroString, parse_domain_spec, parse_macro_string
@@ -66,9 +66,10 @@ class Record:
     exp: Modifier | None = None
     modifiers: tuple[Modifier, ...] = field(default=())
 
-    @property
+    @cached_property
     def all(self) -> Mechanism | None:
-        """The first ``all`` mechanism (mechanisms after it are never evaluated)."""
+        """The first ``all`` mechanism (mechanisms after it are never evaluated). Found once per
+        record: parsed records are shared (kept by text) and asked this on every walk."""
         return next((m for m in self.mechanisms if m.kind == "all"), None)
 
 
