@@ -322,6 +322,12 @@ CATALOGUE: dict[str, FindingSpec] = _catalogue(
       " host, or server_name).",
       "Issue a certificate whose subjectAltName includes that host name, or point the MX record"
       " or clients at a name the certificate covers."),
+    F("tls_mx_too_many", "tls", WARNING,
+      "The domain publishes more MX hosts (or an MX host more addresses) than the probe checks"
+      " in one run (16 hosts by preference, 8 addresses each); the rest are not probed. Senders"
+      " try only a few of them (Postfix: smtp_mx_address_limit, 5 addresses) anyway.",
+      "Publish the MX hosts that really receive mail (a handful, with preferences), and remove"
+      " stale or generated ones."),
     F("tls_starttls_not_offered", "tls", CRITICAL,
       "The SMTP server does not advertise STARTTLS, so mail and passwords travel in clear and"
       " senders that require TLS (MTA-STS, DANE) cannot deliver.",

@@ -6,6 +6,12 @@ first address looks fine. Each run therefore looks up the domain's MX records an
 and AAAA records, and holds one conversation per (host, address), at most
 :data:`MAX_HANDSHAKES` at once.
 
+What a domain's DNS can make a run do is bounded: the first :data:`MAX_MX_HOSTS` hosts by
+preference and the first :data:`MAX_ADDRESSES` addresses of each are probed (a domain once
+published 1,500 MX records: 684 sockets at once and 1,500 series); more is a
+``tls_mx_too_many`` finding naming what was left out. Senders do no better: Postfix tries at
+most ``smtp_mx_address_limit`` (5) addresses per delivery.
+
 Per address: ``deliverability_tls_address_success{target,address}`` (1 when the handshake
 completed with a certificate senders accept: valid for the Web PKI, or matched by a secure TLSA
 record). Per host (``target="<host>:25"``): the usual TLS samples of the *worst* address (a
@@ -37,6 +43,10 @@ from exporter.results import Finding, ProbeResult, Table, sample
 
 MAX_HANDSHAKES = 8
 """Conversations in flight at once in one ``mx_of`` run."""
+MAX_MX_HOSTS = 16
+"""MX hosts probed per run, by preference (the rest are named in a finding)."""
+MAX_ADDRESSES = 8
+"""Addresses probed per MX host (IPv4 first, as senders prefer them)."""
 
 
 async def run_mx(
@@ -64,6 +74,17 @@ async def run_mx(
             f"{domain} publishes a null MX" if records else f"{domain} has no MX records"
         )
         return result
+    if len(hosts) > MAX_MX_HOSTS:
+        left = hosts[MAX_MX_HOSTS:]
+        result.findings.append(
+            Finding(
+                "tls_mx_too_many",
+                f"{domain} publishes {len(hosts)} MX hosts; probed the first {MAX_MX_HOSTS} by"
+                f" preference, not {', '.join(left[:5])}" + (" ..." if len(left) > 5 else ""),
+                subject=domain,
+            )
+        )
+        hosts = hosts[:MAX_MX_HOSTS]
     result.details["mx hosts"] = ", ".join(f"{h}:{MX_PORT}" for h in hosts)
     limiter = Limiter(MAX_HANDSHAKES)
     results = await asyncio.gather(*(_host(h, settings, ctx, deadline, limiter) for h in hosts))
@@ -88,6 +109,8 @@ async def _host(
     except TimeoutError:
         return ProbeResult(error=f"{label}: timed out looking up its addresses")
     addresses = found.all
+    skipped = addresses[MAX_ADDRESSES:]
+    addresses = addresses[:MAX_ADDRESSES]
     if not addresses:
         # The DNS said "none" (the dns probe reports the unresolvable MX host) or could not tell.
         outcome = await converse(ep, settings, ctx, deadline)
@@ -109,6 +132,16 @@ async def _host(
     if errors:
         result.merge(ProbeResult(error="; ".join(errors)))
     result.findings += _findings(ep, outcomes)
+    if skipped:
+        result.findings.append(
+            Finding(
+                "tls_mx_too_many",
+                f"{host} has {len(addresses) + len(skipped)} addresses; probed the first"
+                f" {MAX_ADDRESSES}, not {', '.join(skipped[:5])}"
+                + (" ..." if len(skipped) > 5 else ""),
+                subject=label,
+            )
+        )
     for out, address in zip(outcomes, addresses, strict=True):
         ok = out.failure is None and out.valid
         result.samples.append(sample("tls_address_success", ok, target=label, address=address))

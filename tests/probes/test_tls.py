@@ -591,6 +591,27 @@ async def test_mx_of_one_host_down(ca: trustme.CA, ca_file: str, dns: DnsServer)
     assert result.findings == []
 
 
+async def test_mx_of_fan_out_is_bounded(dns: DnsServer) -> None:
+    """1,500 MX records (seen in the wild): the first 16 hosts by preference are probed, at
+    most 8 at once, with a finding naming what was left out; a host's addresses are capped too."""
+    for i in range(1500):
+        dns.add("many.example.test", "MX", f"{i} mx{i}.many.example.test.")
+        dns.add(f"mx{i}.many.example.test", "A", "127.0.0.1")  # nothing listens on port 25 here
+    for i in range(12):
+        dns.add("mx0.many.example.test", "A", f"127.0.26.{i + 1}")
+    result = await probe(dns, {"mx_of": "many.example.test"}, probe_timeout=20)
+    hosts = {dict(s.labels)["target"] for s in result.samples}
+    assert hosts == {f"mx{i}.many.example.test:25" for i in range(16)}
+    addresses = [s for s in result.samples if s.metric == "tls_address_success"]
+    assert len(addresses) == 15 + 8  # one address each, eight of mx0's thirteen
+    found = {f.subject: f.evidence for f in result.findings if f.code == "tls_mx_too_many"}
+    assert found["many.example.test"].startswith(
+        "many.example.test publishes 1500 MX hosts; probed the first 16 by preference, not"
+        " mx16.many.example.test, mx17.many.example.test"
+    )
+    assert found["mx0.many.example.test:25"].startswith("mx0.many.example.test has 13 addresses")
+
+
 async def test_mx_of_without_mx(dns: DnsServer) -> None:
     dns.add("nomx.example.test", "A", "127.0.0.1")
     result = await probe(dns, {"mx_of": "nomx.example.test"})
