@@ -52,7 +52,7 @@ def test_kind_has_a_config_section(name: str) -> None:
 @pytest.mark.parametrize("name", KINDS)
 def test_kind_has_findings_in_the_catalogue(name: str) -> None:
     codes = [code for code, spec in CATALOGUE.items() if spec.probe == name]
-    assert codes, f"probe {name}: no finding in exporter/findings.py names probe={name!r}"
+    assert codes, f"probe {name}: no finding in exporter/findings/ names probe={name!r}"
 
 
 @pytest.mark.parametrize("name", KINDS)

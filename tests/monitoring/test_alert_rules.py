@@ -239,7 +239,7 @@ def test_generic_finding_alerts_exclude_only_catalogued_codes() -> None:
     assert critical == warning
     assert len(critical) == len(set(critical))
     unknown = set(critical) - set(CATALOGUE)
-    assert not unknown, f"not in exporter/findings.py: {unknown}"
+    assert not unknown, f"not in exporter/findings/: {unknown}"
 
 
 def test_generic_finding_alerts_leave_uncovered_codes_alerting() -> None:
