@@ -86,6 +86,26 @@ class Redactor:
             text = _BASE64.sub(lambda m: _replace_base64(m, secrets, shortest), text)
         return text
 
+    def clean(self, texts: Iterable[str]) -> bool:
+        """Whether :meth:`redact` would return every one of ``texts`` unchanged.
+
+        One pass over the texts joined rather than one per text: a ``dns`` result is about 40
+        texts (details, evidence, table cells), nearly always without anything to redact. What
+        matches in one text matches in the join, so a False here only costs the full pass."""
+        joined = "\0".join(texts)
+        forms, secrets = self._forms, self._secrets
+        if any(form in joined for form in forms):
+            return False
+        low = joined.lower()
+        if any(t in low for t in _TRIGGERS) or any(p in joined for p in _KEY_PREFIXES):
+            return False
+        if secrets:
+            shortest = self._shortest
+            for m in _BASE64.finditer(joined):  # "\0" is no base64: no run spans two texts
+                if _replace_base64(m, secrets, shortest) != m.group(0):
+                    return False
+        return True
+
 
 def _forms_of(value: str) -> set[str]:
     data = value.encode("utf-8", "surrogateescape")
@@ -136,6 +156,11 @@ REDACTOR = Redactor()
 def add(*values: str | None) -> None:
     """Register secret values (passwords, keys, tokens) the exporter has read."""
     REDACTOR.add(values)
+
+
+def clean(texts: Iterable[str]) -> bool:
+    """Whether :func:`redact` leaves every one of ``texts`` as it is."""
+    return REDACTOR.clean(texts)
 
 
 def redact(text: str) -> str:

@@ -221,7 +221,17 @@ async def run_probe(kind: ProbeKind[Any, Any], target: Target[Any], rt: Runtime)
 def _redacted(result: ProbeResult) -> ProbeResult:
     """The result without any secret in its text (:mod:`exporter.redact`): every error path of
     every probe ends here, before the state, ``/metrics``, the status page, ``check`` and the
-    "probe failed" log line see it."""
+    "probe failed" log line see it. A result with nothing to redact (nearly every one) is
+    returned as it is after one check of all its texts together (:func:`redact.clean`)."""
+    texts = [result.error or "", *result.details.values()]
+    for f in result.findings:
+        texts += (f.evidence, f.subject)
+    for t in result.tables:
+        texts.append(t.note)
+        for row in t.rows:
+            texts += row
+    if redact.clean(texts):
+        return result
     r = redact.redact
     if result.error:
         result.error = r(result.error)

@@ -91,3 +91,23 @@ def test_a_secret_that_is_not_utf8() -> None:
     for shown in (raw.decode("latin-1"), raw.decode("utf-8", "replace"), "bad-file-SECRET-",
                   base64.b64encode(raw).decode()):  # fmt: skip
         assert "bad-file-SECRET-" not in r.redact(f"x {shown} y")
+
+
+_PIECES = st.sampled_from(
+    [*forms(SECRET), "Cookie: a=b", "AKIAIOSFODNN7EXAMPLE1", "token", "plain", "v=DKIM1; p=MIIB"]
+)
+
+
+@given(st.lists(st.one_of(_TEXT, _PIECES, st.tuples(_TEXT, _PIECES).map("".join)), max_size=6))
+def test_clean_only_when_redact_changes_no_text(texts: list[str]) -> None:
+    for r in (Redactor(), redactor(SECRET)):
+        if r.clean(texts):
+            assert all(r.redact(t) == t for t in texts)
+
+
+def test_clean_texts() -> None:
+    dkim = "v=DKIM1; k=rsa; p=" + base64.b64encode(bytes(range(256))).decode()
+    texts = ["pass via ip4:198.18.0.6", dkim, "", "10 mx.example.com"]
+    assert redactor(SECRET).clean(texts) and Redactor().clean(texts)
+    assert not Redactor().clean([*texts, "Cookie: a=b"])
+    assert not redactor(SECRET).clean([*texts, forms(SECRET)[2]])
