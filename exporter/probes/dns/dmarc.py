@@ -108,7 +108,7 @@ async def check(domain: DomainConfig, ctx: DnsContext) -> ProbeResult:
                             evidence=f"p={applied} here, {tag}={policy}{src}")
                 )  # fmt: skip
     try:
-        await _check_external_reports(ctx.dns, app.step.name, rec, result)
+        await _check_external_reports(ctx.dns, walk, app.step.name, rec, result)
     except DnsTempError as exc:
         result.merge(dns_failure("DMARC report authorization", exc))
     return _policy_samples(result, name, applied, sub, nonexistent, rec)
@@ -139,10 +139,14 @@ def _record_findings(result: ProbeResult, rec: DmarcRecord) -> None:
 
 
 async def _check_external_reports(
-    dns: DnsClient, policy_domain: str, rec: DmarcRecord, result: ProbeResult
-) -> None:
+    dns: DnsClient, walk: treewalk.TreeWalk, policy_domain: str, rec: DmarcRecord,
+    result: ProbeResult,
+) -> None:  # fmt: skip
     """RFC 9990 §3: a destination whose organizational domain is not the policy domain's must
-    publish ``v=DMARC1`` at ``<policy domain>._report._dmarc.<destination host>``."""
+    publish ``v=DMARC1`` at ``<policy domain>._report._dmarc.<destination host>``.
+
+    The organizational domain of the domain's own walk (``walk``) is taken from it: the policy
+    domain and a report address at the domain itself (most records) walk no second time."""
     hosts: list[str] = []
     for uri in rec.rua + rec.ruf:
         m = MAILTO.match(uri)
@@ -150,11 +154,15 @@ async def _check_external_reports(
             hosts.append(host)
     if not hosts:
         return
-    orgs = await asyncio.gather(
-        treewalk.organizational_domain(dns, policy_domain),
-        *(treewalk.organizational_domain(dns, h) for h in hosts),
-    )
-    external = [h for h, org in zip(hosts, orgs[1:], strict=True) if org != orgs[0]]
+    names = [policy_domain, *hosts]
+    orgs: dict[str, str] = {walk.start: walk.organizational_domain()}
+    others = [n for n in dict.fromkeys(names) if n not in orgs]
+    if others:
+        found = await asyncio.gather(*(treewalk.organizational_domain(dns, n) for n in others))
+        orgs.update(zip(others, found, strict=True))
+    external = [h for h in hosts if orgs[h] != orgs[policy_domain]]
+    if not external:
+        return
     answers = await asyncio.gather(
         *(dns.query(f"{policy_domain}._report._dmarc.{h}", "TXT") for h in external)
     )
