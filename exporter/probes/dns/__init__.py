@@ -15,14 +15,13 @@ the sub-checks as a third argument: they read what was published, so "could not 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 
 from exporter.config import Config, DomainConfig
 from exporter.dnssec import validator_for
 from exporter.net.network import Network
 from exporter.probes.dns import baseline, dkim, dmarc, dnssec, fcrdns, mx, readiness, spf
-from exporter.probes.dns.common import DnsContext, DnsResources
+from exporter.probes.dns.common import DnsContext, DnsResources, gather
 from exporter.results import ProbeResult, Target
 
 SubCheck = Callable[[DomainConfig, DnsContext], Awaitable[ProbeResult]]
@@ -55,11 +54,11 @@ class DnsProbe:
 
     async def run(self, target: Target[DomainConfig], ctx: DnsContext) -> ProbeResult:
         domain = target.settings
-        results = await asyncio.gather(*(fn(domain, ctx) for _, fn in SUBCHECKS))
+        results = await gather(*(fn(domain, ctx) for _, fn in SUBCHECKS))
         merged = ProbeResult()
         for result in results:
             merged.merge(result)
-        judged = await asyncio.gather(*(fn(domain, ctx, merged) for _, fn in POSTCHECKS))
+        judged = await gather(*(fn(domain, ctx, merged) for _, fn in POSTCHECKS))
         for result in judged:
             merged.merge(result)
         return merged

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections.abc import Awaitable, Iterable
+from typing import TypeVar
 
 from exporter.dnssec import Validator
 from exporter.net.dnsmodel import DnsTempError
 from exporter.probes.base import ProbeContext
 from exporter.results import ProbeResult, Sample, sample
+
+T = TypeVar("T")
 
 
 class DnsResources:
@@ -67,9 +70,33 @@ def current_state(result: ProbeResult, metric: str, label: str, **match: str) ->
     return None
 
 
+async def gather(*aws: Awaitable[T]) -> list[T]:
+    """The results of ``aws``, run concurrently, in order: :func:`asyncio.gather` with the first
+    awaited in the caller's own task, so one awaitable (one sending IP, one MX host, one PTR
+    name: the common case) costs no task and no gathering future, and n cost n - 1 tasks.
+    A ``dns`` run made about 21 tasks; each is about 8 us of CPU with its gathering
+    (bench/README.md). If one raises, the others are cancelled (only a bug raises here: the
+    sub-checks turn a DNS failure into their result)."""
+    if len(aws) <= 1:
+        return [await aw for aw in aws]
+    tasks = [asyncio.ensure_future(aw) for aw in aws[1:]]
+    try:
+        out = [await aws[0]]
+        for task in tasks:
+            out.append(await task)
+    except BaseException:
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+            elif not task.cancelled():
+                task.exception()  # retrieved: raised by the await above or not wanted
+        raise
+    return out
+
+
 async def gather_merged(parts: Iterable[Awaitable[ProbeResult]]) -> ProbeResult:
     """Run the parts of a check concurrently and merge their results, in order."""
     merged = ProbeResult()
-    for part in await asyncio.gather(*parts):
+    for part in await gather(*parts):
         merged.merge(part)
     return merged

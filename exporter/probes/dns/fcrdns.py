@@ -9,7 +9,6 @@ for that IP: no sample, the probe's error set.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 
 import dns.reversename
@@ -17,7 +16,7 @@ from dns.rdtypes.ANY.PTR import PTR
 
 from exporter.config import DomainConfig
 from exporter.net.dnsmodel import DnsTempError
-from exporter.probes.dns.common import DnsContext, dns_failure, gather_merged
+from exporter.probes.dns.common import DnsContext, dns_failure, gather, gather_merged
 from exporter.results import Finding, ProbeResult, sample
 
 MAX_PTR_NAMES = 10
@@ -39,7 +38,7 @@ async def _ip(domain: str, ip: str, ctx: DnsContext) -> ProbeResult:
         names = [
             rd.target.to_text().rstrip(".").lower() for rd in answer.rdatas if isinstance(rd, PTR)
         ][:MAX_PTR_NAMES]
-        forward = await asyncio.gather(*(_forward(ctx, n, rdtype) for n in names))
+        forward = await gather(*(_forward(ctx, n, rdtype) for n in names))
     except DnsTempError as exc:
         return dns_failure(f"FCrDNS of {ip}", exc)
     confirmed = [

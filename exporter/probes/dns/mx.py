@@ -6,14 +6,12 @@ Recognizes the null MX of RFC 7505 (a lone ``0 .``), flags MX targets that are C
 
 from __future__ import annotations
 
-import asyncio
-
 from dns.rdtypes.ANY.MX import MX
 
 from exporter.config import DomainConfig
 from exporter.net.addr import is_ip_address
 from exporter.net.dnsmodel import DnsTempError
-from exporter.probes.dns.common import DnsContext, checksum, dns_failure
+from exporter.probes.dns.common import DnsContext, checksum, dns_failure, gather
 from exporter.results import Finding, ProbeResult, sample
 
 
@@ -63,7 +61,7 @@ async def check(domain: DomainConfig, ctx: DnsContext) -> ProbeResult:
             valid = False
             result.findings.append(Finding("mx_host_is_ip", subject=host, evidence=host))
     try:
-        answers = await asyncio.gather(*(_host(h, ctx) for h in names))
+        answers = await gather(*(_host(h, ctx) for h in names))
     except DnsTempError as exc:
         result.merge(dns_failure("MX host", exc))
         return result  # mx_valid unknown: not published

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from exporter.config import DomainConfig
 from exporter.net.dnsmodel import DnsTempError
 from exporter.probes.dns import treewalk
-from exporter.probes.dns.common import DnsContext, current_state, published
+from exporter.probes.dns.common import DnsContext, current_state, gather, published
 from exporter.results import Finding, ProbeResult, Table, sample
 from exporter.spf.analysis import analyze
 from exporter.spf.evaluate import check_host
@@ -178,9 +178,7 @@ def summary(provider: str, verdicts: dict[str, Verdict]) -> tuple[bool | None, s
 
 async def check(domain: DomainConfig, ctx: DnsContext, so_far: ProbeResult) -> ProbeResult:
     name = domain.domain
-    spf, alignment = await asyncio.gather(
-        _spf(domain, ctx, so_far), _alignment(domain, ctx, so_far)
-    )
+    spf, alignment = await gather(_spf(domain, ctx, so_far), _alignment(domain, ctx, so_far))
     verdicts = {
         "spf": spf,
         "dkim": _dkim(domain, so_far),

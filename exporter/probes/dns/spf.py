@@ -8,11 +8,9 @@ A temporary DNS failure on the domain's own TXT lookup is an error (``probe_succ
 
 from __future__ import annotations
 
-import asyncio
-
 from exporter.config import DomainConfig
 from exporter.net.dnsmodel import DnsTempError
-from exporter.probes.dns.common import DnsContext, checksum, dns_failure
+from exporter.probes.dns.common import DnsContext, checksum, dns_failure, gather
 from exporter.results import Finding, ProbeResult, sample, state_set
 from exporter.spf.analysis import analyze
 from exporter.spf.evaluate import RESULTS, SpfResult, check_host
@@ -27,7 +25,7 @@ async def check(domain: DomainConfig, ctx: DnsContext) -> ProbeResult:
     except DnsTempError as exc:
         return dns_failure("SPF", exc)
     results: list[SpfResult] = list(
-        await asyncio.gather(
+        await gather(
             *(
                 check_host(ctx.dns, ip, f"postmaster@{name}", name, domain=name)
                 for ip in domain.sending_ips
