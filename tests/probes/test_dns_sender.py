@@ -3,15 +3,20 @@ against the in-process DNS server."""
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
+import dns.reversename
 import pytest
 from dnsserver import DnsServer
+from hypothesis import given
+from hypothesis import strategies as st
 from probes.test_dns_auth import KEY_512, KEY_2048, codes, metrics
 
 from exporter.config import parse_config
 from exporter.net.dnsclient import make_resolver
 from exporter.probes import PROBES
+from exporter.probes.dns.fcrdns import reverse_name
 from exporter.results import ProbeResult, RunRecord
 from exporter.runner import Runtime, run_probe
 
@@ -292,3 +297,12 @@ async def test_unknown_never_hides_a_confirmed_failure(dns_server: DnsServer) ->
     dns_server.remove(f"_dmarc.{DOMAIN}")
     rec = await run(dns_server, sending_ips=[])  # fcrdns unknown, dmarc confirmed missing
     assert providers(rec) == {"gmail": 0, "yahoo": 0, "microsoft": 0}
+
+
+@given(st.ip_addresses())
+def test_reverse_name_is_dnspythons(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+    expected = dns.reversename.from_address(str(addr)).to_text().rstrip(".")
+    assert reverse_name(addr) == expected
+    mapped = ipaddress.IPv6Address(f"::ffff:{addr}") if addr.version == 4 else None
+    if mapped is not None:
+        assert reverse_name(mapped) == expected

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 
-import dns.reversename
 from dns.rdtypes.ANY.PTR import PTR
 
 from exporter.config import DomainConfig
@@ -23,6 +22,14 @@ MAX_PTR_NAMES = 10
 """PTR names followed per IP (RFC 7208 §4.6.4 stops at 10 as well; real IPs have one)."""
 
 
+def reverse_name(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """The PTR name of an address, as ``dns.reversename.from_address`` writes it (without the
+    root dot; an IPv4-mapped IPv6 address under ``in-addr.arpa``) at a quarter of its CPU."""
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped.reverse_pointer
+    return addr.reverse_pointer
+
+
 async def _forward(ctx: DnsContext, name: str, rdtype: str) -> list[str]:
     answer = await ctx.dns.query(name, rdtype)
     return answer.addresses()
@@ -31,7 +38,7 @@ async def _forward(ctx: DnsContext, name: str, rdtype: str) -> list[str]:
 async def _ip(domain: str, ip: str, ctx: DnsContext) -> ProbeResult:
     result = ProbeResult()
     addr = ipaddress.ip_address(ip)
-    rname = dns.reversename.from_address(ip).to_text().rstrip(".")
+    rname = reverse_name(addr)
     rdtype = "A" if addr.version == 4 else "AAAA"
     try:
         answer = await ctx.dns.query(rname, "PTR")
