@@ -100,10 +100,11 @@ async def _cycle(
     tune_gc()  # as the daemon does before its first run
     out: dict[str, Any] = {"kinds": {}}
     records: list[RunRecord] = []
+    configured = {kind.name: kind for kind in PROBES.configured(config)}  # as the daemon
     for name in kinds:
-        kind = PROBES[name]
-        targets = kind.targets(config)
-        if not targets:
+        kind = configured.get(name)
+        targets = kind.targets(config) if kind is not None else []
+        if kind is None or not targets:
             continue
         first = await _measure(kind, targets, deps, control)
         records += first.pop("records")

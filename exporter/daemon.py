@@ -50,7 +50,7 @@ FIRST_RUN_JITTER = 2.0
 def all_targets(config: Config) -> list[Target[Any]]:
     """Every (probe, target) of the config, in registry order."""
     out: list[Target[Any]] = []
-    for kind in PROBES.values():
+    for kind in PROBES.configured(config):
         out.extend(kind.targets(config))
     return out
 

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from exporter.config import Config
+from exporter.config import Config, parse_config
 from exporter.findings import CATALOGUE
 from exporter.metrics import METRICS, PREFIX
+from exporter.probes import KINDS as KINDS_TABLE
 from exporter.probes import PROBES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,6 +41,25 @@ def test_registry_names_match_entries() -> None:
     for name, kind in PROBES.items():
         assert kind.name == name
         assert kind.title and kind.config_key, name
+
+
+def test_registry_table_names_each_kinds_module_and_section() -> None:
+    for name, (module, key) in KINDS_TABLE.items():
+        kind = PROBES[name]
+        assert type(kind).__module__.startswith(module), name
+        assert kind.config_key == key, name
+    assert "dns" in PROBES and "nonesuch" not in PROBES
+    with pytest.raises(KeyError):
+        PROBES["nonesuch"]
+
+
+def test_configured_kinds_are_those_with_targets() -> None:
+    config = parse_config(
+        {"domains": [{"domain": "example.com"}], "tls": [{"target": "mx.example.com:25"}]}
+    )
+    assert [k.name for k in PROBES.configured(config)] == ["dns", "tls"]
+    with_targets = [name for name, kind in PROBES.items() if kind.targets(config)]
+    assert with_targets == ["dns", "tls"]
 
 
 @pytest.mark.parametrize("name", KINDS)

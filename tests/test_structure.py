@@ -60,6 +60,16 @@ def test_rendering_loads_no_probe_no_runner_no_dns(module: str) -> None:
     assert not bad, f"importing {module} loads {sorted(bad)}"
 
 
+def test_the_daemon_imports_a_probe_kind_only_when_configured() -> None:
+    from exporter.probes import KINDS
+
+    kinds = {module for module, _ in KINDS.values()}
+    assert not kinds & loaded_after("import exporter.daemon, exporter.runner, exporter.check")
+    config = "exporter.config.parse_config({'domains': [{'domain': 'example.com'}]})"
+    loaded = loaded_after(f"import exporter.daemon; exporter.daemon.all_targets({config})")
+    assert kinds & loaded == {"exporter.probes.dns"}
+
+
 def test_no_module_over_the_size_limit() -> None:
     big = {
         str(p.relative_to(PACKAGE)): n
