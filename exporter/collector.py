@@ -88,10 +88,40 @@ class _Families(Collector):
         yield from self.families
 
 
-_Fragment = dict[str, tuple["array[int]", str]]
-"""Family name -> (hashes of the series keys, the lines) of one record, as ``generate_latest``
-writes them. Hashes rather than the keys keep the cache at about the size of the text itself;
-a hash seen twice is checked against the real keys before a series is dropped."""
+class _Fragment:
+    """One record's series as ``generate_latest`` writes them: per family the lines (bytes) and
+    the hashes of the series keys, and a weak reference to the record they were made from.
+
+    Compact because the daemon keeps one per target (about 64,000 series at 1,000 domains): the
+    family names are one dict shared by every record with the same families (:attr:`index`),
+    the hashes one array per record (family ``i``'s are ``hashes[ends[i - 1]:ends[i]]``), the
+    lines one bytes object per family. Hashes rather than the keys keep the cache at about the
+    size of the text itself; a hash seen twice is checked against the real keys before a series
+    is dropped. The earlier layout (a dict of family name to (array, str) per record, a new
+    name string each) held 2.4 times the text's size (bench/README.md)."""
+
+    __slots__ = ("ends", "hashes", "index", "record", "texts")
+
+    def __init__(
+        self,
+        record: weakref.ref[RunRecord],
+        index: dict[str, int],
+        texts: tuple[bytes, ...],
+        hashes: array[int],
+        ends: array[int],
+    ) -> None:
+        self.record = record
+        self.index = index
+        self.texts = texts
+        self.hashes = hashes
+        self.ends = ends
+
+    def series_hashes(self, i: int) -> array[int]:
+        return self.hashes[self.ends[i - 1] if i else 0 : self.ends[i]]
+
+
+MAX_SHAPES = 1024
+"""Distinct family sets kept (records of one kind share a few; a bound, not a limit)."""
 
 
 class Exposition:
@@ -102,16 +132,19 @@ class Exposition:
     """
 
     def __init__(self) -> None:
-        self._fragments: dict[tuple[str, str], tuple[weakref.ref[RunRecord], _Fragment]] = {}
-        self._headers: dict[str, str] = {}
+        self._fragments: dict[tuple[str, str], _Fragment] = {}
+        self._shapes: dict[tuple[str, ...], dict[str, int]] = {}
+        self._headers: dict[str, bytes] = {}
         self._last: tuple[list[weakref.ref[RunRecord]], bytes, bytes] | None = None
 
-    def _format(self, families: Sequence[Metric]) -> _Fragment:
+    def _format(self, rec: RunRecord) -> _Fragment:
         """Each family's series as ``generate_latest`` writes gauges whose metric and label
         names are valid legacy names (all of ours: :mod:`exporter.metrics` checks them)."""
-        out: _Fragment = {}
-        for family in families:
-            hashes = array("q")
+        names: list[str] = []
+        texts: list[bytes] = []
+        hashes = array("q")
+        ends = array("I")
+        for family in record_families([rec]):
             lines: list[str] = []
             for s in family.samples:
                 key = s.name
@@ -124,15 +157,22 @@ class Exposition:
                 hashes.append(hash(key))
                 lines.append(f"{key} {_go_float(s.value)}\n")
             if lines:
-                out[family.name] = (hashes, "".join(lines))
-        return out
+                names.append(family.name)
+                texts.append("".join(lines).encode())
+                ends.append(len(hashes))
+        shape = tuple(names)
+        index = self._shapes.get(shape)
+        if index is None:
+            if len(self._shapes) >= MAX_SHAPES:
+                self._shapes.clear()
+            index = self._shapes[shape] = {name: i for i, name in enumerate(shape)}
+        return _Fragment(weakref.ref(rec), index, tuple(texts), hashes, ends)
 
     def _fragment(self, rec: RunRecord) -> _Fragment:
         kept = self._fragments.get(rec.target.key)
-        if kept is not None and kept[0]() is rec:
-            return kept[1]
-        fragment = self._format(record_families([rec]))
-        self._fragments[rec.target.key] = (weakref.ref(rec), fragment)
+        if kept is not None and kept.record() is rec:
+            return kept
+        fragment = self._fragments[rec.target.key] = self._format(rec)
         return fragment
 
     def render(self, head: Sequence[Metric], records: Sequence[RunRecord]) -> bytes:
@@ -146,48 +186,51 @@ class Exposition:
             and all(ref() is r for ref, r in zip(last[0], records, strict=True))
         ):
             return last[2]
+        self._last = None  # the previous body is freed before the next one is built
         fragments = [self._fragment(r) for r in records]
         live = {r.target.key for r in records}
         for gone in [k for k in self._fragments if k not in live]:
             del self._fragments[gone]
         if not self._headers:
             self._headers = _headers()
-        parts: list[str] = []
+        parts: list[bytes] = [head_text]
         names = [n for n in METRICS if n not in _ALWAYS]
         for name in (*_ALWAYS, *names):
             family = (EXPORTER_METRICS.get(name) or METRICS[name]).family
-            lines: list[str] = []
+            lines: list[bytes] = []
             dedupe = name not in RECORD_FAMILIES
             seen: set[int] = set()
             keys: set[str] | None = None
             for fragment in fragments:
-                entry = fragment.get(family)
-                if entry is None:
+                i = fragment.index.get(family)
+                if i is None:
                     continue
-                hashes, joined = entry
+                joined = fragment.texts[i]
                 if not dedupe:
                     lines.append(joined)
-                elif seen.isdisjoint(hashes):
+                    continue
+                hashes = fragment.series_hashes(i)
+                if seen.isdisjoint(hashes):
                     seen.update(hashes)
                     lines.append(joined)
                 else:
                     # The same series from two records: the first one wins, as in
                     # record_families(). Compare the real keys (a hash may collide).
                     if keys is None:
-                        keys = {_key(line) for text in lines for line in _lines(text)}
-                    for line in _lines(joined):
+                        keys = {_key(line) for text in lines for line in _lines(text.decode())}
+                    for line in _lines(joined.decode()):
                         key = _key(line)
                         if key not in keys:
                             keys.add(key)
                             seen.add(hash(key))
-                            lines.append(line)
+                            lines.append(line.encode())
                     continue
                 if keys is not None:
-                    keys.update(_key(line) for line in _lines(joined))
+                    keys.update(_key(line) for line in _lines(joined.decode()))
             if lines or name in _ALWAYS:
                 parts.append(self._headers[family])
                 parts.extend(lines)
-        body = head_text + "".join(parts).encode()
+        body = b"".join(parts)
         self._last = ([weakref.ref(r) for r in records], head_text, body)
         return body
 
@@ -197,7 +240,10 @@ _go_float = cast(Callable[[float], str], _untyped_go_float)
 
 
 def _lines(text: str) -> list[str]:
-    return text.splitlines(keepends=True)
+    """The lines of exposition text, each with its newline. Only ``\\n`` ends a line: label
+    values escape it, but may hold the other characters ``str.splitlines`` breaks at
+    (``\\r``, ``\\x1e``, ``\\x85``: a label value with one crashed the renderer)."""
+    return [line + "\n" for line in text.split("\n")[:-1]]
 
 
 def _key(line: str) -> str:
@@ -209,13 +255,13 @@ def _escape(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
-def _headers() -> dict[str, str]:
+def _headers() -> dict[str, bytes]:
     """The ``# HELP`` and ``# TYPE`` lines of every family, as ``generate_latest`` writes them,
     by family name (a counter's ``TYPE`` line names it with its ``_total`` suffix)."""
-    out: dict[str, str] = {}
+    out: dict[str, bytes] = {}
     for name in (*EXPORTER_METRICS, *METRICS):
         family = _family(name)
-        out[family.name] = generate_latest(_registry_of([family])).decode()
+        out[family.name] = generate_latest(_registry_of([family]))
     return out
 
 

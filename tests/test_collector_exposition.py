@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 import weakref
 
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import generate_latest
 
 from exporter.collector import StateCollector, make_registry
@@ -73,3 +75,18 @@ def test_replaced_records_are_not_kept_until_the_next_scrape() -> None:
         assert body == generate_latest(registry)
         assert f'deliverability_spf_records{{domain="a.example"}} {value}.0'.encode() in body
     assert body != first
+
+
+@given(st.lists(st.text(max_size=6), min_size=1, max_size=5), st.integers(0, 4))
+def test_any_label_text_renders_as_generate_latest(names: list[str], shared: int) -> None:
+    """Label values of any text (non-ASCII, line and form feeds, quotes), and the same series
+    from several records (``shared`` of them publish one zone's health)."""
+    records = []
+    for i, name in enumerate(names):
+        samples = [sample("spf_records", i, domain=name), sample("mx_valid", 1, domain=name)]
+        if i < shared:
+            samples.append(sample("dnsbl_zone_healthy", i, zone=names[0]))
+        target = Target("dns", f"{i}:{name}", None, 60.0, 10.0)
+        records.append(RunRecord(target, ProbeResult(samples=samples), 1.0, 2.0, 1.0))
+    collector = StateCollector(lambda: records, lambda: (True, 1.0))
+    assert collector.exposition() == generate_latest(make_registry(collector))
