@@ -2,6 +2,7 @@
 
     bench/.venv-peers/bin/python bench/peers.py checkdmarc PORT DOMAINS_FILE
     bench/.venv-peers/bin/python bench/peers.py pydnsbl PORT IPS_FILE ZONE [ZONE ...]
+    bench/.venv-peers/bin/python bench/peers.py parsedmarc XML_FILE MAIL_FILE NUMBER REPEAT
 
 Prints one JSON object: domains/IPs checked, wall and CPU seconds, failures. This file imports
 neither the project nor anything the project depends on being installed; the peers are never
@@ -12,7 +13,9 @@ outside 127.0.0.0/8 (the process fails loudly instead of leaking a query), dnspy
 resolver is replaced by one that asks only the loopback knot, and checkdmarc is called with that
 resolver for the checks compared (SPF, DMARC, MX: the ones the exporter's ``dns`` probe makes;
 its DNSSEC, NS, SOA, MTA-STS and BIMI checks are not called, so nothing else is asked). Its
-public suffix list is the copy bundled with ``publicsuffixlist`` (no download).
+public suffix list is the copy bundled with ``publicsuffixlist`` (no download). parsedmarc runs
+with ``offline=True`` and ``always_use_local_files=True`` (no reverse DNS of the sources, its
+bundled IP database and reverse-DNS map, no download).
 """
 
 from __future__ import annotations
@@ -114,8 +117,49 @@ def run_pydnsbl(port: int, ips: list[str], zones: list[str]) -> dict[str, Any]:
     }
 
 
+def run_parsedmarc(xml_file: str, mail_file: str, number: int, repeat: int) -> dict[str, Any]:
+    """parsedmarc's aggregate-report parse of the XML and of the whole mail, as
+    ``bench.reports_bench`` measures the exporter's: calls per second (best of ``repeat`` rounds
+    of ``number`` calls), and the peak of Python allocations of one parse of each."""
+    import tracemalloc
+
+    from parsedmarc import parse_aggregate_report_xml, parse_report_email
+
+    with open(xml_file, "rb") as fh:
+        xml = fh.read()
+    with open(mail_file, "rb") as fh:
+        mail = fh.read()
+    opts: dict[str, Any] = {"offline": True, "always_use_local_files": True}
+    calls = {
+        "parse": lambda: parse_aggregate_report_xml(xml, **opts),
+        "message": lambda: parse_report_email(mail, **opts),
+    }
+    out: dict[str, Any] = {"tool": "parsedmarc", "reports_per_s": {}, "tracemalloc_peak_mib": {}}
+    for what, fn in calls.items():
+        report = fn()  # warm: parsedmarc loads its IP database and maps on first use
+        tracemalloc.start()
+        fn()
+        out["tracemalloc_peak_mib"][what] = round(tracemalloc.get_traced_memory()[1] / 2**20, 1)
+        tracemalloc.stop()
+        best = float("inf")
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            for _ in range(number):
+                fn()
+            best = min(best, (time.perf_counter() - t0) / number)
+        out["reports_per_s"][what] = round(1 / best, 1)
+        if what == "parse":
+            out["records"] = len(report["records"])
+    return out
+
+
 def main(argv: list[str]) -> int:
     sys.addaudithook(_loopback_only)
+    if argv[0] == "parsedmarc":
+        out = run_parsedmarc(argv[1], argv[2], int(argv[3]), int(argv[4]))
+        out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        print(json.dumps(out))
+        return 0
     tool, port = argv[0], int(argv[1])
     with open(argv[2]) as fh:
         items = [line.strip() for line in fh if line.strip()]

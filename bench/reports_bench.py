@@ -19,7 +19,10 @@ process:
 then the memory of one ``parse`` and one ``message``, each in a fresh child process: the peak
 of Python allocations (``tracemalloc``, which sees expat's buffers too: pyexpat allocates
 through Python) and the growth of the peak resident set (``VmHWM`` after resetting it through
-``/proc/self/clear_refs``). Prints a table and one JSON line; ``--out FILE`` writes the JSON.
+``/proc/self/clear_refs``). Beside them (``--no-peer`` to skip), the peer the issue names:
+parsedmarc's ``parse_aggregate_report_xml`` and ``parse_report_email`` on the same XML and mail,
+offline, in its own virtualenv (``bench/peers.py``). Prints a table and one JSON line;
+``--out FILE`` writes the JSON.
 """
 
 from __future__ import annotations
@@ -29,12 +32,14 @@ import gzip
 import json
 import subprocess
 import sys
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from email.message import EmailMessage
 from email.policy import SMTP
 from pathlib import Path
+from typing import Any
 
 from exporter.reports.dmarc import parse_aggregate
 from exporter.reports.mime import parse_message
@@ -134,12 +139,33 @@ def child_memory(what: str, size: int) -> dict[str, float]:
     return {"tracemalloc_peak_mib": peak / 2**20, "rss_growth_mib": (hwm - rss_before) / 1024}
 
 
+def run_parsedmarc(xml: bytes, message: bytes, number: int, repeat: int) -> dict[str, Any]:
+    """parsedmarc on the same XML and mail (``bench/peers.py parsedmarc``), in the peers'
+    virtualenv: its rates and the peak of Python allocations of one parse of each."""
+    from bench.run import peer_python
+
+    python = peer_python()
+    with tempfile.TemporaryDirectory() as tmp:
+        xml_file, mail_file = Path(tmp) / "report.xml", Path(tmp) / "report.eml"
+        xml_file.write_bytes(xml)
+        mail_file.write_bytes(message)
+        peers = Path(__file__).resolve().parent / "peers.py"
+        out = subprocess.run(
+            [str(python), str(peers), "parsedmarc", str(xml_file), str(mail_file),
+             str(max(1, number // 4)), str(repeat)],
+            check=True, capture_output=True, text=True, timeout=1800,
+        ).stdout  # fmt: skip
+    found: dict[str, Any] = json.loads(out)
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=1_000_000, help="bytes of XML")
     parser.add_argument("--number", type=int, default=20, help="calls per round")
     parser.add_argument("--repeat", type=int, default=5, help="rounds (best is kept)")
     parser.add_argument("--out", type=Path, help="write the JSON report here")
+    parser.add_argument("--no-peer", action="store_true", help="skip parsedmarc")
     parser.add_argument("--child", choices=["parse", "message"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -173,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
             text=True,
         ).stdout
         memory[what] = json.loads(out)
+    peer = None if args.no_peer else run_parsedmarc(xml, message, args.number, args.repeat)
     result = {
+        "parsedmarc": peer,
         "xml_bytes": len(xml),
         "message_bytes": len(message),
         "records": records,
@@ -185,16 +213,23 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"1 report of {len(xml):,} bytes of XML, {records:,} records; mail {len(message):,} B")
     print(
-        f"{'':10} {'reports/s':>10} {'MB/s':>7} {'records/s':>11} {'tracemalloc':>12} {'RSS+':>7}"
+        f"{'':18} {'reports/s':>10} {'MB/s':>7} {'records/s':>11} {'tracemalloc':>12} {'RSS+':>7}"
     )
     for what, rate in rates.items():
         mem = memory.get(what, {})
         trace = f"{mem['tracemalloc_peak_mib']:.1f} MiB" if mem else "-"
         rss = f"{mem['rss_growth_mib']:.1f}" if mem else "-"
         print(
-            f"{what:10} {rate:10.1f} {rate * len(xml) / 1e6:7.1f} {rate * records:11,.0f}"
+            f"{what:18} {rate:10.1f} {rate * len(xml) / 1e6:7.1f} {rate * records:11,.0f}"
             f" {trace:>12} {rss:>7}"
         )
+    if peer is not None:
+        for what, rate in peer["reports_per_s"].items():
+            trace = f"{peer['tracemalloc_peak_mib'][what]:.1f} MiB"
+            print(
+                f"{'parsedmarc ' + what:18} {rate:10.1f} {rate * len(xml) / 1e6:7.1f}"
+                f" {rate * records:11,.0f} {trace:>12} {'-':>7}"
+            )
     print(json.dumps(result))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

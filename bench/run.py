@@ -62,7 +62,7 @@ from bench.zones import DOMAIN_LIST, IP_LIST, SELECTORS, domains, write_zones
 
 ROOT = Path(__file__).resolve().parent.parent
 PEER_VENV = ROOT / "bench" / ".venv-peers"
-PEER_PACKAGES = ("checkdmarc", "pydnsbl")
+PEER_PACKAGES = ("checkdmarc", "pydnsbl", "parsedmarc")
 RESULTS = ROOT / "bench" / "results"
 PYTHON = sys.executable
 
@@ -289,9 +289,15 @@ def shard_check(config: Path) -> dict[str, Any]:
 
 
 def peer_python() -> Path:
+    """The peers' virtualenv (made on first use; a peer missing from an older one is added)."""
     python = PEER_VENV / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
+    probe = (
+        "import importlib.util, sys;"
+        "sys.exit(any(importlib.util.find_spec(m) is None for m in sys.argv[1:]))"
+    )
+    if subprocess.run([str(python), "-c", probe, *PEER_PACKAGES], check=False).returncode:
         subprocess.run(
             [str(python), "-m", "pip", "install", "-q", *PEER_PACKAGES], check=True, timeout=900
         )

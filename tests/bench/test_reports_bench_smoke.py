@@ -15,7 +15,7 @@ def test_reports_bench_smoke(tmp_path: Path) -> None:
     out = tmp_path / "reports.json"
     res = subprocess.run(
         [sys.executable, "-m", "bench.reports_bench", "--size", "100000", "--number", "1",
-         "--repeat", "1", "--out", str(out)],
+         "--repeat", "1", "--no-peer", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
