@@ -97,7 +97,12 @@ class Shard:
     @classmethod
     def parse(cls, text: str) -> Shard:
         index_text, sep, count_text = text.partition("/")
-        if not (sep and index_text.isdigit() and count_text.isdigit()):
+        if not (
+            sep
+            and (index_text + count_text).isascii()
+            and index_text.isdigit()
+            and count_text.isdigit()
+        ):
             raise ValueError(f"invalid shard {text!r}: expected I/N, e.g. 1/3")
         index, count = int(index_text), int(count_text)
         if not 1 <= index <= count:

@@ -37,7 +37,7 @@ def parse_nameserver(spec: str) -> tuple[str, int]:
 
 
 def parse_port(text: str, spec: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
         raise ValueError(f"bad port in nameserver {spec!r}")
     return int(text)
 
@@ -60,7 +60,7 @@ def split_host_port(value: str, default_port: int | None = None) -> tuple[str, i
         if default_port is None:
             raise ValueError(f"invalid address {value!r}: expected host:port")
         return host, default_port
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
         raise ValueError(f"invalid port in {value!r}")
     if not host:
         raise ValueError(f"invalid address {value!r}: missing host")

@@ -396,7 +396,7 @@ class ImapClient:
         uids: list[int] = []
         for r in untagged:
             if r.text[:7].upper() == b"SEARCH ":
-                uids.extend(int(t) for t in r.text[7:].split() if t.isdigit())
+                uids.extend(int(t) for t in r.text[7:].split() if t.isascii() and t.isdigit())
         return sorted(set(uids))
 
     async def fetch_header_fields(

@@ -30,7 +30,7 @@ def check_redis_url(url: str) -> None:
     if not parts.hostname:
         raise ValueError("redis_url has no host")
     db = parts.path.strip("/")
-    if db and not db.isdigit():
+    if db and not (db.isascii() and db.isdigit()):
         raise ValueError("the path of redis_url is the database number, e.g. /0")
 
 

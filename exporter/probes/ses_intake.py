@@ -151,7 +151,12 @@ async def providers_for(
         hits: dict[str, str] = {}
         for domain in unknown:
             provider, _, stamp = (tx.get(PROVIDER_CACHE, domain) or "").partition(" ")
-            if provider in PROVIDERS and stamp.isdigit() and now - int(stamp) < PROVIDER_TTL:
+            if (
+                provider in PROVIDERS
+                and stamp.isascii()
+                and stamp.isdigit()
+                and now - int(stamp) < PROVIDER_TTL
+            ):
                 hits[domain] = provider
         return hits
 
@@ -226,7 +231,7 @@ def _prune(tx: Tx, now: float, region: str, keep: float) -> None:
     """Forget the region's de-dup marks older than ``keep`` seconds and old diagnostic rows, at
     most once an hour (it scans)."""
     last = tx.get(SEEN_EVENTS, f"pruned:{region}")
-    if last is not None and last.isdigit() and now - int(last) < PRUNE_EVERY:
+    if last is not None and last.isascii() and last.isdigit() and now - int(last) < PRUNE_EVERY:
         return
     for statement in _SCHEMA:
         tx.execute(statement)

@@ -198,7 +198,7 @@ class SqsQueue:
                 return [str(f.get("Id", "")) for f in answer.get("Failed", [])]
 
             for index in await self._call("DeleteMessageBatch", call):
-                if index.isdigit() and int(index) < len(batch):
+                if index.isascii() and index.isdigit() and int(index) < len(batch):
                     failed.append(batch[int(index)].message_id)
         return failed
 

@@ -183,3 +183,11 @@ def test_nameserver_raises_only_value_error(text: str) -> None:
     except ValueError:
         return
     assert 0 < port < 65536 and host
+
+
+@pytest.mark.parametrize("port", ["\u00b2", "\u0663", "1\u00b9"])
+def test_nameserver_port_of_non_ascii_digits_is_a_bad_port(port: str) -> None:
+    """Superscripts pass str.isdigit() (int() then raised its own message), Arabic-Indic digits
+    pass int(): neither is a port."""
+    with pytest.raises(ValueError, match="bad port in nameserver"):
+        parse_nameserver(f"127.0.0.1:{port}")

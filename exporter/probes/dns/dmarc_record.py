@@ -122,7 +122,7 @@ def parse_dmarc(text: str) -> DmarcRecord:
     rec.removed = [t for t in REMOVED_TAGS if t in tags]
     if "pct" in tags:
         pct = tags["pct"]
-        if pct.isdigit() and 0 <= int(pct) <= 100:
+        if pct.isascii() and pct.isdigit() and 0 <= int(pct) <= 100:
             rec.pct = int(pct)
         else:
             problems.append(f"pct={pct} is not an integer from 0 to 100")
