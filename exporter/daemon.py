@@ -31,7 +31,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from exporter.collector import StateCollector, make_registry
+from exporter.collector import METRICS_CHUNK, StateCollector, chunks, make_registry
 from exporter.config import Config, ConfigError, load_config
 from exporter.httpguard import IDLE_TIMEOUT, ConnectionGuard, GuardedSite, raise_fd_limit
 from exporter.probes import PROBES
@@ -259,9 +259,17 @@ class Exporter:
         app.router.add_get("/target", self._target)
         return app
 
-    async def _metrics(self, request: web.Request) -> web.Response:
-        body = self.collector.exposition()  # generate_latest's bytes, formatted incrementally
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    async def _metrics(self, request: web.Request) -> web.StreamResponse:
+        # generate_latest's bytes, formatted incrementally and written in chunks: never joined.
+        parts = self.collector.exposition_parts()
+        response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE_LATEST})
+        response.content_length = sum(len(p) for p in parts)
+        await response.prepare(request)
+        if request.method != "HEAD":
+            for chunk in chunks(parts, METRICS_CHUNK):
+                await response.write(chunk)
+        await response.write_eof()
+        return response
 
     async def _healthy(self, request: web.Request) -> web.Response:
         return web.Response(text="Healthy.\n")

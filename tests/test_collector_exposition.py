@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import generate_latest
 
-from exporter.collector import StateCollector, make_registry
+from exporter.collector import StateCollector, chunks, make_registry
 from exporter.results import Finding, ProbeResult, RunRecord, Target, sample, state_set
 
 
@@ -39,7 +39,9 @@ def test_exposition_equals_generate_latest_and_follows_changes() -> None:
     registry = make_registry(collector)
     assert collector.exposition() == generate_latest(registry)
     first = collector.exposition()
-    assert collector.exposition() is first  # nothing changed: the same body
+    parts = collector.exposition_parts()
+    assert collector.exposition_parts() is parts  # nothing changed: the same parts
+    assert b"".join(parts) == first
 
     records[1] = _record("dns", "b example", 3)  # a new run of one target
     records.append(_record("dnsbl", "192.0.2.1", 4))
@@ -90,3 +92,14 @@ def test_any_label_text_renders_as_generate_latest(names: list[str], shared: int
         records.append(RunRecord(target, ProbeResult(samples=samples), 1.0, 2.0, 1.0))
     collector = StateCollector(lambda: records, lambda: (True, 1.0))
     assert collector.exposition() == generate_latest(make_registry(collector))
+
+
+@given(st.lists(st.binary(max_size=40), max_size=30), st.integers(1, 100))
+def test_chunks_keep_every_byte_in_order(parts: list[bytes], size: int) -> None:
+    """``/metrics`` is written in these chunks: the same bytes, each chunk but the last at least
+    ``size``, and none longer than needed to reach it (``size`` plus one part)."""
+    out = list(chunks(parts, size))
+    assert b"".join(out) == b"".join(parts)
+    assert all(len(c) >= size for c in out[:-1])
+    longest = max((len(p) for p in parts), default=0)
+    assert all(len(c) < size + longest or len(c) == longest for c in out)

@@ -19,12 +19,14 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from exporter import web
+from exporter.collector import METRICS_CHUNK, make_registry
 from exporter.config import parse_config
 from exporter.daemon import Exporter
 from exporter.findings import CATALOGUE
-from exporter.results import HISTORY, Finding, ProbeResult, RunRecord, State, Target
+from exporter.results import HISTORY, Finding, ProbeResult, RunRecord, State, Target, sample
 from exporter.web import PAGE_SIZE, Index, status_page, target_page
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -238,6 +240,38 @@ async def test_routes(tmp_path: Path) -> None:
             async with http.get(base + query, timeout=aiohttp.ClientTimeout(total=10)) as resp:
                 assert resp.status == 200, query
                 assert "dns-target.example" in await resp.text(), query
+
+
+async def test_metrics_are_streamed_as_the_exposition(tmp_path: Path) -> None:
+    """``/metrics`` over HTTP: a body of many chunks (written part by part, never joined) is
+    byte for byte the exposition, with its Content-Length; HEAD gives the headers only."""
+    state = State()
+    targets = [make_target("dns", f"d{i}.example") for i in range(3000)]
+    state.set_targets(targets)
+    for i, target in enumerate(targets):  # about 0.8 MB of series: a few chunks
+        result = ProbeResult(samples=[sample("spf_records", i, domain=target.name)])
+        state.record(RunRecord(target, result, started=1.0, finished=2.0, duration=1.0))
+    exporter = Exporter(config_path=Path("demo.yaml"), config=parse_config({}), state=state)
+    server = TestServer(exporter.make_app(), host="127.0.0.1", port=0)
+    await server.start_server()
+    try:
+        url = str(server.make_url("/metrics"))
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url, timeout=aiohttp.ClientTimeout(total=30)) as resp:
+                assert resp.status == 200
+                assert resp.headers["Content-Type"] == CONTENT_TYPE_LATEST
+                body = await resp.read()
+                assert int(resp.headers["Content-Length"]) == len(body)
+            async with http.head(url, timeout=aiohttp.ClientTimeout(total=30)) as resp:
+                assert resp.status == 200
+                assert int(resp.headers["Content-Length"]) == len(body)
+                assert await resp.read() == b""
+    finally:
+        await server.close()
+    assert len(body) > 2 * METRICS_CHUNK
+    assert body == exporter.collector.exposition()
+    assert body == generate_latest(make_registry(exporter.collector))
+    assert b'deliverability_spf_records{domain="d2999.example"} 2999.0\n' in body
 
 
 # ----- in a real browser ----------------------------------------------------------------------
