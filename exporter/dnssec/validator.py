@@ -43,6 +43,7 @@ import dns.rdatatype
 import dns.rdtypes.ANY.CNAME
 import dns.rdtypes.ANY.DNAME
 import dns.rrset
+from dns.dnssectypes import Algorithm
 
 from exporter.dnssec import denial
 from exporter.dnssec.anchors import DNSKEY, DS, TrustAnchors, ds_matches
@@ -65,6 +66,9 @@ BOGUS_TTL = 60.0
 """How long a bogus zone is kept: enough for a burst of runs, short enough to see a fix."""
 MAX_CHAIN = 12
 """CNAME/DNAME links followed in one answer."""
+
+PROHIBITED = frozenset({Algorithm.RSAMD5, Algorithm.DSA, Algorithm.DSANSEC3SHA1})
+"""Key algorithms validators MUST NOT validate (RFC 8624 §3.1; dnspython's default policy)."""
 
 Key = tuple[dns.name.Name, int]
 
@@ -114,7 +118,11 @@ class _Message:
 
 
 def supported(ds: DS) -> bool:
-    """A DS this validator can use: a digest and a key algorithm it implements and allows."""
+    """A DS this validator can use: a digest and a key algorithm it implements and allows.
+
+    RSA/MD5, DSA and DSA-NSEC3-SHA1 are implemented by dnspython but prohibited (RFC 8624 §3.1,
+    dnspython's default policy): a zone whose DS records all use them is insecure, as one of an
+    unknown algorithm is (RFC 4035 §5.2, RFC 6840 §5.2), never bogus."""
     policy = dns.dnssec.default_policy
     if not policy.ok_to_validate_ds(ds.digest_type) or ds.digest_type not in (1, 2, 4):
         return False
@@ -122,7 +130,7 @@ def supported(ds: DS) -> bool:
         dns.dnssecalgs.get_algorithm_cls(ds.algorithm)
     except dns.exception.UnsupportedAlgorithm:
         return False
-    return True
+    return ds.algorithm not in PROHIBITED
 
 
 class Validator:

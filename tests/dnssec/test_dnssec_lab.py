@@ -127,6 +127,10 @@ EXPECTED = [
     ("www.rsa.test.", "A", "secure", ""),  # RSA/SHA-512, NSEC3
     ("www.p384.test.", "A", "secure", ""),  # ECDSA P-384, SHA-384 DS beside SHA-256
     ("www.privatealg.test.", "A", "insecure", "use only unsupported algorithms: 253 (PRIVATEDNS)"),
+    ("www.dsa.test.", "A", "insecure", "use only unsupported algorithms: 3 (DSA)"),
+    ("nx.dsa.test.", "A", "insecure", "use only unsupported algorithms: 3 (DSA)"),
+    ("www.md5.test.", "A", "insecure", "use only unsupported algorithms: 1 (RSAMD5)"),
+    ("www.dsansec3.test.", "A", "insecure", "algorithms: 6 (DSANSEC3SHA1), 253 (PRIVATEDNS)"),
     ("www.unsigned.test.", "A", "insecure", "test. proves unsigned.test. has no DS (NSEC)"),
     ("www.unsigned.p3.test.", "A", "insecure", "has no DS (NSEC3)"),
     ("www.unsigned.nsec3.", "A", "insecure", "has no DS (NSEC3)"),
