@@ -163,6 +163,9 @@ def lab_zones() -> list[LabZone]:
         _presigned("p3.test.", nsec3=Nsec3Params(iterations=2, salt=b"\xab\xcd")),
         LabZone("unsigned.p3.test.", "unsigned"),
         _presigned("p3oo.test.", nsec3=Nsec3Params(opt_out=True)),
+        # Over the 150 NSEC3 iterations validators accept (RFC 9276 §3.2): proofs are insecure.
+        _presigned("p3costly.test.", nsec3=Nsec3Params(iterations=151, salt=b"\x01")),
+        LabZone("unsigned.p3costly.test.", "unsigned"),
         LabZone("unsigned.p3oo.test.", "unsigned"),
         _presigned("p3hole.test.", nsec3=Nsec3Params(), hole="unsigned"),
         LabZone("unsigned.p3hole.test.", "unsigned"),

@@ -220,8 +220,9 @@ class _Hasher:
         return None
 
 
-def _too_costly(records: Sequence[Nsec3]) -> bool:
-    return bool(records) and all(n.iterations > NSEC3_MAX_ITERATIONS for n in records)
+def too_costly(records: Sequence[Nsec3]) -> bool:
+    """Any record over the limit (as unbound): nothing is hashed with its parameters then."""
+    return any(n.iterations > NSEC3_MAX_ITERATIONS for n in records)
 
 
 def ds_denial(
@@ -239,7 +240,7 @@ def ds_denial(
             return Proof(Denial.NXDOMAIN, "NSEC")
     if not nsec3s:
         return Proof(Denial.UNPROVEN, "no NSEC or NSEC3 record about it")
-    if _too_costly(nsec3s):
+    if too_costly(nsec3s):
         return Proof(Denial.INSECURE, f"NSEC3 with more than {NSEC3_MAX_ITERATIONS} iterations")
     hasher = _Hasher(nsec3s)
     match = hasher.matching(name)
@@ -280,7 +281,7 @@ def negative_proof(
             return proof
     if not nsec3s:
         return Proof(Denial.UNPROVEN, "no NSEC or NSEC3 record in the answer")
-    if _too_costly(nsec3s):
+    if too_costly(nsec3s):
         return Proof(Denial.INSECURE, f"NSEC3 with more than {NSEC3_MAX_ITERATIONS} iterations")
     return _nsec3_negative(name, rdtype, nxdomain, zone, _Hasher(nsec3s))
 
@@ -354,13 +355,16 @@ def wildcard_proof(
 ) -> Denial:
     """An answer expanded from a wildcard (RRSIG ``labels`` fewer than the owner's): NXDOMAIN
     when ``name`` itself is proven absent, INSECURE when only an NSEC3 opt-out span covers it
-    (an unsigned delegation could be hiding there: BIND and unbound say insecure), else
-    UNPROVEN (RFC 4035 §5.3.4, RFC 5155 §8.8)."""
+    (an unsigned delegation could be hiding there: BIND and unbound say insecure) or when the
+    NSEC3 records take more than :data:`NSEC3_MAX_ITERATIONS`, else UNPROVEN (RFC 4035 §5.3.4,
+    RFC 5155 §8.8)."""
     if any(nsec_covers(n, name, zone) for n in nsecs):
         return Denial.NXDOMAIN
     encloser = name.split(labels + 1)[1]  # the wildcard's parent (labels + the root label)
     if not nsec3s or len(encloser) >= len(name):
         return Denial.UNPROVEN
+    if too_costly(nsec3s):
+        return Denial.INSECURE
     cover = _Hasher(nsec3s).covering(_child_toward(encloser, name))
     if cover is None:
         return Denial.UNPROVEN

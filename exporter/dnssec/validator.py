@@ -277,7 +277,12 @@ class Validator:
             nsecs, nsec3s, expiry, _ = self._denials(authority, signer, state.keys)
             proof = denial.wildcard_proof(owner, check.labels, signer, nsecs, nsec3s)
             if proof == denial.Denial.INSECURE:
-                reason = f"{describe(rrset)} comes from a wildcard inside an NSEC3 opt-out span"
+                why = (
+                    f"whose NSEC3 proof takes more than {denial.NSEC3_MAX_ITERATIONS} iterations"
+                    if denial.too_costly(nsec3s)
+                    else "inside an NSEC3 opt-out span"
+                )
+                reason = f"{describe(rrset)} comes from a wildcard {why}"
                 return _Part(Status.INSECURE, reason, signer)
             if proof != denial.Denial.NXDOMAIN:
                 return _Part(

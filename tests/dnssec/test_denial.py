@@ -184,11 +184,21 @@ def test_owner_hash_rejects_what_is_not_a_hash() -> None:
 
 
 def test_costly_nsec3_is_insecure() -> None:
-    zone = Zone({"a": "host"})
+    zone = Zone({"a": "host", "*.w": "host"})
     chain = zone.nsec3_chain(b"", denial.NSEC3_MAX_ITERATIONS + 1, False)
     name = dns.name.from_text("nx", ZONE)
     assert denial.ds_denial(name, ZONE, [], chain).kind == Denial.INSECURE
     assert denial.negative_proof(name, A, True, ZONE, [], chain).kind == Denial.INSECURE
+    # A wildcard expansion too (RFC 9276 §3.2), and one costly record among cheap ones is
+    # enough (as unbound): nothing is hashed with its parameters.
+    wild = dns.name.from_text("q.w", ZONE)
+    assert denial.wildcard_proof(wild, 3, ZONE, [], chain) == Denial.INSECURE
+    cheap = zone.nsec3_chain(b"", denial.NSEC3_MAX_ITERATIONS, False)
+    assert denial.wildcard_proof(wild, 3, ZONE, [], cheap) == Denial.NXDOMAIN
+    assert denial.wildcard_proof(wild, 3, ZONE, [], [*cheap, chain[0]]) == Denial.INSECURE
+    assert denial.negative_proof(name, A, True, ZONE, [], [*cheap, chain[0]]).kind == (
+        Denial.INSECURE
+    )
 
 
 def test_wildcards() -> None:
