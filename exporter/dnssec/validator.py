@@ -315,6 +315,13 @@ class Validator:
             return _Part(state.status, state.reason, state.zone)
         if state.zone != zone:
             return _Part(Status.BOGUS, f"negative answer for {what} from {zone}, not a zone", zone)
+        if not _carries_dnssec(authority):
+            raise DnsTempError(
+                name.to_text(),
+                dns.rdatatype.to_text(qtype),
+                f"negative answer from {zone}, a signed zone, without any RRSIG, NSEC or NSEC3 "
+                "record: the path strips them",
+            )
         assert state.keys is not None
         soa_check = check_rrset(soa, sigs, zone, state.keys, self.clock())
         if not soa_check.ok:
@@ -404,6 +411,15 @@ class Validator:
             if not check.ok:
                 return self._bogus(zone, check.reason)
             return replace(parent, until=self._until(parent.until, now + cname.ttl, check.expiry))
+        if not _carries_dnssec(authority):
+            # Stripped on the way (a middlebox, a resolver that drops the authority section):
+            # nothing is proven either way, which is neither bogus nor an unsigned delegation.
+            raise DnsTempError(
+                name.to_text(),
+                "DS",
+                "the answer carries neither DS records nor a proof that there are none "
+                "(no NSEC, NSEC3 or RRSIG records in its authority section)",
+            )
         nsecs, nsec3s, expiry, failures = self._denials(authority, zone, parent.keys)
         proof = denial.ds_denial(name, zone, nsecs, nsec3s)
         ttl = min((r.ttl for r in response.authority), default=0)
@@ -492,6 +508,13 @@ class Validator:
                 dns.name.root, f"no root DNSKEY matches the trust anchors {self.anchors.describe()}"
             )
         return self._keys_state(dns.name.root, keys, sigs, trusted, self._until())
+
+
+def _carries_dnssec(section: _Message) -> bool:
+    """Whether a section holds any DNSSEC record (RRSIG, NSEC, NSEC3) at all."""
+    return bool(
+        section.sigs or section.of_type(dns.rdatatype.NSEC) or section.of_type(dns.rdatatype.NSEC3)
+    )
 
 
 def _speaks_of(authority: _Message, name: dns.name.Name) -> bool:
