@@ -131,6 +131,8 @@ def lab_zones() -> list[LabZone]:
             extra=(
                 "ins CNAME www.unsigned.test.\nbog CNAME www.expired.test.\n"
                 "sec3 CNAME www.secure.nsec3.\nloop CNAME loop.unsigned.test.\n"
+                # A DNAME whose expansion of a long name exceeds 255 octets (YXDOMAIN).
+                f"dn DNAME {'a' * 63}.{'b' * 63}.{'c' * 63}.secure.test.\n"
             ),
         ),
         LabZone("unsigned.test.", "unsigned", extra="loop CNAME loop.secure.test.\n"),

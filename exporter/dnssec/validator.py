@@ -168,8 +168,14 @@ class Validator:
 
         Raises :class:`~exporter.net.dnsmodel.DnsTempError` when the DNS could not tell
         (:class:`~exporter.dnssec.model.DnssecUnavailable` when it carries no DNSSEC at all)."""
-        qname = name if isinstance(name, dns.name.Name) else dns.name.from_text(name)
         qtype = dns.rdatatype.RdataType.make(rdtype)
+        try:
+            qname = name if isinstance(name, dns.name.Name) else dns.name.from_text(name)
+        except dns.name.NameTooLong:
+            # e.g. the TLSA name _25._tcp.<host> of a host name near the limit
+            raise DnsTempError(
+                str(name), dns.rdatatype.to_text(qtype), "a name longer than 255 octets"
+            ) from None
         await self.zone_state(dns.name.root)  # DNSSEC must reach us at all
         links: list[dns.rrset.RRset] = []
         parts: list[_Part] = []
@@ -227,7 +233,14 @@ class Validator:
                 # The CNAME is synthesized (unsigned): the signed DNAME vouches for it.
                 links.append(dname)
                 target = cast(dns.rdtypes.ANY.DNAME.DNAME, dname[0]).target
-                cur = cur.relativize(dname.name).concatenate(target)
+                try:
+                    cur = cur.relativize(dname.name).concatenate(target)
+                except dns.name.NameTooLong:  # YXDOMAIN (RFC 6672 §2.2), passed on as data
+                    raise DnsTempError(
+                        qname.to_text(),
+                        dns.rdatatype.to_text(qtype),
+                        f"the DNAME {dname.name} -> {target} makes {cur} longer than 255 octets",
+                    ) from None
                 continue
             if cname is None or qtype == dns.rdatatype.CNAME:
                 break

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import dns.message
 import dns.name
+import dns.rcode
 import dns.rdatatype
 import pytest
 from dnssec_lab import DnssecLab
@@ -83,4 +84,30 @@ async def test_authority_stripped_of_dnssec_records_is_could_not_tell(
     with pytest.raises(DnsTempError, match=r"strips them|neither DS records nor a proof"):
         await v.validate(*question)
     assert (await v.validate("www.secure.test", "A")).status == Status.SECURE
+    await v.aclose()
+
+
+def claim_success(
+    name: dns.name.Name, rdtype: dns.rdatatype.RdataType, msg: dns.message.Message
+) -> None:
+    if msg.rcode() == dns.rcode.YXDOMAIN:  # RFC 6672 §2.2, passed on as NOERROR
+        msg.set_rcode(dns.rcode.NOERROR)
+
+
+LONG = f"{'q' * 40}.{'r' * 40}"
+
+
+async def test_names_over_255_octets_are_could_not_tell(dnssec_lab: DnssecLab) -> None:
+    v = validator(dnssec_lab, claim_success)
+    # The signed DNAME of secure.test expands this name past 255 octets (it was a traceback:
+    # dns.name.NameTooLong out of the validator).
+    with pytest.raises(DnsTempError, match="longer than 255 octets"):
+        await v.validate(f"{LONG}.dn.secure.test", "A")
+    # A name too long to ask about at all (a TLSA name built from a long host).
+    too_long = ".".join(["a" * 63] * 4) + ".test"
+    with pytest.raises(DnsTempError, match="longer than 255 octets"):
+        await v.validate(too_long, "TLSA")
+    # A short name through the same DNAME is validated as usual.
+    verdict = await v.validate("x.dn.secure.test", "A")
+    assert (verdict.status, verdict.answer) == (Status.SECURE, "nxdomain")
     await v.aclose()
