@@ -168,6 +168,9 @@ def lab_zones() -> list[LabZone]:
         # Over the 150 NSEC3 iterations validators accept (RFC 9276 §3.2): proofs are insecure.
         _presigned("p3costly.test.", nsec3=Nsec3Params(iterations=151, salt=b"\x01")),
         LabZone("unsigned.p3costly.test.", "unsigned"),
+        # NSEC3 records with an unknown flag: to be ignored (RFC 5155 §8.2), so nothing is proven.
+        _presigned("p3flags.test.", nsec3=Nsec3Params(flags=0x80)),
+        LabZone("unsigned.p3flags.test.", "unsigned"),
         LabZone("unsigned.p3oo.test.", "unsigned"),
         _presigned("p3hole.test.", nsec3=Nsec3Params(), hole="unsigned"),
         LabZone("unsigned.p3hole.test.", "unsigned"),

@@ -65,6 +65,8 @@ class Nsec3Params:
     iterations: int = 0
     salt: bytes = b""
     opt_out: bool = False
+    flags: int = 0
+    """Flag bits beyond opt-out (RFC 5155 §8.2: validators ignore such records)."""
 
 
 @dataclass
@@ -179,7 +181,7 @@ def _nsec3_chain(
             dns.rdataclass.IN,
             dns.rdatatype.NSEC3,
             1,
-            1 if params.opt_out else 0,
+            (1 if params.opt_out else 0) | params.flags,
             params.iterations,
             params.salt,
             nxt,

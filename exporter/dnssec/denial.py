@@ -102,8 +102,23 @@ def nsecs_of(rrsets: Iterable[dns.rrset.RRset]) -> list[Nsec]:
     return out
 
 
+def nsec3_problem(owner: dns.name.Name, n3: dns.rdtypes.ANY.NSEC3.NSEC3) -> str | None:
+    """Why an NSEC3 record is ignored (RFC 5155 §8.1, §8.2), or None when it is usable: its
+    owner must be a hashed name, its hash SHA-1, its only flag opt-out."""
+    hashed = owner_hash(owner)
+    if hashed is None:
+        return "its owner name is not an NSEC3 hash"
+    if n3.algorithm != 1:
+        return f"hash algorithm {n3.algorithm} is not SHA-1"
+    if n3.flags & ~1:
+        return f"flags 0x{n3.flags:02x}, only opt-out is known (RFC 5155 §8.2)"
+    if len(n3.next) != len(hashed):
+        return "its next hashed owner is not a SHA-1 hash"
+    return None
+
+
 def nsec3s_of(rrsets: Iterable[dns.rrset.RRset]) -> list[Nsec3]:
-    """NSEC3 records with a well-formed hashed owner; others are ignored (RFC 5155 §8.1)."""
+    """The usable NSEC3 records (:func:`nsec3_problem`); others are ignored."""
     out = []
     for rrset in rrsets:
         owner = owner_hash(rrset.name)
@@ -111,7 +126,7 @@ def nsec3s_of(rrsets: Iterable[dns.rrset.RRset]) -> list[Nsec3]:
             continue
         for rd in rrset:
             n3 = cast(dns.rdtypes.ANY.NSEC3.NSEC3, rd)
-            if n3.algorithm != 1 or len(n3.next) != len(owner):
+            if nsec3_problem(rrset.name, n3) is not None:
                 continue
             out.append(
                 Nsec3(

@@ -42,6 +42,7 @@ import dns.rdataset
 import dns.rdatatype
 import dns.rdtypes.ANY.CNAME
 import dns.rdtypes.ANY.DNAME
+import dns.rdtypes.ANY.NSEC3
 import dns.rrset
 from dns.dnssectypes import Algorithm
 
@@ -71,6 +72,7 @@ PROHIBITED = frozenset({Algorithm.RSAMD5, Algorithm.DSA, Algorithm.DSANSEC3SHA1}
 """Key algorithms validators MUST NOT validate (RFC 8624 §3.1; dnspython's default policy)."""
 
 Key = tuple[dns.name.Name, int]
+NSEC3 = dns.rdtypes.ANY.NSEC3.NSEC3
 
 
 class Closable(Protocol):
@@ -373,11 +375,17 @@ class Validator:
                 if not inside:
                     continue
                 check = check_rrset(rrset, section.sig(rrset.name, rdtype), zone, keys, now)
-                if check.ok:
-                    out.append(rrset)
-                    expiry = _min(expiry, check.expiry)
-                else:
+                if not check.ok:
                     failures.append(check.reason)
+                    continue
+                out.append(rrset)
+                expiry = _min(expiry, check.expiry)
+                if rdtype == dns.rdatatype.NSEC3:
+                    failures += [
+                        f"{describe(rrset)} ignored: {problem}"
+                        for rd in rrset
+                        if (problem := denial.nsec3_problem(rrset.name, cast(NSEC3, rd)))
+                    ]
         return denial.nsecs_of(nsec_sets), denial.nsec3s_of(nsec3_sets), expiry, failures
 
     # ----- the chain of trust ---------------------------------------------------------------------
