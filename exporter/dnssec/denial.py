@@ -34,6 +34,9 @@ NSEC3_MAX_ITERATIONS = 150
 """Above this many extra NSEC3 hash iterations a proof counts as insecure (RFC 9276 §3.2: the
 validator's limit; 150 is unbound's)."""
 
+COSTLY = f"NSEC3 with more than {NSEC3_MAX_ITERATIONS} iterations"
+"""The ``how`` of an INSECURE proof that was not checked for its cost."""
+
 _DS, _NS, _SOA, _CNAME, _DNAME = (
     dns.rdatatype.DS,
     dns.rdatatype.NS,
@@ -111,7 +114,7 @@ def nsec3_problem(owner: dns.name.Name, n3: dns.rdtypes.ANY.NSEC3.NSEC3) -> str 
     if n3.algorithm != 1:
         return f"hash algorithm {n3.algorithm} is not SHA-1"
     if n3.flags & ~1:
-        return f"flags 0x{n3.flags:02x}, only opt-out is known (RFC 5155 §8.2)"
+        return f"unknown flags 0x{n3.flags:02x}, RFC 5155 §8.2"
     if len(n3.next) != len(hashed):
         return "its next hashed owner is not a SHA-1 hash"
     return None
@@ -256,7 +259,7 @@ def ds_denial(
     if not nsec3s:
         return Proof(Denial.UNPROVEN, "no NSEC or NSEC3 record about it")
     if too_costly(nsec3s):
-        return Proof(Denial.INSECURE, f"NSEC3 with more than {NSEC3_MAX_ITERATIONS} iterations")
+        return Proof(Denial.INSECURE, COSTLY)
     hasher = _Hasher(nsec3s)
     match = hasher.matching(name)
     if match is not None:
@@ -297,7 +300,7 @@ def negative_proof(
     if not nsec3s:
         return Proof(Denial.UNPROVEN, "no NSEC or NSEC3 record in the answer")
     if too_costly(nsec3s):
-        return Proof(Denial.INSECURE, f"NSEC3 with more than {NSEC3_MAX_ITERATIONS} iterations")
+        return Proof(Denial.INSECURE, COSTLY)
     return _nsec3_negative(name, rdtype, nxdomain, zone, _Hasher(nsec3s))
 
 

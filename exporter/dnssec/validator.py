@@ -344,7 +344,13 @@ class Validator:
         nsecs, nsec3s, expiry, failures = self._denials(authority, zone, state.keys)
         proof = denial.negative_proof(name, qtype, nxdomain, zone, nsecs, nsec3s)
         if proof.kind == denial.Denial.INSECURE:
-            return _Part(Status.INSECURE, f"{what}: {proof.how}", zone)
+            reason = f"{what}: {proof.how}"
+            if proof.how == denial.COSTLY:
+                reason = (
+                    f"{zone} uses {denial.COSTLY}: the proof that {what} does not exist is not "
+                    "checked (RFC 9276 §3.2)"
+                )
+            return _Part(Status.INSECURE, reason, zone)
         expected = denial.Denial.NXDOMAIN if nxdomain else denial.Denial.NODATA
         if proof.kind != expected:
             detail = failures[0] if failures else proof.how
@@ -447,6 +453,11 @@ class Validator:
         until = self._until(parent.until, now + ttl, expiry)
         if proof.kind == denial.Denial.INSECURE:
             reason = f"unsigned delegation: {zone} proves {name} has no DS ({proof.how})"
+            if proof.how == denial.COSTLY:
+                reason = (
+                    f"{zone} uses {denial.COSTLY}: whether {name} has DS records is not "
+                    "checked (RFC 9276 §3.2)"
+                )
             return ZoneState(Status.INSECURE, name, reason, until=until)
         if proof.kind == denial.Denial.NODATA:
             return replace(parent, until=until)
@@ -491,10 +502,11 @@ class Validator:
         check: SigCheck = check_rrset(keys, sigs, name, trusted_set, self.clock())
         if not check.ok:
             tags = ", ".join(str(dns.dnssec.key_id(cast(DNSKEY, k))) for k in trusted)
+            detail = check.reason.removeprefix(f"{describe(keys)}: ")
             return self._bogus(
                 name,
-                f"DNSKEY records of {name} are not signed by a trusted key ({tags}): "
-                f"{check.reason}",
+                f"DNSKEY records of {name} do not validate with a trusted key "
+                f"(key tags {tags}): {detail}",
             )
         return ZoneState(
             Status.SECURE,
