@@ -288,7 +288,7 @@ class Validator:
         check = check_rrset(rrset, sigs, signer, state.keys, self.clock())
         if not check.ok:
             return _Part(Status.BOGUS, check.reason, signer)
-        if check.labels is not None and check.labels < len(owner) - 1:
+        if check.labels is not None and _expanded(owner, check.labels):
             nsecs, nsec3s, expiry, _ = self._denials(authority, signer, state.keys)
             proof = denial.wildcard_proof(owner, check.labels, signer, nsecs, nsec3s)
             if proof == denial.Denial.INSECURE:
@@ -383,6 +383,14 @@ class Validator:
                 check = check_rrset(rrset, section.sig(rrset.name, rdtype), zone, keys, now)
                 if not check.ok:
                     failures.append(check.reason)
+                    continue
+                if _expanded(rrset.name, check.labels):
+                    # A wildcard's NSEC replayed at another name: its signature still verifies.
+                    failures.append(
+                        f"{describe(rrset)} ignored: its signature is for a wildcard "
+                        f"(RRSIG labels {check.labels}), and NSEC/NSEC3 records are never "
+                        "wildcard expansions"
+                    )
                     continue
                 out.append(rrset)
                 expiry = _min(expiry, check.expiry)
@@ -541,6 +549,12 @@ class Validator:
                 dns.name.root, f"no root DNSKEY matches the trust anchors {self.anchors.describe()}"
             )
         return self._keys_state(dns.name.root, keys, sigs, trusted, self._until())
+
+
+def _expanded(owner: dns.name.Name, labels: int | None) -> bool:
+    """Whether a signature with ``labels`` makes the RRset at ``owner`` a wildcard expansion
+    (RFC 4035 §5.3.4); the labels field of a wildcard's own signature leaves out the "*"."""
+    return labels is not None and labels < len(owner) - 1 - int(owner.is_wild())
 
 
 def _carries_dnssec(section: _Message) -> bool:

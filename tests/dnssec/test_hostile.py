@@ -11,6 +11,7 @@ import dns.message
 import dns.name
 import dns.rcode
 import dns.rdatatype
+import dns.rrset
 import pytest
 from dnssec_lab import DnssecLab
 
@@ -110,4 +111,51 @@ async def test_names_over_255_octets_are_could_not_tell(dnssec_lab: DnssecLab) -
     # A short name through the same DNAME is validated as usual.
     verdict = await v.validate("x.dn.secure.test", "A")
     assert (verdict.status, verdict.answer) == (Status.SECURE, "nxdomain")
+    await v.aclose()
+
+
+async def test_wildcard_nsec_replayed_at_another_name_proves_nothing(
+    dnssec_lab: DnssecLab,
+) -> None:
+    # The NSEC record of *.wild.secure.test (RRSIG labels 3) validates at any name below
+    # wild.secure.test: a signer's wildcard owner is rebuilt from the labels field. Replayed at
+    # \000.wild.secure.test it covered x.wild.secure.test and the wildcard itself: a "secure"
+    # NXDOMAIN for a name that exists. NSEC/NSEC3 records are never wildcard expansions
+    # (RFC 4035 §5.3.4 and §5.4): one whose RRSIG has fewer labels than its owner is ignored.
+    raw = RawDns([dnssec_lab.address])
+    negative = await raw.query(dns.name.from_text("nx.secure.test"), dns.rdatatype.A)
+    wild_nsec = await raw.query(dns.name.from_text("*.wild.secure.test"), dns.rdatatype.NSEC)
+    await raw.aclose()
+    forged_owner = dns.name.from_text("\\000.wild.secure.test")
+    replayed = []
+    for rrset in wild_nsec.answer:
+        copied = dns.rrset.RRset(forged_owner, rrset.rdclass, rrset.rdtype, rrset.covers)
+        copied.update(rrset)
+        replayed.append(copied)
+    soa = [r for r in negative.authority if r.rdtype == dns.rdatatype.SOA
+           or r.covers == dns.rdatatype.SOA]  # fmt: skip
+
+    def forge(
+        name: dns.name.Name, rdtype: dns.rdatatype.RdataType, msg: dns.message.Message
+    ) -> None:
+        if name == dns.name.from_text("x.wild.secure.test") and rdtype == dns.rdatatype.A:
+            msg.set_rcode(dns.rcode.NXDOMAIN)
+            msg.answer = []
+            msg.authority = [*soa, *replayed]
+
+    v = validator(dnssec_lab, forge)
+    verdict = await v.validate("x.wild.secure.test", "A")
+    assert verdict.status == Status.BOGUS, verdict
+    assert "wildcard" in verdict.reason
+    await v.aclose()
+
+
+async def test_the_wildcard_owner_itself_is_no_expansion(dnssec_lab: DnssecLab) -> None:
+    # Its RRSIG labels field leaves out the "*": asked by its own name, the wildcard's records
+    # are plain data, not an expansion needing a proof that "*.wild.secure.test" does not exist.
+    raw = RawDns([dnssec_lab.address])
+    v = Validator(raw.query, load_trust_anchors(str(dnssec_lab.anchor_file)), owns=raw)
+    verdict = await v.validate("*.wild.secure.test", "A")
+    assert (verdict.status, verdict.answer) == (Status.SECURE, "ok"), verdict
+    assert dnssec_lab.delv("*.wild.secure.test.", "A") == "secure"
     await v.aclose()
