@@ -7,7 +7,9 @@ tests/monitoring/test_dnssec_e2e.py.
   ``ee311`` and ``ee301`` (DANE-EE), ``ta211`` (DANE-TA on the CA, which the server sends),
   ``nomatch``, ``rollover`` (current and next key), ``expired`` (DANE-EE on an expired
   certificate), ``twoaddr`` (two addresses, one with a certificate no record matches), ``pkix``
-  (usages 0 and 1 only); and, with a postfix, ``submission`` (TLSA at its port);
+  (usages 0 and 1 only); ``cname-ee``, ``cname-orig`` and ``cname-ta``, whose MX host is a
+  CNAME to ``relay-*.dane.test`` (TLSA at the target, at the alias only, DANE-TA with a
+  certificate naming only the target); and, with a postfix, ``submission`` (TLSA at its port);
 * ``daneinsecure.test`` (unsigned) and ``danebogus.test`` (the TLSA signature expired).
 """
 
@@ -83,6 +85,15 @@ class Mx:
     records: list[str]
     chain_with_ca: bool = False
     addresses: list[str] = field(default_factory=list)
+    alias: str | None = None
+    """The name the domain's MX record names: a CNAME to ``name`` (RFC 7672 §2.2.2)."""
+    alias_records: list[str] = field(default_factory=list)
+    """TLSA records at the alias's own name."""
+
+    @property
+    def exchange(self) -> str:
+        """The MX record's exchange: the alias when there is one."""
+        return self.alias or self.name
 
 
 @dataclass
@@ -126,6 +137,17 @@ def scenarios() -> dict[str, Mx]:
     add("twoaddr", "dane.test", [good, bad], [tlsa(3, 1, 1, leaf_of(good))])
     c = leaf("pkix.dane.test")
     add("pkix", "dane.test", [c], ["1 1 1 " + "00" * 32, "0 0 1 " + "00" * 32])
+    # MX hosts that are CNAMEs (RFC 7672 §2.2.2): TLSA at the target, at the alias only, and
+    # DANE-TA with a certificate naming only the target.
+    c = CA.issue_cert("relay-ee.dane.test")
+    out["cname-ee"] = Mx("relay-ee.dane.test", [c], [tlsa(3, 1, 1, leaf_of(c))],
+                         alias="mx.cname-ee.dane.test")  # fmt: skip
+    c = CA.issue_cert("relay-orig.dane.test")
+    out["cname-orig"] = Mx("relay-orig.dane.test", [c], [], alias="mx.cname-orig.dane.test",
+                           alias_records=[tlsa(3, 1, 1, leaf_of(c))])  # fmt: skip
+    c = CA.issue_cert("relay-ta.dane.test")
+    out["cname-ta"] = Mx("relay-ta.dane.test", [c], [tlsa(2, 1, 1, ca_cert)], chain_with_ca=True,
+                         alias="mx.cname-ta.dane.test")  # fmt: skip
     c = leaf("daneinsecure.test")
     out["insecure"] = Mx("mx.daneinsecure.test", [c], [tlsa(3, 1, 1, leaf_of(c))])
     c = leaf("danebogus.test")
@@ -137,11 +159,15 @@ def _zone_records(mxs: list[Mx], relative_to: str) -> str:
     lines = []
     for mx in mxs:
         host = mx.name.removesuffix("." + relative_to)
-        domain = host.removeprefix("mx.")
+        exchange = mx.exchange.removesuffix("." + relative_to)
+        domain = exchange.removeprefix("mx.")
         owner = domain if domain != "mx" else "@"
-        lines.append(f"{owner} MX 10 {mx.name}.")
+        lines.append(f"{owner} MX 10 {mx.exchange}.")
+        if mx.alias is not None:
+            lines.append(f"{exchange} CNAME {mx.name}.")
         lines += [f"{host} A {a}" for a in mx.addresses]
         lines += [f"_25._tcp.{host} TLSA {r}" for r in mx.records]
+        lines += [f"_25._tcp.{exchange} TLSA {r}" for r in mx.alias_records]
     return "\n".join(lines) + "\n"
 
 

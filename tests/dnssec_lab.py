@@ -27,11 +27,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dns.dnssec
 import dns.exception
 import dns.flags
 import dns.message
 import dns.query
-from dnssec_signer import LabKey, Nsec3Params, SignSpec, sign, tamper_with
+from dnssec_signer import ALGORITHM, LabKey, Nsec3Params, SignSpec, sign, tamper_with
 
 BODY = """\
 @ MX 10 mx
@@ -107,9 +108,10 @@ def _presigned(
     hole: str | None = None,
     wrong_ds: bool = False,
     lifetime_days: float = 14,
+    algorithm: int = ALGORITHM,
 ) -> LabZone:
     spec = SignSpec(
-        keys=[LabKey.generate()],
+        keys=[LabKey.generate(algorithm=algorithm)],
         nsec3=nsec3,
         tamper=tamper_with(tamper or {}, everything),
         skip_denial={hole} if hole else set(),
@@ -129,6 +131,8 @@ def lab_zones() -> list[LabZone]:
             extra=(
                 "ins CNAME www.unsigned.test.\nbog CNAME www.expired.test.\n"
                 "sec3 CNAME www.secure.nsec3.\nloop CNAME loop.unsigned.test.\n"
+                # A DNAME whose expansion of a long name exceeds 255 octets (YXDOMAIN).
+                f"dn DNAME {'a' * 63}.{'b' * 63}.{'c' * 63}.secure.test.\n"
             ),
         ),
         LabZone("unsigned.test.", "unsigned", extra="loop CNAME loop.secure.test.\n"),
@@ -139,6 +143,15 @@ def lab_zones() -> list[LabZone]:
         LabZone("rsa.test.", "nsec3", algorithm="rsasha512"),
         # A DS of a private algorithm only: validators treat the zone as unsigned (RFC 4035 §5.2).
         LabZone("privatealg.test.", "unsigned", parent_ds=("12345 253 2 " + "AB" * 32,)),
+        # Prohibited algorithms (RFC 8624 §3.1) are unsupported too: signed with DSA, or only a
+        # DS of RSA/MD5 or DSA-NSEC3-SHA1 (beside one of a private algorithm).
+        _presigned("dsa.test.", algorithm=dns.dnssec.Algorithm.DSA),
+        LabZone("md5.test.", "unsigned", parent_ds=("12345 1 2 " + "AB" * 32,)),
+        LabZone(
+            "dsansec3.test.",
+            "unsigned",
+            parent_ds=("12345 6 2 " + "AB" * 32, "12346 253 2 " + "CD" * 32),
+        ),
         _presigned("expired.test.", everything="expired"),
         _presigned("stale.test.", {("www", "A"): "expired", ("@", "MX"): "expired"}),
         _presigned("future.test.", {("www", "A"): "future"}),
@@ -152,6 +165,12 @@ def lab_zones() -> list[LabZone]:
         _presigned("p3.test.", nsec3=Nsec3Params(iterations=2, salt=b"\xab\xcd")),
         LabZone("unsigned.p3.test.", "unsigned"),
         _presigned("p3oo.test.", nsec3=Nsec3Params(opt_out=True)),
+        # Over the 150 NSEC3 iterations validators accept (RFC 9276 §3.2): proofs are insecure.
+        _presigned("p3costly.test.", nsec3=Nsec3Params(iterations=151, salt=b"\x01")),
+        LabZone("unsigned.p3costly.test.", "unsigned"),
+        # NSEC3 records with an unknown flag: to be ignored (RFC 5155 §8.2), so nothing is proven.
+        _presigned("p3flags.test.", nsec3=Nsec3Params(flags=0x80)),
+        LabZone("unsigned.p3flags.test.", "unsigned"),
         LabZone("unsigned.p3oo.test.", "unsigned"),
         _presigned("p3hole.test.", nsec3=Nsec3Params(), hole="unsigned"),
         LabZone("unsigned.p3hole.test.", "unsigned"),
@@ -378,11 +397,14 @@ class DnssecLab:
 def delv_status(output: str) -> str:
     """Map delv's output to secure / insecure / bogus, the worst over the links of a CNAME
     chain that delv followed itself (one block per link)."""
+    # "no valid signature found" alone is not a failure: delv prints it too before proving the
+    # zone insecure (a DS of an unsupported algorithm), then "unsigned answer".
+    unsigned = "unsigned answer" in output
     problems = [
         line
         for line in output.splitlines()
         if ("resolution failed" in line and "ncache nx" not in line)
-        or "no valid signature" in line
+        or ("no valid signature" in line and not unsigned)
         or "broken trust chain" in line
         or "insecurity proof failed" in line
     ]

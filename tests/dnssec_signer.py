@@ -25,7 +25,7 @@ import dns.rdtypes.ANY.NSEC3
 import dns.rdtypes.ANY.NSEC3PARAM
 import dns.rrset
 import dns.zone
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 
 ALGORITHM = dns.dnssec.Algorithm.ECDSAP256SHA256
 DAY = 86400
@@ -33,15 +33,26 @@ Tamper = Callable[[dns.name.Name, int], str | None]
 """(owner, type) -> None (sign normally), "unsigned", "expired", "future" or "corrupt"."""
 
 
+PrivateKey = ec.EllipticCurvePrivateKey | dsa.DSAPrivateKey | rsa.RSAPrivateKey
+
+
 @dataclass
 class LabKey:
-    private: ec.EllipticCurvePrivateKey
+    private: PrivateKey
     dnskey: dns.rdtypes.ANY.DNSKEY.DNSKEY
 
     @classmethod
-    def generate(cls, ksk: bool = True) -> LabKey:
-        private = ec.generate_private_key(ec.SECP256R1())
-        dnskey = dns.dnssec.make_dnskey(private.public_key(), ALGORITHM, flags=257 if ksk else 256)
+    def generate(cls, ksk: bool = True, algorithm: int = ALGORITHM) -> LabKey:
+        """A key of ``algorithm``: ECDSA P-256 (13), or the prohibited DSA (3, 6) and RSA/MD5 (1)
+        that validators must treat as unsupported (RFC 8624 §3.1)."""
+        private: PrivateKey
+        if algorithm in (dns.dnssec.Algorithm.DSA, dns.dnssec.Algorithm.DSANSEC3SHA1):
+            private = dsa.generate_private_key(1024)
+        elif algorithm == dns.dnssec.Algorithm.RSAMD5:
+            private = rsa.generate_private_key(65537, 1024)
+        else:
+            private = ec.generate_private_key(ec.SECP256R1())
+        dnskey = dns.dnssec.make_dnskey(private.public_key(), algorithm, flags=257 if ksk else 256)
         return cls(private, dnskey)
 
     def ds(self, owner: str, digest: str = "SHA256") -> str:
@@ -54,6 +65,8 @@ class Nsec3Params:
     iterations: int = 0
     salt: bytes = b""
     opt_out: bool = False
+    flags: int = 0
+    """Flag bits beyond opt-out (RFC 5155 §8.2: validators ignore such records)."""
 
 
 @dataclass
@@ -168,7 +181,7 @@ def _nsec3_chain(
             dns.rdataclass.IN,
             dns.rdatatype.NSEC3,
             1,
-            1 if params.opt_out else 0,
+            (1 if params.opt_out else 0) | params.flags,
             params.iterations,
             params.salt,
             nxt,
@@ -210,6 +223,7 @@ def _sign_all(zone: dns.zone.Zone, cuts: set[dns.name.Name], spec: SignSpec) -> 
                     key.dnskey,
                     inception=int(inception),
                     expiration=int(expiration),
+                    policy=dns.dnssec.allow_all_policy,  # prohibited algorithms too
                 )
                 if action == "corrupt":
                     raw = bytearray(sig.signature)

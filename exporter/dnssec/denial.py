@@ -34,6 +34,9 @@ NSEC3_MAX_ITERATIONS = 150
 """Above this many extra NSEC3 hash iterations a proof counts as insecure (RFC 9276 §3.2: the
 validator's limit; 150 is unbound's)."""
 
+COSTLY = f"NSEC3 with more than {NSEC3_MAX_ITERATIONS} iterations"
+"""The ``how`` of an INSECURE proof that was not checked for its cost."""
+
 _DS, _NS, _SOA, _CNAME, _DNAME = (
     dns.rdatatype.DS,
     dns.rdatatype.NS,
@@ -102,8 +105,23 @@ def nsecs_of(rrsets: Iterable[dns.rrset.RRset]) -> list[Nsec]:
     return out
 
 
+def nsec3_problem(owner: dns.name.Name, n3: dns.rdtypes.ANY.NSEC3.NSEC3) -> str | None:
+    """Why an NSEC3 record is ignored (RFC 5155 §8.1, §8.2), or None when it is usable: its
+    owner must be a hashed name, its hash SHA-1, its only flag opt-out."""
+    hashed = owner_hash(owner)
+    if hashed is None:
+        return "its owner name is not an NSEC3 hash"
+    if n3.algorithm != 1:
+        return f"hash algorithm {n3.algorithm} is not SHA-1"
+    if n3.flags & ~1:
+        return f"unknown flags 0x{n3.flags:02x}, RFC 5155 §8.2"
+    if len(n3.next) != len(hashed):
+        return "its next hashed owner is not a SHA-1 hash"
+    return None
+
+
 def nsec3s_of(rrsets: Iterable[dns.rrset.RRset]) -> list[Nsec3]:
-    """NSEC3 records with a well-formed hashed owner; others are ignored (RFC 5155 §8.1)."""
+    """The usable NSEC3 records (:func:`nsec3_problem`); others are ignored."""
     out = []
     for rrset in rrsets:
         owner = owner_hash(rrset.name)
@@ -111,7 +129,7 @@ def nsec3s_of(rrsets: Iterable[dns.rrset.RRset]) -> list[Nsec3]:
             continue
         for rd in rrset:
             n3 = cast(dns.rdtypes.ANY.NSEC3.NSEC3, rd)
-            if n3.algorithm != 1 or len(n3.next) != len(owner):
+            if nsec3_problem(rrset.name, n3) is not None:
                 continue
             out.append(
                 Nsec3(
@@ -220,8 +238,9 @@ class _Hasher:
         return None
 
 
-def _too_costly(records: Sequence[Nsec3]) -> bool:
-    return bool(records) and all(n.iterations > NSEC3_MAX_ITERATIONS for n in records)
+def too_costly(records: Sequence[Nsec3]) -> bool:
+    """Any record over the limit (as unbound): nothing is hashed with its parameters then."""
+    return any(n.iterations > NSEC3_MAX_ITERATIONS for n in records)
 
 
 def ds_denial(
@@ -239,8 +258,8 @@ def ds_denial(
             return Proof(Denial.NXDOMAIN, "NSEC")
     if not nsec3s:
         return Proof(Denial.UNPROVEN, "no NSEC or NSEC3 record about it")
-    if _too_costly(nsec3s):
-        return Proof(Denial.INSECURE, f"NSEC3 with more than {NSEC3_MAX_ITERATIONS} iterations")
+    if too_costly(nsec3s):
+        return Proof(Denial.INSECURE, COSTLY)
     hasher = _Hasher(nsec3s)
     match = hasher.matching(name)
     if match is not None:
@@ -280,8 +299,8 @@ def negative_proof(
             return proof
     if not nsec3s:
         return Proof(Denial.UNPROVEN, "no NSEC or NSEC3 record in the answer")
-    if _too_costly(nsec3s):
-        return Proof(Denial.INSECURE, f"NSEC3 with more than {NSEC3_MAX_ITERATIONS} iterations")
+    if too_costly(nsec3s):
+        return Proof(Denial.INSECURE, COSTLY)
     return _nsec3_negative(name, rdtype, nxdomain, zone, _Hasher(nsec3s))
 
 
@@ -354,13 +373,16 @@ def wildcard_proof(
 ) -> Denial:
     """An answer expanded from a wildcard (RRSIG ``labels`` fewer than the owner's): NXDOMAIN
     when ``name`` itself is proven absent, INSECURE when only an NSEC3 opt-out span covers it
-    (an unsigned delegation could be hiding there: BIND and unbound say insecure), else
-    UNPROVEN (RFC 4035 §5.3.4, RFC 5155 §8.8)."""
+    (an unsigned delegation could be hiding there: BIND and unbound say insecure) or when the
+    NSEC3 records take more than :data:`NSEC3_MAX_ITERATIONS`, else UNPROVEN (RFC 4035 §5.3.4,
+    RFC 5155 §8.8)."""
     if any(nsec_covers(n, name, zone) for n in nsecs):
         return Denial.NXDOMAIN
     encloser = name.split(labels + 1)[1]  # the wildcard's parent (labels + the root label)
     if not nsec3s or len(encloser) >= len(name):
         return Denial.UNPROVEN
+    if too_costly(nsec3s):
+        return Denial.INSECURE
     cover = _Hasher(nsec3s).covering(_child_toward(encloser, name))
     if cover is None:
         return Denial.UNPROVEN

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import dns.dnssec
 import dns.exception
 import dns.name
+import dns.rdataclass
 import dns.rdataset
 import dns.rdatatype
 import dns.rdtypes.ANY.DNSKEY
@@ -17,6 +18,11 @@ import dns.rrset
 
 RRSIG = dns.rdtypes.ANY.RRSIG.RRSIG
 DNSKEY = dns.rdtypes.ANY.DNSKEY.DNSKEY
+
+
+MAX_VERIFICATIONS = 16
+"""Signature verifications spent on one RRset at most (signatures x DNSKEYs sharing their key
+tag): KeyTrap (CVE-2023-50387) makes a validator try every pair; unbound and BIND cap them too."""
 
 
 @dataclass(frozen=True)
@@ -60,8 +66,9 @@ def check_rrset(
     best: float | None = None
     labels: int | None = None
     failures: list[tuple[int, str]] = []
+    budget = [MAX_VERIFICATIONS]
     for sig in sigs:
-        problem = _problem(rrset, sig, zone, keys, now)
+        problem = _problem(rrset, sig, zone, keys, now, budget)
         if problem is None:
             if best is None or sig.expiration > best:
                 best, labels = float(sig.expiration), sig.labels
@@ -79,8 +86,10 @@ def _problem(
     zone: dns.name.Name,
     keys: dns.rdataset.Rdataset,
     now: float,
+    budget: list[int],
 ) -> tuple[int, str] | None:
-    """None when ``sig`` validates, else (rank, reason): the lowest rank is the one reported."""
+    """None when ``sig`` validates, else (rank, reason): the lowest rank is the one reported.
+    Each key tried spends one of ``budget`` (shared by the RRset's signatures)."""
     if sig.expiration < now:
         return (0, f"signature expired on {when(sig.expiration)} (key tag {sig.key_tag})")
     if sig.inception > now:
@@ -94,8 +103,33 @@ def _problem(
     ]
     if not candidates:
         return (3, f"no DNSKEY of {zone} has the signature's key tag {sig.key_tag}")
+    problem: tuple[int, str] | None = None
+    for key in candidates:  # one at a time: dnspython would try them all
+        if budget[0] <= 0:
+            return (
+                -1,
+                f"more than {MAX_VERIFICATIONS} signature verifications needed (signatures and "
+                f"DNSKEYs sharing key tag {sig.key_tag}): given up, as against KeyTrap "
+                "(CVE-2023-50387)",
+            )
+        budget[0] -= 1
+        one = dns.rdataset.Rdataset(dns.rdataclass.IN, dns.rdatatype.DNSKEY)
+        one.add(key)
+        problem = _verify(rrset, sig, zone, one, now)
+        if problem is None:
+            return None
+    return problem
+
+
+def _verify(
+    rrset: dns.rrset.RRset,
+    sig: RRSIG,
+    zone: dns.name.Name,
+    key: dns.rdataset.Rdataset,
+    now: float,
+) -> tuple[int, str] | None:
     try:
-        dns.dnssec.validate_rrsig(rrset, sig, {zone: keys}, now=now)
+        dns.dnssec.validate_rrsig(rrset, sig, {zone: key}, now=now)
     except dns.exception.UnsupportedAlgorithm:
         return (4, f"signature algorithm {sig.algorithm} is not supported")
     except dns.exception.ValidationFailure as exc:

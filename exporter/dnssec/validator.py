@@ -42,7 +42,9 @@ import dns.rdataset
 import dns.rdatatype
 import dns.rdtypes.ANY.CNAME
 import dns.rdtypes.ANY.DNAME
+import dns.rdtypes.ANY.NSEC3
 import dns.rrset
+from dns.dnssectypes import Algorithm
 
 from exporter.dnssec import denial
 from exporter.dnssec.anchors import DNSKEY, DS, TrustAnchors, ds_matches
@@ -66,7 +68,11 @@ BOGUS_TTL = 60.0
 MAX_CHAIN = 12
 """CNAME/DNAME links followed in one answer."""
 
+PROHIBITED = frozenset({Algorithm.RSAMD5, Algorithm.DSA, Algorithm.DSANSEC3SHA1})
+"""Key algorithms validators MUST NOT validate (RFC 8624 §3.1; dnspython's default policy)."""
+
 Key = tuple[dns.name.Name, int]
+NSEC3 = dns.rdtypes.ANY.NSEC3.NSEC3
 
 
 class Closable(Protocol):
@@ -114,7 +120,11 @@ class _Message:
 
 
 def supported(ds: DS) -> bool:
-    """A DS this validator can use: a digest and a key algorithm it implements and allows."""
+    """A DS this validator can use: a digest and a key algorithm it implements and allows.
+
+    RSA/MD5, DSA and DSA-NSEC3-SHA1 are implemented by dnspython but prohibited (RFC 8624 §3.1,
+    dnspython's default policy): a zone whose DS records all use them is insecure, as one of an
+    unknown algorithm is (RFC 4035 §5.2, RFC 6840 §5.2), never bogus."""
     policy = dns.dnssec.default_policy
     if not policy.ok_to_validate_ds(ds.digest_type) or ds.digest_type not in (1, 2, 4):
         return False
@@ -122,7 +132,7 @@ def supported(ds: DS) -> bool:
         dns.dnssecalgs.get_algorithm_cls(ds.algorithm)
     except dns.exception.UnsupportedAlgorithm:
         return False
-    return True
+    return ds.algorithm not in PROHIBITED
 
 
 class Validator:
@@ -160,8 +170,14 @@ class Validator:
 
         Raises :class:`~exporter.net.dnsmodel.DnsTempError` when the DNS could not tell
         (:class:`~exporter.dnssec.model.DnssecUnavailable` when it carries no DNSSEC at all)."""
-        qname = name if isinstance(name, dns.name.Name) else dns.name.from_text(name)
         qtype = dns.rdatatype.RdataType.make(rdtype)
+        try:
+            qname = name if isinstance(name, dns.name.Name) else dns.name.from_text(name)
+        except dns.name.NameTooLong:
+            # e.g. the TLSA name _25._tcp.<host> of a host name near the limit
+            raise DnsTempError(
+                str(name), dns.rdatatype.to_text(qtype), "a name longer than 255 octets"
+            ) from None
         await self.zone_state(dns.name.root)  # DNSSEC must reach us at all
         links: list[dns.rrset.RRset] = []
         parts: list[_Part] = []
@@ -219,7 +235,14 @@ class Validator:
                 # The CNAME is synthesized (unsigned): the signed DNAME vouches for it.
                 links.append(dname)
                 target = cast(dns.rdtypes.ANY.DNAME.DNAME, dname[0]).target
-                cur = cur.relativize(dname.name).concatenate(target)
+                try:
+                    cur = cur.relativize(dname.name).concatenate(target)
+                except dns.name.NameTooLong:  # YXDOMAIN (RFC 6672 §2.2), passed on as data
+                    raise DnsTempError(
+                        qname.to_text(),
+                        dns.rdatatype.to_text(qtype),
+                        f"the DNAME {dname.name} -> {target} makes {cur} longer than 255 octets",
+                    ) from None
                 continue
             if cname is None or qtype == dns.rdatatype.CNAME:
                 break
@@ -265,11 +288,16 @@ class Validator:
         check = check_rrset(rrset, sigs, signer, state.keys, self.clock())
         if not check.ok:
             return _Part(Status.BOGUS, check.reason, signer)
-        if check.labels is not None and check.labels < len(owner) - 1:
+        if check.labels is not None and _expanded(owner, check.labels):
             nsecs, nsec3s, expiry, _ = self._denials(authority, signer, state.keys)
             proof = denial.wildcard_proof(owner, check.labels, signer, nsecs, nsec3s)
             if proof == denial.Denial.INSECURE:
-                reason = f"{describe(rrset)} comes from a wildcard inside an NSEC3 opt-out span"
+                why = (
+                    f"whose NSEC3 proof takes more than {denial.NSEC3_MAX_ITERATIONS} iterations"
+                    if denial.too_costly(nsec3s)
+                    else "inside an NSEC3 opt-out span"
+                )
+                reason = f"{describe(rrset)} comes from a wildcard {why}"
                 return _Part(Status.INSECURE, reason, signer)
             if proof != denial.Denial.NXDOMAIN:
                 return _Part(
@@ -302,6 +330,13 @@ class Validator:
             return _Part(state.status, state.reason, state.zone)
         if state.zone != zone:
             return _Part(Status.BOGUS, f"negative answer for {what} from {zone}, not a zone", zone)
+        if not _carries_dnssec(authority):
+            raise DnsTempError(
+                name.to_text(),
+                dns.rdatatype.to_text(qtype),
+                f"negative answer from {zone}, a signed zone, without any RRSIG, NSEC or NSEC3 "
+                "record: the path strips them",
+            )
         assert state.keys is not None
         soa_check = check_rrset(soa, sigs, zone, state.keys, self.clock())
         if not soa_check.ok:
@@ -309,7 +344,13 @@ class Validator:
         nsecs, nsec3s, expiry, failures = self._denials(authority, zone, state.keys)
         proof = denial.negative_proof(name, qtype, nxdomain, zone, nsecs, nsec3s)
         if proof.kind == denial.Denial.INSECURE:
-            return _Part(Status.INSECURE, f"{what}: {proof.how}", zone)
+            reason = f"{what}: {proof.how}"
+            if proof.how == denial.COSTLY:
+                reason = (
+                    f"{zone} uses {denial.COSTLY}: the proof that {what} does not exist is not "
+                    "checked (RFC 9276 §3.2)"
+                )
+            return _Part(Status.INSECURE, reason, zone)
         expected = denial.Denial.NXDOMAIN if nxdomain else denial.Denial.NODATA
         if proof.kind != expected:
             detail = failures[0] if failures else proof.how
@@ -340,11 +381,25 @@ class Validator:
                 if not inside:
                     continue
                 check = check_rrset(rrset, section.sig(rrset.name, rdtype), zone, keys, now)
-                if check.ok:
-                    out.append(rrset)
-                    expiry = _min(expiry, check.expiry)
-                else:
+                if not check.ok:
                     failures.append(check.reason)
+                    continue
+                if _expanded(rrset.name, check.labels):
+                    # A wildcard's NSEC replayed at another name: its signature still verifies.
+                    failures.append(
+                        f"{describe(rrset)} ignored: its signature is for a wildcard "
+                        f"(RRSIG labels {check.labels}), and NSEC/NSEC3 records are never "
+                        "wildcard expansions"
+                    )
+                    continue
+                out.append(rrset)
+                expiry = _min(expiry, check.expiry)
+                if rdtype == dns.rdatatype.NSEC3:
+                    failures += [
+                        f"{describe(rrset)} ignored: {problem}"
+                        for rd in rrset
+                        if (problem := denial.nsec3_problem(rrset.name, cast(NSEC3, rd)))
+                    ]
         return denial.nsecs_of(nsec_sets), denial.nsec3s_of(nsec3_sets), expiry, failures
 
     # ----- the chain of trust ---------------------------------------------------------------------
@@ -391,12 +446,26 @@ class Validator:
             if not check.ok:
                 return self._bogus(zone, check.reason)
             return replace(parent, until=self._until(parent.until, now + cname.ttl, check.expiry))
+        if not _carries_dnssec(authority):
+            # Stripped on the way (a middlebox, a resolver that drops the authority section):
+            # nothing is proven either way, which is neither bogus nor an unsigned delegation.
+            raise DnsTempError(
+                name.to_text(),
+                "DS",
+                "the answer carries neither DS records nor a proof that there are none "
+                "(no NSEC, NSEC3 or RRSIG records in its authority section)",
+            )
         nsecs, nsec3s, expiry, failures = self._denials(authority, zone, parent.keys)
         proof = denial.ds_denial(name, zone, nsecs, nsec3s)
         ttl = min((r.ttl for r in response.authority), default=0)
         until = self._until(parent.until, now + ttl, expiry)
         if proof.kind == denial.Denial.INSECURE:
             reason = f"unsigned delegation: {zone} proves {name} has no DS ({proof.how})"
+            if proof.how == denial.COSTLY:
+                reason = (
+                    f"{zone} uses {denial.COSTLY}: whether {name} has DS records is not "
+                    "checked (RFC 9276 §3.2)"
+                )
             return ZoneState(Status.INSECURE, name, reason, until=until)
         if proof.kind == denial.Denial.NODATA:
             return replace(parent, until=until)
@@ -441,10 +510,11 @@ class Validator:
         check: SigCheck = check_rrset(keys, sigs, name, trusted_set, self.clock())
         if not check.ok:
             tags = ", ".join(str(dns.dnssec.key_id(cast(DNSKEY, k))) for k in trusted)
+            detail = check.reason.removeprefix(f"{describe(keys)}: ")
             return self._bogus(
                 name,
-                f"DNSKEY records of {name} are not signed by a trusted key ({tags}): "
-                f"{check.reason}",
+                f"DNSKEY records of {name} do not validate with a trusted key "
+                f"(key tags {tags}): {detail}",
             )
         return ZoneState(
             Status.SECURE,
@@ -479,6 +549,19 @@ class Validator:
                 dns.name.root, f"no root DNSKEY matches the trust anchors {self.anchors.describe()}"
             )
         return self._keys_state(dns.name.root, keys, sigs, trusted, self._until())
+
+
+def _expanded(owner: dns.name.Name, labels: int | None) -> bool:
+    """Whether a signature with ``labels`` makes the RRset at ``owner`` a wildcard expansion
+    (RFC 4035 §5.3.4); the labels field of a wildcard's own signature leaves out the "*"."""
+    return labels is not None and labels < len(owner) - 1 - int(owner.is_wild())
+
+
+def _carries_dnssec(section: _Message) -> bool:
+    """Whether a section holds any DNSSEC record (RRSIG, NSEC, NSEC3) at all."""
+    return bool(
+        section.sigs or section.of_type(dns.rdatatype.NSEC) or section.of_type(dns.rdatatype.NSEC3)
+    )
 
 
 def _speaks_of(authority: _Message, name: dns.name.Name) -> bool:

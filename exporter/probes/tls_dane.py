@@ -2,12 +2,14 @@
 
 The records at ``_<port>._tcp.<host>`` are asked through the probe's DNSSEC validator (its
 per-config resource) and used only when the answer is DNSSEC-secure, as senders do (RFC 7672
-§2.2); records in an insecure or bogus zone are a warning (senders ignore them). Usable records
-(DANE-EE 3 and DANE-TA 2; PKIX usages are ignored, RFC 7672 §3.1.3) are matched against the
-chain of every address probed (:mod:`exporter.net.dane`); a DANE-TA match also needs the leaf
-to name the host (RFC 7672 §3.2.3), a DANE-EE match needs nothing else: a DANE sender ignores
-the certificate's names and dates (§3.1.1), which the details say when the certificate is
-expired or not valid for other senders.
+§2.2); records in an insecure or bogus zone are a warning (senders ignore them). A host that is
+an alias with a secure CNAME chain has its records looked up at the chain's target first, then
+at its own name (RFC 7672 §2.2.2). Usable records (DANE-EE 3 and DANE-TA 2; PKIX usages are
+ignored, RFC 7672 §3.1.3) are matched against the chain of every address probed
+(:mod:`exporter.net.dane`); a DANE-TA match also needs the leaf to name the host or the TLSA
+base domain (RFC 7672 §3.2.3), a DANE-EE match needs nothing else: a DANE sender ignores the
+certificate's names and dates (§3.1.1), which the details say when the certificate is expired
+or not valid for other senders.
 
 ``deliverability_dane_valid`` is the worst address: one address whose chain no record matches is
 enough for DANE senders to defer the mail that lands there.
@@ -17,11 +19,13 @@ from __future__ import annotations
 
 import asyncio
 
+import dns.rdtypes.ANY.CNAME
 import dns.rdtypes.ANY.TLSA
 import dns.rrset
 
-from exporter.dnssec import Status, Validator
+from exporter.dnssec import Status, Validator, Verdict
 from exporter.net import dane
+from exporter.net.certs import name_matches
 from exporter.net.dnsmodel import DnsTempError
 from exporter.probes.tls_endpoint import Endpoint, Outcome, TlsContext
 from exporter.results import Finding, ProbeResult, Table, sample
@@ -36,13 +40,46 @@ def _records(rrsets: tuple[dns.rrset.RRset, ...]) -> list[dane.Tlsa]:
     ]
 
 
-def _matches(out: Outcome, usable: list[dane.Tlsa]) -> dane.DaneResult:
-    """The records matching this address's chain; DANE-TA only when the leaf names the host."""
+def _matches(out: Outcome, usable: list[dane.Tlsa], names: list[str]) -> dane.DaneResult:
+    """The records matching this address's chain; DANE-TA only when the leaf names the host
+    (``names``: the TLSA base domain or the MX host name, RFC 7672 §3.2.3)."""
     chain = [c.cert for c in out.certs]
     result = dane.check(usable, chain)
-    name_ok = out.verdict is not None and out.verdict.name_ok
+    name_ok = bool(chain) and any(name_matches(chain[0], n) for n in names)
     matched = tuple(r for r in result.matched if r.usage == dane.Usage.DANE_EE or name_ok)
     return dane.DaneResult(result.usable, matched)
+
+
+async def _expanded(validator: Validator, host: str) -> str | None:
+    """The target of ``host``'s CNAME chain when the chain is DNSSEC-secure (None when
+    ``host`` is no alias, or the chain is not secure)."""
+    verdict = await validator.validate(host, "A")
+    targets = [
+        rd.target
+        for rrset in verdict.rrsets
+        for rd in rrset
+        if isinstance(rd, dns.rdtypes.ANY.CNAME.CNAME)
+    ]
+    if not targets or verdict.status != Status.SECURE:
+        return None
+    return str(targets[-1].to_text(omit_final_dot=True)).lower()
+
+
+async def _lookup(validator: Validator, ep: Endpoint) -> tuple[str, str, Verdict]:
+    """(TLSA base domain, TLSA name, verdict): for an MX host that is a secure alias, the
+    records at the CNAME's target first, then at the host name itself (RFC 7672 §2.2.2)."""
+    bases = [ep.host.rstrip(".").lower()]
+    target = await _expanded(validator, ep.host)
+    if target is not None and target != bases[0]:
+        bases.insert(0, target)
+    found: tuple[str, str, Verdict] | None = None
+    for base in bases:
+        name = dane.tlsa_name(base, ep.port)
+        found = (base, name, await validator.validate(name, "TLSA"))
+        if _records(found[2].rrsets):
+            break
+    assert found is not None
+    return found
 
 
 async def check(
@@ -56,16 +93,17 @@ async def check(
     if validator is None:
         result.details[where] = "not checked: global.dnssec is false"
         return result
-    name = dane.tlsa_name(ep.host, ep.port)
     try:
         async with asyncio.timeout_at(deadline):
-            verdict = await validator.validate(name, "TLSA")
+            base, name, verdict = await _lookup(validator, ep)
     except DnsTempError as exc:
         result.error = f"{where}: TLSA lookup could not tell: {exc}"
         return result
     except TimeoutError:
+        name = dane.tlsa_name(ep.host, ep.port)
         result.error = f"{where}: timed out looking up the TLSA records at {name}"
         return result
+    names = list(dict.fromkeys([base, ep.host, ep.name]))
     records = _records(verdict.rrsets)
     t = ep.label
     if not records:
@@ -94,7 +132,7 @@ async def check(
         if not out.certs:
             rows.append((out.address or ep.host, "-", "no certificate seen"))
             continue
-        match = _matches(out, usable)
+        match = _matches(out, usable, names)
         out.dane_valid = bool(match.matched)
         checked.append(out.dane_valid)
         shown = "; ".join(r.short() for r in match.matched) or "none"

@@ -12,7 +12,10 @@ import base64
 import hashlib
 
 import dns.name
+import dns.rdataclass
 import dns.rdatatype
+import dns.rdtypes.ANY.NSEC3
+import dns.rrset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -184,11 +187,21 @@ def test_owner_hash_rejects_what_is_not_a_hash() -> None:
 
 
 def test_costly_nsec3_is_insecure() -> None:
-    zone = Zone({"a": "host"})
+    zone = Zone({"a": "host", "*.w": "host"})
     chain = zone.nsec3_chain(b"", denial.NSEC3_MAX_ITERATIONS + 1, False)
     name = dns.name.from_text("nx", ZONE)
     assert denial.ds_denial(name, ZONE, [], chain).kind == Denial.INSECURE
     assert denial.negative_proof(name, A, True, ZONE, [], chain).kind == Denial.INSECURE
+    # A wildcard expansion too (RFC 9276 §3.2), and one costly record among cheap ones is
+    # enough (as unbound): nothing is hashed with its parameters.
+    wild = dns.name.from_text("q.w", ZONE)
+    assert denial.wildcard_proof(wild, 3, ZONE, [], chain) == Denial.INSECURE
+    cheap = zone.nsec3_chain(b"", denial.NSEC3_MAX_ITERATIONS, False)
+    assert denial.wildcard_proof(wild, 3, ZONE, [], cheap) == Denial.NXDOMAIN
+    assert denial.wildcard_proof(wild, 3, ZONE, [], [*cheap, chain[0]]) == Denial.INSECURE
+    assert denial.negative_proof(name, A, True, ZONE, [], [*cheap, chain[0]]).kind == (
+        Denial.INSECURE
+    )
 
 
 def test_wildcards() -> None:
@@ -208,3 +221,24 @@ def test_wildcards() -> None:
     assert proof.kind == Denial.NODATA
     proof3 = denial.negative_proof(name, TXT, False, ZONE, [], zone.nsec3_chain(b"", 0, False))
     assert proof3.kind == Denial.NODATA
+
+
+@given(st.integers(0, 255), st.integers(0, 255), st.integers(0, 200), st.binary(max_size=4),
+       st.binary(min_size=1, max_size=32), st.booleans())  # fmt: skip
+def test_nsec3_records_with_unknown_flags_or_hash_are_ignored(
+    flags: int, algorithm: int, iterations: int, salt: bytes, nxt: bytes, hashed_owner: bool
+) -> None:
+    # RFC 5155 §8.1-8.2: only SHA-1 (1), only the opt-out flag, a hashed owner, a next hash of
+    # the same length; anything else is left out, never read as a proof.
+    label = base64.b32hexencode(b"\x01" * 20) if hashed_owner else b"www"
+    owner = dns.name.Name((label, *ZONE.labels))
+    rd = dns.rdtypes.ANY.NSEC3.NSEC3(
+        dns.rdataclass.IN, dns.rdatatype.NSEC3, algorithm, flags, iterations, salt, nxt,
+        dns.rdtypes.ANY.NSEC3.Bitmap.from_rdtypes([A]).windows,
+    )  # fmt: skip
+    parsed = denial.nsec3s_of([dns.rrset.from_rdata(owner, 300, rd)])
+    usable = flags in (0, 1) and algorithm == 1 and hashed_owner and len(nxt) == 20
+    assert len(parsed) == (1 if usable else 0)
+    assert (denial.nsec3_problem(owner, rd) is None) == usable
+    if usable:
+        assert parsed[0].opt_out == bool(flags) and parsed[0].types == frozenset({A})

@@ -58,9 +58,9 @@ def codes(result: ProbeResult) -> dict[str, list[str]]:
 
 async def mx_of(world: World, key: str, **kw: Any) -> tuple[ProbeResult, Mx, str]:
     mx = world.hosts[key]
-    domain = mx.name.removeprefix("mx.")
+    domain = mx.exchange.removeprefix("mx.")
     result = await run_tls(world, {"mx_of": domain}, **kw)
-    return result, mx, f"{mx.name}:25"
+    return result, mx, f"{mx.exchange}:25"
 
 
 @pytest.mark.parametrize("key", ["ee311", "ee301", "ta211", "rollover"])
@@ -166,3 +166,29 @@ async def test_dane_off_without_dnssec(world: World) -> None:
     assert result.error is None
     assert value(result, "dane_tlsa_records", target="mx.ee311.dane.test:25") is None
     assert "global.dnssec is false" in result.details["mx.ee311.dane.test:25 DANE"]
+
+
+@pytest.mark.parametrize(
+    ("key", "where"),
+    [("cname-ee", "_25._tcp.relay-ee.dane.test."),
+     ("cname-orig", "_25._tcp.mx.cname-orig.dane.test."),
+     ("cname-ta", "_25._tcp.relay-ta.dane.test.")],
+)  # fmt: skip
+async def test_mx_host_behind_a_secure_cname(world: World, key: str, where: str) -> None:
+    # RFC 7672 §2.2.2: TLSA at the CNAME's target first, then at the MX host name itself; a
+    # DANE-TA match needs the leaf to name either (the target's name here: §3.2.3).
+    result, mx, target = await mx_of(world, key)
+    assert result.error is None, result.error
+    assert value(result, "dane_tlsa_records", target=target) == 1
+    assert value(result, "dane_valid", target=target) == 1
+    assert "dane_no_match" not in codes(result)
+    assert value(result, "tls_address_success", target=target, address=mx.addresses[0]) == 1
+    assert where in result.details[f"{target} DANE"]
+
+
+async def test_tlsa_name_too_long_is_could_not_tell(world: World) -> None:
+    host = ".".join(["a" * 60] * 4) + ".dane.test"  # 254 octets: _25._tcp. makes it too long
+    result = await run_tls(world, {"target": f"{host}:25", "dane": True}, ca=False)
+    assert result.error is not None
+    assert "TLSA lookup could not tell" in result.error
+    assert "longer than 255 octets" in result.error

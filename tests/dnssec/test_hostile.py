@@ -1,0 +1,161 @@
+"""The validator against hostile or odd answers: real responses of the knot lab
+(tests/dnssec_lab.py), doctored on their way to the validator the way a middlebox, a broken
+resolver or an attacker on the path would, and records built to abuse the validator itself."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
+import pytest
+from dnssec_lab import DnssecLab
+
+from exporter.dnssec import Status, Validator, load_trust_anchors
+from exporter.net.dnsmodel import DnsTempError
+from exporter.net.dnsraw import RawDns
+
+Edit = Callable[[dns.name.Name, dns.rdatatype.RdataType, dns.message.Message], None]
+
+
+class Doctored:
+    """The lab's real answers, each changed in place by ``edit`` before the validator sees it."""
+
+    def __init__(self, lab: DnssecLab, edit: Edit) -> None:
+        self.raw = RawDns([lab.address])
+        self.edit = edit
+
+    async def __call__(
+        self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType
+    ) -> dns.message.Message:
+        response = copy.deepcopy(await self.raw.query(name, rdtype))
+        self.edit(name, rdtype, response)
+        return response
+
+
+def validator(lab: DnssecLab, edit: Edit) -> Validator:
+    doctored = Doctored(lab, edit)
+    return Validator(doctored, load_trust_anchors(str(lab.anchor_file)), owns=doctored.raw)
+
+
+def strip_ds_authority(
+    name: dns.name.Name, rdtype: dns.rdatatype.RdataType, msg: dns.message.Message
+) -> None:
+    if rdtype == dns.rdatatype.DS:
+        msg.authority = []
+
+
+@pytest.mark.parametrize(
+    "name", ["www.unsigned.test", "www.unsigned.p3.test", "www.unsigned.p3oo.test",
+             "www.unsigned.nsec3"],
+)  # fmt: skip
+async def test_ds_answer_stripped_of_its_authority_is_could_not_tell(
+    dnssec_lab: DnssecLab, name: str
+) -> None:
+    # Neither DS records nor a proof that there are none: nothing is proven either way (it
+    # was "bogus: no valid proof that unsigned.test. has no DS"), and never "insecure".
+    v = validator(dnssec_lab, strip_ds_authority)
+    with pytest.raises(DnsTempError, match="neither DS records nor a proof"):
+        await v.validate(name, "A")
+    # Answers whose chain needs no proof of an absent DS are judged as before.
+    assert (await v.validate("www.secure.test", "A")).status == Status.SECURE
+    assert (await v.validate("www.badsig.test", "A")).status == Status.BOGUS
+    await v.aclose()
+
+
+def strip_authority_dnssec(
+    name: dns.name.Name, rdtype: dns.rdatatype.RdataType, msg: dns.message.Message
+) -> None:
+    unsigned = (dns.rdatatype.RRSIG, dns.rdatatype.NSEC, dns.rdatatype.NSEC3)
+    msg.authority = [r for r in msg.authority if r.rdtype not in unsigned]
+
+
+@pytest.mark.parametrize("question", [("nx.secure.test", "A"), ("www.secure.test", "TXT"),
+                                      ("nx.p3.test", "A"), ("www.unsigned.test", "A")])  # fmt: skip
+async def test_authority_stripped_of_dnssec_records_is_could_not_tell(
+    dnssec_lab: DnssecLab, question: tuple[str, str]
+) -> None:
+    # A path that passes the answers' signatures but drops them from the authority section
+    # (the unsigned SOA of a negative answer was "bogus: missing RRSIG").
+    v = validator(dnssec_lab, strip_authority_dnssec)
+    with pytest.raises(DnsTempError, match=r"strips them|neither DS records nor a proof"):
+        await v.validate(*question)
+    assert (await v.validate("www.secure.test", "A")).status == Status.SECURE
+    await v.aclose()
+
+
+def claim_success(
+    name: dns.name.Name, rdtype: dns.rdatatype.RdataType, msg: dns.message.Message
+) -> None:
+    if msg.rcode() == dns.rcode.YXDOMAIN:  # RFC 6672 §2.2, passed on as NOERROR
+        msg.set_rcode(dns.rcode.NOERROR)
+
+
+LONG = f"{'q' * 40}.{'r' * 40}"
+
+
+async def test_names_over_255_octets_are_could_not_tell(dnssec_lab: DnssecLab) -> None:
+    v = validator(dnssec_lab, claim_success)
+    # The signed DNAME of secure.test expands this name past 255 octets (it was a traceback:
+    # dns.name.NameTooLong out of the validator).
+    with pytest.raises(DnsTempError, match="longer than 255 octets"):
+        await v.validate(f"{LONG}.dn.secure.test", "A")
+    # A name too long to ask about at all (a TLSA name built from a long host).
+    too_long = ".".join(["a" * 63] * 4) + ".test"
+    with pytest.raises(DnsTempError, match="longer than 255 octets"):
+        await v.validate(too_long, "TLSA")
+    # A short name through the same DNAME is validated as usual.
+    verdict = await v.validate("x.dn.secure.test", "A")
+    assert (verdict.status, verdict.answer) == (Status.SECURE, "nxdomain")
+    await v.aclose()
+
+
+async def test_wildcard_nsec_replayed_at_another_name_proves_nothing(
+    dnssec_lab: DnssecLab,
+) -> None:
+    # The NSEC record of *.wild.secure.test (RRSIG labels 3) validates at any name below
+    # wild.secure.test: a signer's wildcard owner is rebuilt from the labels field. Replayed at
+    # \000.wild.secure.test it covered x.wild.secure.test and the wildcard itself: a "secure"
+    # NXDOMAIN for a name that exists. NSEC/NSEC3 records are never wildcard expansions
+    # (RFC 4035 §5.3.4 and §5.4): one whose RRSIG has fewer labels than its owner is ignored.
+    raw = RawDns([dnssec_lab.address])
+    negative = await raw.query(dns.name.from_text("nx.secure.test"), dns.rdatatype.A)
+    wild_nsec = await raw.query(dns.name.from_text("*.wild.secure.test"), dns.rdatatype.NSEC)
+    await raw.aclose()
+    forged_owner = dns.name.from_text("\\000.wild.secure.test")
+    replayed = []
+    for rrset in wild_nsec.answer:
+        copied = dns.rrset.RRset(forged_owner, rrset.rdclass, rrset.rdtype, rrset.covers)
+        copied.update(rrset)
+        replayed.append(copied)
+    soa = [r for r in negative.authority if r.rdtype == dns.rdatatype.SOA
+           or r.covers == dns.rdatatype.SOA]  # fmt: skip
+
+    def forge(
+        name: dns.name.Name, rdtype: dns.rdatatype.RdataType, msg: dns.message.Message
+    ) -> None:
+        if name == dns.name.from_text("x.wild.secure.test") and rdtype == dns.rdatatype.A:
+            msg.set_rcode(dns.rcode.NXDOMAIN)
+            msg.answer = []
+            msg.authority = [*soa, *replayed]
+
+    v = validator(dnssec_lab, forge)
+    verdict = await v.validate("x.wild.secure.test", "A")
+    assert verdict.status == Status.BOGUS, verdict
+    assert "wildcard" in verdict.reason
+    await v.aclose()
+
+
+async def test_the_wildcard_owner_itself_is_no_expansion(dnssec_lab: DnssecLab) -> None:
+    # Its RRSIG labels field leaves out the "*": asked by its own name, the wildcard's records
+    # are plain data, not an expansion needing a proof that "*.wild.secure.test" does not exist.
+    raw = RawDns([dnssec_lab.address])
+    v = Validator(raw.query, load_trust_anchors(str(dnssec_lab.anchor_file)), owns=raw)
+    verdict = await v.validate("*.wild.secure.test", "A")
+    assert (verdict.status, verdict.answer) == (Status.SECURE, "ok"), verdict
+    assert dnssec_lab.delv("*.wild.secure.test.", "A") == "secure"
+    await v.aclose()
