@@ -21,7 +21,9 @@ STRENGTH = {p: i for i, p in enumerate(POLICIES)}
 REMOVED_TAGS = ("pct", "rf", "ri")
 """Tags of RFC 7489 that RFC 9989 removed."""
 
-_V_DMARC1 = re.compile(r"^\s*v\s*=\s*DMARC1\s*(;|$)")
+# The tag name is an ABNF string literal, so case-insensitive (RFC 5234 §2.3): "V=DMARC1" is a
+# DMARC record; the value is spelled out byte by byte (%x44 %x4d ...), so "dmarc1" is not.
+_V_DMARC1 = re.compile(r"^\s*[vV]\s*=\s*DMARC1\s*(;|$)")
 MAILTO = re.compile(r"^mailto:([^@!\s]+)@([^!\s]+?)(![0-9]+[kmgt]?)?$", re.IGNORECASE)
 _URI = re.compile(r"^[a-z][a-z0-9+.-]*:\S+$", re.IGNORECASE)
 

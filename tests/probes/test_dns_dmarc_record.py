@@ -1,0 +1,46 @@
+"""The DMARC record parser (RFC 9989 §4.7-4.8) at its edges: tag-name case, rua/ruf URIs."""
+
+from __future__ import annotations
+
+import pytest
+from dnsserver import DnsServer
+from probes.test_dns_auth import DOMAIN, codes, healthy, probe, value
+
+from exporter.probes.dns.dmarc_record import DmarcSyntaxError, is_dmarc, parse_dmarc
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "V=DMARC1; p=reject",
+        "V = DMARC1; P=Reject",
+        "v=DMARC1; P=reject",
+        "V=DMARC1",
+    ],
+)
+def test_tag_names_are_case_insensitive(text: str) -> None:
+    # ABNF string literals ("v", "p") are case-insensitive (RFC 5234 §2.3); only the
+    # version value DMARC1 is spelled out byte by byte.
+    assert is_dmarc(text)
+    rec = parse_dmarc(text)
+    assert rec.policy in ("reject", "none")
+    assert rec.problems == []
+
+
+@pytest.mark.parametrize("text", ["v=dmarc1; p=reject", "v=DMARC2; p=reject", "x=DMARC1"])
+def test_version_value_is_exact(text: str) -> None:
+    assert not is_dmarc(text)
+    with pytest.raises(DmarcSyntaxError):
+        parse_dmarc(text)
+
+
+async def test_uppercase_version_tag_is_a_record(dns_server: DnsServer) -> None:
+    healthy(dns_server)
+    dns_server.set_records(f"_dmarc.{DOMAIN}", [])
+    dns_server.add_txt(f"_dmarc.{DOMAIN}", f"V=DMARC1; P=reject; RUA=mailto:d@{DOMAIN}")
+    rec = await probe(dns_server)
+    assert rec.success, rec.result.error
+    assert "dmarc_missing" not in codes(rec.result)
+    assert value(rec, "dmarc_records") == 1
+    assert value(rec, "dmarc_valid") == 1
+    assert value(rec, "dmarc_policy", policy="reject") == 1
