@@ -44,3 +44,52 @@ async def test_uppercase_version_tag_is_a_record(dns_server: DnsServer) -> None:
     assert value(rec, "dmarc_records") == 1
     assert value(rec, "dmarc_valid") == 1
     assert value(rec, "dmarc_policy", policy="reject") == 1
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "mailto:d@",
+        "mailto:d@a..example.test",
+        "mailto:d@bad_host.example.test",
+        "mailto:d@-x.example.test",
+        "mailto:d@example.test-",
+        "mailto:d@localhost",
+        "mailto:d@exa mple.test",
+        "mailto:d@" + "a" * 64 + ".example.test",
+        "mailto:@example.test",
+        "MAILTO:d@.example.test",
+    ],
+)
+def test_mailto_with_an_invalid_host_is_an_invalid_uri(uri: str) -> None:
+    rec = parse_dmarc(f"v=DMARC1; p=reject; rua={uri}; ruf={uri}")
+    assert rec.rua == [] and rec.ruf == []
+    assert any(p.startswith("rua URI") for p in rec.problems), rec.problems
+    assert any(p.startswith("ruf URI") for p in rec.problems), rec.problems
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "mailto:d@example.test",
+        "mailto:d@example.test.",
+        "MAILTO:D@EXAMPLE.TEST!10m",
+        "mailto:dmarc+rua@xn--bcher-kva.example",
+        "https://reports.example.test/dmarc",
+    ],
+)
+def test_valid_report_uris(uri: str) -> None:
+    rec = parse_dmarc(f"v=DMARC1; p=reject; rua={uri}")
+    assert rec.rua == [uri] and rec.problems == []
+
+
+async def test_rua_with_an_invalid_host_is_an_invalid_tag(dns_server: DnsServer) -> None:
+    healthy(dns_server)
+    dns_server.set_records(f"_dmarc.{DOMAIN}", [])
+    dns_server.add_txt(f"_dmarc.{DOMAIN}", "v=DMARC1; p=reject; rua=mailto:d@a..example.test")
+    rec = await probe(dns_server)
+    assert rec.success, rec.result.error
+    found = [f for f in rec.result.findings if f.code == "dmarc_invalid_tag"]
+    assert [f.evidence for f in found] == ["rua URI 'mailto:d@a..example.test' is not valid"]
+    assert "dmarc_no_rua" in codes(rec.result)  # no valid destination is left
+    assert value(rec, "dmarc_policy", policy="reject") == 1
