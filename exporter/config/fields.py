@@ -93,6 +93,9 @@ def _check_ip(value: Any) -> str:
             f"{value!r} is a scoped IPv6 address: give the address receivers see, without"
             f" %{addr.scope_id}"
         )
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        # One spelling on every Python (3.13 changed str() of these to the dotted form).
+        return f"::ffff:{addr.ipv4_mapped}"
     return str(addr)
 
 

@@ -30,6 +30,11 @@ def reverse_name(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
     return addr.reverse_pointer
 
 
+def ptr_name(rd: PTR) -> str:
+    """A PTR target as shown: lower case without the final dot; the root itself as ``.``."""
+    return rd.target.to_text().rstrip(".").lower() or "."
+
+
 async def _forward(ctx: DnsContext, name: str, rdtype: str) -> list[str]:
     answer = await ctx.dns.query(name, rdtype)
     return answer.addresses()
@@ -38,16 +43,20 @@ async def _forward(ctx: DnsContext, name: str, rdtype: str) -> list[str]:
 async def _ip(domain: str, ip: str, ctx: DnsContext) -> ProbeResult:
     result = ProbeResult()
     addr = ipaddress.ip_address(ip)
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped  # ::ffff:a.b.c.d is a.b.c.d: its PTR and its A records
     rname = reverse_name(addr)
     rdtype = "A" if addr.version == 4 else "AAAA"
     try:
         answer = await ctx.dns.query(rname, "PTR")
-        names = [
-            rd.target.to_text().rstrip(".").lower() for rd in answer.rdatas if isinstance(rd, PTR)
-        ][:MAX_PTR_NAMES]
-        forward = await gather(*(_forward(ctx, n, rdtype) for n in names))
+        # Sorted: the first name is a label value, and servers rotate the RRset.
+        names = sorted({ptr_name(rd) for rd in answer.rdatas if isinstance(rd, PTR)})
+        names = names[:MAX_PTR_NAMES]
+        forward = await gather(*(_forward(ctx, n, rdtype) for n in names if n != "."))
     except DnsTempError as exc:
         return dns_failure(f"FCrDNS of {ip}", exc)
+    if "." in names:  # a PTR to the root has no address records to follow
+        forward.insert(names.index("."), [])
     confirmed = [
         n
         for n, addresses in zip(names, forward, strict=True)
