@@ -53,10 +53,17 @@ async def check(domain: DomainConfig, ctx: DnsContext) -> ProbeResult:
         return dns_failure("DMARC", exc)
 
     own = walk.steps[0].records
-    org = walk.organizational_domain()
     result.samples.append(sample("dmarc_records", len(own), domain=name))
     result.details["dmarc.tree_walk"] = walk.trail()
-    result.details["dmarc.organizational_domain"] = org
+    if walk.failure is None:
+        result.details["dmarc.organizational_domain"] = walk.organizational_domain()
+    else:
+        # Only the domain's own record got here (applicable() raised otherwise): it applies,
+        # what depends on the level that failed is could not tell.
+        result.merge(dns_failure("DMARC", walk.failure))
+        result.details["dmarc.organizational_domain"] = (
+            f"could not tell: {walk.failure} (the domain's own record applies all the same)"
+        )
     if len(own) > 1:
         result.findings.append(
             Finding("dmarc_multiple_records", evidence=f"{len(own)} records at _dmarc.{name}")
@@ -92,13 +99,17 @@ async def check(domain: DomainConfig, ctx: DnsContext) -> ProbeResult:
         applied = rec.effective("sp" if exists else "np")
         if not exists:
             result.details["dmarc.exists"] = f"{name} does not exist (NXDOMAIN): np applies"
-    below = walk.below().applicable()
-    sub = below.record.effective("sp") if below is not None else None
-    nonexistent = below.record.effective("np") if below is not None else None
     if applied == "none":
         result.findings.append(Finding("dmarc_policy_none", evidence=f"{where}: {rec.text}"))
     elif rec.testing:
         result.findings.append(Finding("dmarc_testing_mode", evidence=f"{where}: {rec.text}"))
+    if walk.failure is not None:
+        # A subdomain's policy and the report destinations' organizations depend on the
+        # level that failed: could not tell (the failure is already the error).
+        return _policy_samples(result, name, applied, None, None, rec, subdomains=False)
+    below = walk.below().applicable()
+    sub = below.record.effective("sp") if below is not None else None
+    nonexistent = below.record.effective("np") if below is not None else None
     if app.role == "domain" and below is not None:
         src = "" if below.step.name == name else f" from _dmarc.{below.step.name}"
         for tag, policy in (("sp", sub), ("np", nonexistent)):
@@ -181,16 +192,21 @@ def _policy_samples(
     sub: str | None,
     nonexistent: str | None,
     rec: DmarcRecord | None,
+    *,
+    subdomains: bool = True,
 ) -> ProbeResult:
+    """The policy samples; ``subdomains`` False: the subdomain state sets could not be told
+    (absent rather than all 0)."""
     valid = rec is not None and rec.policy_problem is None
     out: list[Sample] = [sample("dmarc_valid", valid, domain=name)]
     if rec is not None:
         out.append(sample("dmarc_pct", rec.pct, domain=name))
         out.append(sample("dmarc_testing", rec.testing, domain=name))
     out += state_set("dmarc_policy", policy, POLICIES, "policy", domain=name)
-    out += state_set("dmarc_subdomain_policy", sub, POLICIES, "policy", domain=name)
-    out += state_set(
-        "dmarc_nonexistent_subdomain_policy", nonexistent, POLICIES, "policy", domain=name
-    )
+    if subdomains:
+        out += state_set("dmarc_subdomain_policy", sub, POLICIES, "policy", domain=name)
+        out += state_set(
+            "dmarc_nonexistent_subdomain_policy", nonexistent, POLICIES, "policy", domain=name
+        )
     result.samples += out
     return result
