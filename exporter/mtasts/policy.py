@@ -147,6 +147,11 @@ def _lines(text: str) -> list[str]:
             raise PolicyError(f"line {number}: a CR not followed by LF")
         if not line:
             raise PolicyError(f"line {number} is blank (the grammar allows no blank line)")
+        if number == len(lines) > 1 and not line.strip(" \t"):
+            raise PolicyError(
+                f"whitespace after the last line's terminator (line {number} {show(line)}):"
+                " the grammar ends the policy at the last LF or CRLF"
+            )
         out.append(line)
     return out
 
