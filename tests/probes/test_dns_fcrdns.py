@@ -51,3 +51,39 @@ def test_config_spells_an_ipv4_mapped_address_one_way() -> None:
         {"domains": [{"domain": DOMAIN, "sending_ips": ["::FFFF:c000:0207", "2001:DB8::7"]}]}
     )
     assert config.domains[0].sending_ips == [MAPPED, "2001:db8::7"]
+
+
+async def test_classless_delegation_cname_is_followed(dns_server: DnsServer) -> None:
+    # RFC 2317: the reverse name of an IP in a small block is a CNAME into the customer's zone
+    sender(dns_server)
+    dns_server.set_records(REV4, [("CNAME", "7.0-25.2.0.192.in-addr.arpa.")])
+    dns_server.set_records("7.0-25.2.0.192.in-addr.arpa", [("PTR", f"out4.{DOMAIN}.")])
+    rec = await run(dns_server, sending_ips=[IP4])
+    assert rec.success, rec.result.error
+    assert value(rec, "sending_ip_fcrdns", ip=IP4) == 1
+    assert value(rec, "sending_ip_ptr_info", ip=IP4, ptr=f"out4.{DOMAIN}") == 1
+
+
+async def test_one_confirmed_name_is_enough_when_another_cannot_be_looked_up(
+    dns_server: DnsServer,
+) -> None:
+    sender(dns_server)
+    dns_server.set_records(REV4, [("PTR", f"out4.{DOMAIN}."), ("PTR", f"slow.{DOMAIN}.")])
+    dns_server.timeout.add(f"slow.{DOMAIN}")
+    rec = await run(dns_server, lifetime=0.5, sending_ips=[IP4])
+    assert rec.success, rec.result.error
+    assert value(rec, "sending_ip_fcrdns", ip=IP4) == 1
+
+
+async def test_no_confirmed_name_and_one_failed_lookup_is_could_not_tell(
+    dns_server: DnsServer,
+) -> None:
+    sender(dns_server)
+    dns_server.set_records(REV4, [("PTR", f"elsewhere.{DOMAIN}."), ("PTR", f"slow.{DOMAIN}.")])
+    dns_server.set_records(f"elsewhere.{DOMAIN}", [("A", "198.51.100.9")])
+    dns_server.timeout.add(f"slow.{DOMAIN}")
+    rec = await run(dns_server, lifetime=0.5, sending_ips=[IP4])
+    assert not rec.success
+    assert f"slow.{DOMAIN}" in (rec.result.error or "")
+    assert value(rec, "sending_ip_fcrdns", ip=IP4) is None
+    assert not [f for f in rec.result.findings if f.code.startswith("sending_ip")]
