@@ -6,6 +6,7 @@ import pytest
 from dnsserver import DnsServer
 from probes.test_dns_auth import DOMAIN, codes, healthy, probe, value
 
+from exporter.probes.dns.dmarc import MAX_REPORT_DESTINATIONS
 from exporter.probes.dns.dmarc_record import DmarcSyntaxError, is_dmarc, parse_dmarc
 
 
@@ -93,3 +94,22 @@ async def test_rua_with_an_invalid_host_is_an_invalid_tag(dns_server: DnsServer)
     assert [f.evidence for f in found] == ["rua URI 'mailto:d@a..example.test' is not valid"]
     assert "dmarc_no_rua" in codes(rec.result)  # no valid destination is left
     assert value(rec, "dmarc_policy", policy="reject") == 1
+
+
+async def test_many_report_destinations_are_bounded(dns_server: DnsServer) -> None:
+    # A record (perhaps a parent's or a public suffix's, which the domain inherits) may list
+    # thousands of destinations: each costs a tree walk and an authorization lookup.
+    healthy(dns_server)
+    dns_server.set_records(f"_dmarc.{DOMAIN}", [])
+    rua = ",".join(f"mailto:d@r{i}.other{i}.test" for i in range(300))
+    dns_server.add_txt(f"_dmarc.{DOMAIN}", f"v=DMARC1; p=reject; rua={rua}")
+    rec = await probe(dns_server)
+    assert rec.success, rec.result.error
+    asked = [n for n, t in dns_server.queries if "._report._dmarc." in n]
+    assert len(asked) == MAX_REPORT_DESTINATIONS
+    assert len(dns_server.queries) < 150
+    unauthorized = [
+        f for f in rec.result.findings if f.code == "dmarc_report_destination_unauthorized"
+    ]
+    assert len(unauthorized) == MAX_REPORT_DESTINATIONS
+    assert "290 more" in rec.result.details["dmarc.report_destinations"]

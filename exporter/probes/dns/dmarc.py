@@ -36,6 +36,11 @@ _ROLES = {
     "public suffix": "its public suffix domain",
 }
 
+MAX_REPORT_DESTINATIONS = 10
+"""Report destination hosts checked for authorization, the first ones of the record: each costs
+a tree walk and a lookup, and a record (perhaps a parent's or a public suffix's, inherited) can
+list thousands in 64 KB of TXT."""
+
 __all__ = ["POLICIES", "DmarcRecord", "DmarcSyntaxError", "check", "is_dmarc", "parse_dmarc"]
 
 
@@ -165,6 +170,12 @@ async def _check_external_reports(
             hosts.append(host)
     if not hosts:
         return
+    if len(hosts) > MAX_REPORT_DESTINATIONS:
+        result.details["dmarc.report_destinations"] = (
+            f"{len(hosts)} destination hosts: the first {MAX_REPORT_DESTINATIONS} checked for"
+            f" authorization, {len(hosts) - MAX_REPORT_DESTINATIONS} more not checked"
+        )
+        hosts = hosts[:MAX_REPORT_DESTINATIONS]
     names = [policy_domain, *hosts]
     orgs: dict[str, str] = {walk.start: walk.organizational_domain()}
     others = [n for n in dict.fromkeys(names) if n not in orgs]
