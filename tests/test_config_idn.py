@@ -34,6 +34,11 @@ def test_domains_become_a_labels(name: str) -> None:
     assert config.tls[1].target == f"smtp.{ALABEL}:587"
 
 
+def test_dkim_selectors_become_a_labels() -> None:
+    config = parse_config({"domains": [{"domain": ALABEL, "dkim_selectors": ["Straße", "s1"]}]})
+    assert config.domains[0].dkim_selectors == ["xn--strae-oqa", "s1"]  # IDNA 2008, not "strasse"
+
+
 def test_a_labels_and_ascii_are_unchanged() -> None:
     config = parse_config(
         {"domains": [{"domain": ALABEL}], "tls": [{"target": "SMTP.Example.com:587"}]}
