@@ -36,7 +36,7 @@ def test_domains_become_a_labels(name: str) -> None:
 
 def test_dkim_selectors_become_a_labels() -> None:
     config = parse_config({"domains": [{"domain": ALABEL, "dkim_selectors": ["Straße", "s1"]}]})
-    assert config.domains[0].dkim_selectors == ["xn--strae-oqa", "s1"]  # IDNA 2008, not "strasse"
+    assert config.domains[0].dkim_selectors == ["xn--strae-oqa", "s1"]  # IDNA 2008: not "strasse"
 
 
 def test_a_labels_and_ascii_are_unchanged() -> None:
