@@ -67,7 +67,12 @@ def _budget(timeout: float) -> float:
     return max(timeout - min(0.5, timeout * 0.1), 0.01)
 
 
+MAX_NAME = 253
+
+
 async def _texts(ctx: MtaStsContext, name: str) -> list[str]:
+    if len(name) > MAX_NAME:  # _mta-sts.<a domain of 245+ characters>: no such name can exist
+        return []
     return (await ctx.dns.query(name, "TXT")).texts()
 
 

@@ -14,12 +14,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import trustme
+from conftest import make_ctx
 from dnsserver import DnsServer
 from probes import test_mta_sts as sts
 from probes.test_mta_sts import DOMAIN, ENFORCE, HOST, codes, mode, probe
 from probes.test_mta_sts import value as sample
 from servers.https import loopback_address, server_context
 
+from exporter.config import parse_config
+from exporter.probes.mta_sts import PROBE
 from exporter.report import Report, render_text
 from exporter.results import ProbeResult, RunRecord, Target
 
@@ -161,3 +164,23 @@ async def test_terminal_escapes_from_the_server_never_reach_check_output(
     text = render_text(Report.of([rec], started=0.0, duration=0.1), verbose=True)
     assert "\x1b" not in text and "\x07" not in text and "\x9b" not in text
     assert "\\x1b]0;owned" in text  # shown, escaped
+
+
+async def test_domain_too_long_for_the_record_names_has_no_record(dns_server: DnsServer) -> None:
+    # _mta-sts.<domain> and _smtp._tls.<domain> cannot exist for a domain of 245+ characters:
+    # senders find no record, which is an answer, not a DNS failure.
+    domain = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 53, "test"])
+    assert len(domain) == 250
+    dns_server.add(domain, "MX", f"10 mx.{DOMAIN}.")
+    config = parse_config(
+        {
+            "global": {"nameservers": [dns_server.address], "timeout": 3.0},
+            "domains": [{"domain": domain}],
+            "mta_sts": {},
+        }
+    )
+    (target,) = PROBE.targets(config)
+    result = await PROBE.run(target, make_ctx(dns_server, config=config, timeout=3.0))
+    assert result.error is None
+    assert mode(result) == "none" and result.findings == []
+    assert not [n for n, _ in dns_server.queries if n.startswith(("_mta-sts.", "_smtp._tls."))]
