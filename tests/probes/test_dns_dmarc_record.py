@@ -113,3 +113,17 @@ async def test_many_report_destinations_are_bounded(dns_server: DnsServer) -> No
     ]
     assert len(unauthorized) == MAX_REPORT_DESTINATIONS
     assert "290 more" in rec.result.details["dmarc.report_destinations"]
+
+
+async def test_authorization_name_too_long_is_unauthorized(dns_server: DnsServer) -> None:
+    # <domain>._report._dmarc.<host> longer than a DNS name can be: the authorization record
+    # cannot exist, so the destination is unauthorized (not "could not tell" forever).
+    host = ".".join(["r" * 63, "s" * 63, "t" * 63, "u" * 35, "test"])
+    assert len(f"{DOMAIN}._report._dmarc.{host}") > 253 >= len(host)
+    healthy(dns_server)
+    dns_server.set_records(f"_dmarc.{DOMAIN}", [])
+    dns_server.add_txt(f"_dmarc.{DOMAIN}", f"v=DMARC1; p=reject; rua=mailto:d@{host}")
+    rec = await probe(dns_server)
+    assert rec.success, rec.result.error
+    found = [f for f in rec.result.findings if f.code == "dmarc_report_destination_unauthorized"]
+    assert [f.subject for f in found] == [host]

@@ -185,15 +185,20 @@ async def _check_external_reports(
     external = [h for h in hosts if orgs[h] != orgs[policy_domain]]
     if not external:
         return
-    answers = await asyncio.gather(
-        *(dns.query(f"{policy_domain}._report._dmarc.{h}", "TXT") for h in external)
-    )
-    for host, answer in zip(external, answers, strict=True):
-        if not any(is_dmarc(t) for t in answer.texts()):
+    names = [f"{policy_domain}._report._dmarc.{h}" for h in external]
+    answers = await asyncio.gather(*(_texts(dns, n) for n in names))
+    for host, name, texts in zip(external, names, answers, strict=True):
+        if not any(is_dmarc(t) for t in texts):
             result.findings.append(
                 Finding("dmarc_report_destination_unauthorized", subject=host,
-                        evidence=f"no v=DMARC1 at {policy_domain}._report._dmarc.{host}")
+                        evidence=f"no v=DMARC1 at {name}")
             )  # fmt: skip
+
+
+async def _texts(dns: DnsClient, name: str) -> list[str]:
+    if len(name) > treewalk.MAX_NAME:  # no such name can exist: nothing is published there
+        return []
+    return (await dns.query(name, "TXT")).texts()
 
 
 def _policy_samples(
