@@ -127,3 +127,18 @@ async def test_authorization_name_too_long_is_unauthorized(dns_server: DnsServer
     assert rec.success, rec.result.error
     found = [f for f in rec.result.findings if f.code == "dmarc_report_destination_unauthorized"]
     assert [f.subject for f in found] == [host]
+
+
+async def test_a_record_split_into_two_txt_records_is_pointed_out(dns_server: DnsServer) -> None:
+    healthy(dns_server)
+    dns_server.set_records(f"_dmarc.{DOMAIN}", [])
+    dns_server.add_txt(f"_dmarc.{DOMAIN}", "v=DMARC1; p=reject;")
+    dns_server.add_txt(f"_dmarc.{DOMAIN}", f"rua=mailto:d@{DOMAIN}")
+    rec = await probe(dns_server)
+    assert rec.success, rec.result.error
+    assert value(rec, "dmarc_records") == 1
+    assert "dmarc_no_rua" in codes(rec.result)
+    hint = rec.result.details["dmarc.ignored_txt"]
+    assert f"rua=mailto:d@{DOMAIN}" in hint and "split" in hint
+    (finding,) = [f for f in rec.result.findings if f.code == "dmarc_no_rua"]
+    assert "split" in finding.evidence

@@ -13,6 +13,7 @@ External report destinations are checked for their authorization record (RFC 999
 from __future__ import annotations
 
 import asyncio
+import re
 
 from exporter.config import DomainConfig
 from exporter.net.dnsclient import DnsClient
@@ -69,6 +70,7 @@ async def check(domain: DomainConfig, ctx: DnsContext) -> ProbeResult:
         result.details["dmarc.organizational_domain"] = (
             f"could not tell: {walk.failure} (the domain's own record applies all the same)"
         )
+    split_hint = _ignored_txt(walk.steps[0], result)
     if len(own) > 1:
         result.findings.append(
             Finding("dmarc_multiple_records", evidence=f"{len(own)} records at _dmarc.{name}")
@@ -94,7 +96,7 @@ async def check(domain: DomainConfig, ctx: DnsContext) -> ProbeResult:
         result.findings.append(
             Finding("dmarc_inherited", evidence=f"{where} ({_ROLES[app.role]}): {rec.text}")
         )
-    _record_findings(result, rec)
+    _record_findings(result, rec, split_hint if app.role == "domain" else "")
     if not rec.usable:
         return _policy_samples(result, name, None, None, None, rec)
 
@@ -130,8 +132,29 @@ async def check(domain: DomainConfig, ctx: DnsContext) -> ProbeResult:
     return _policy_samples(result, name, applied, sub, nonexistent, rec)
 
 
-def _record_findings(result: ProbeResult, rec: DmarcRecord) -> None:
-    """Findings about the record's own text, whatever the domain it applies to."""
+_TAG_START = re.compile(r"\s*(p|sp|np|rua|ruf|adkim|aspf|fo|pct|rf|ri|psd|t)\s*=", re.IGNORECASE)
+
+
+def _ignored_txt(step: treewalk.Step, result: ProbeResult) -> str:
+    """Shows the TXT records beside the domain's own DMARC record that receivers ignore; returns
+    a hint when one reads like DMARC tags (a record split into two TXT records), else ''."""
+    if not step.ignored:
+        return ""
+    shown = " | ".join(t if len(t) <= 200 else t[:200] + "..." for t in step.ignored[:5])
+    if not any(_TAG_START.match(t) for t in step.ignored):
+        result.details["dmarc.ignored_txt"] = f"not DMARC records, ignored: {shown}"
+        return ""
+    hint = (
+        "a TXT record beside it reads like DMARC tags, ignored by receivers (a record split"
+        f" into two TXT records? its strings belong in one): {shown}"
+    )
+    result.details["dmarc.ignored_txt"] = hint
+    return hint
+
+
+def _record_findings(result: ProbeResult, rec: DmarcRecord, hint: str = "") -> None:
+    """Findings about the record's own text, whatever the domain it applies to; ``hint``: what
+    the evidence of the findings about missing tags should add."""
     for problem in rec.problems:
         result.findings.append(Finding("dmarc_invalid_tag", evidence=problem, subject=problem))
     if rec.policy_problem is not None:
@@ -144,14 +167,18 @@ def _record_findings(result: ProbeResult, rec: DmarcRecord) -> None:
             Finding("dmarc_invalid", evidence=f"{rec.policy_problem}: {fallback}: {rec.text}")
         )
     elif "p" not in rec.tags:
-        result.findings.append(Finding("dmarc_policy_missing", evidence=rec.text))
+        result.findings.append(Finding("dmarc_policy_missing", evidence=_with(rec.text, hint)))
     if rec.removed:
         shown = "; ".join(f"{t}={rec.tags[t]}" for t in rec.removed)
         result.findings.append(Finding("dmarc_removed_tag", evidence=shown))
     if rec.pct < 100:
         result.findings.append(Finding("dmarc_pct_partial", evidence=f"pct={rec.pct}"))
     if not rec.rua:
-        result.findings.append(Finding("dmarc_no_rua", evidence=rec.text))
+        result.findings.append(Finding("dmarc_no_rua", evidence=_with(rec.text, hint)))
+
+
+def _with(evidence: str, hint: str) -> str:
+    return f"{evidence}; {hint}" if hint else evidence
 
 
 async def _check_external_reports(

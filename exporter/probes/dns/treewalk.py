@@ -61,11 +61,14 @@ class Step:
     records: tuple[str, ...] = ()
     parsed: DmarcRecord | None = None
     """The record when exactly one was found (several are all discarded)."""
+    ignored: tuple[str, ...] = ()
+    """The other TXT records at the name (receivers discard them), in a stable order."""
 
     @classmethod
     def of(cls, name: str, texts: list[str]) -> Step:
         records = tuple(t for t in texts if is_dmarc(t))
-        return cls(name, records, parse_dmarc(records[0]) if len(records) == 1 else None)
+        others = tuple(sorted(t for t in texts if not is_dmarc(t)))
+        return cls(name, records, parse_dmarc(records[0]) if len(records) == 1 else None, others)
 
     @property
     def psd(self) -> str:
