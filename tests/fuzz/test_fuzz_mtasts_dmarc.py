@@ -131,7 +131,8 @@ def _sts(draw: st.DrawFn) -> tuple[str, str]:
     ]
     fields = draw(st.permutations(fields))
     text = "v=STSv1" + "".join(f"{draw(_WSP)};{draw(_WSP)}{f}" for f in fields)
-    return text + (";" if draw(st.booleans()) else ""), policy_id
+    final = f"{draw(_WSP)};{draw(_WSP)}" if draw(st.booleans()) else ""
+    return text + final, policy_id
 
 
 @st.composite
