@@ -142,3 +142,16 @@ async def test_a_record_split_into_two_txt_records_is_pointed_out(dns_server: Dn
     assert f"rua=mailto:d@{DOMAIN}" in hint and "split" in hint
     (finding,) = [f for f in rec.result.findings if f.code == "dmarc_no_rua"]
     assert "split" in finding.evidence
+
+
+async def test_strings_split_anywhere_are_one_record(dns_server: DnsServer) -> None:
+    healthy(dns_server)
+    dns_server.set_records(
+        f"_dmarc.{DOMAIN}",
+        [("TXT", f'"v=DMAR" "C1; p=rej" "" "ect; rua=mai" "lto:d@{DOMAIN}"')],
+    )
+    rec = await probe(dns_server)
+    assert rec.success, rec.result.error
+    assert value(rec, "dmarc_records") == 1
+    assert value(rec, "dmarc_policy", policy="reject") == 1
+    assert "dmarc_no_rua" not in codes(rec.result)

@@ -184,3 +184,11 @@ async def test_domain_too_long_for_the_record_names_has_no_record(dns_server: Dn
     assert result.error is None
     assert mode(result) == "none" and result.findings == []
     assert not [n for n, _ in dns_server.queries if n.startswith(("_mta-sts.", "_smtp._tls."))]
+
+
+async def test_record_strings_split_anywhere_are_one_record(dns: DnsServer) -> None:
+    dns.set_records(f"_mta-sts.{DOMAIN}", [("TXT", '"v=STS" "v1;" " id=2025" "0101"')])
+    dns.set_records(f"_smtp._tls.{DOMAIN}", [("TXT", '"v=TLSRPTv1; rua=mai" "lto:t@example.test"')])
+    result = await probe(dns, None, within=2.0)
+    assert result.details["mta-sts id"] == "20250101"
+    assert sample(result, "tlsrpt_valid", domain=DOMAIN) == 1
