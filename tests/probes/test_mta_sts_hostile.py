@@ -192,3 +192,27 @@ async def test_record_strings_split_anywhere_are_one_record(dns: DnsServer) -> N
     result = await probe(dns, None, within=2.0)
     assert result.details["mta-sts id"] == "20250101"
     assert sample(result, "tlsrpt_valid", domain=DOMAIN) == 1
+
+
+async def test_hundreds_of_records_make_a_bounded_finding(dns: DnsServer) -> None:
+    dns.set_records(f"_mta-sts.{DOMAIN}", [("TXT", f'"v=STSv1; id={i}"') for i in range(500)])
+    dns.set_records(
+        f"_smtp._tls.{DOMAIN}",
+        [("TXT", f'"v=TLSRPTv1; rua=mailto:t{i}@example.test"') for i in range(500)],
+    )
+    result = await probe(dns, None, within=3.0)
+    found = codes(result)
+    for code in ("mta_sts_record_duplicate", "tlsrpt_duplicate"):
+        assert "500 records" in found[code].evidence
+        assert len(found[code].evidence) < 1000
+    assert all(len(v) < 1000 for v in result.details.values())
+
+
+async def test_one_huge_invalid_record_makes_a_bounded_finding(dns: DnsServer) -> None:
+    dns.set_records(f"_mta-sts.{DOMAIN}", [])
+    dns.add_txt(
+        f"_mta-sts.{DOMAIN}", "v=STSv1; id=1; " + "; ".join(f"x{i}=\x01" for i in range(3000))
+    )
+    result = await probe(dns, None, within=3.0)
+    evidence = codes(result)["mta_sts_record_invalid"].evidence
+    assert len(evidence) < 1000 and "..." in evidence
