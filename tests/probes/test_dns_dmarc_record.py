@@ -155,3 +155,16 @@ async def test_strings_split_anywhere_are_one_record(dns_server: DnsServer) -> N
     assert value(rec, "dmarc_records") == 1
     assert value(rec, "dmarc_policy", policy="reject") == 1
     assert "dmarc_no_rua" not in codes(rec.result)
+
+
+async def test_a_huge_record_makes_bounded_evidence(dns_server: DnsServer) -> None:
+    healthy(dns_server)
+    dns_server.set_records(f"_dmarc.{DOMAIN}", [])
+    dns_server.add_txt(f"_dmarc.{DOMAIN}", "v=DMARC1; p=none; x=" + "a" * 20_000)
+    rec = await probe(dns_server)
+    assert rec.success, rec.result.error
+    assert {"dmarc_policy_none", "dmarc_no_rua"} <= codes(rec.result)
+    assert all(len(f.evidence) < 1000 for f in rec.result.findings), [
+        (f.code, len(f.evidence)) for f in rec.result.findings
+    ]
+    assert len(rec.result.details["dmarc.record"]) > 20_000  # the whole record stays in details

@@ -94,7 +94,7 @@ async def check(domain: DomainConfig, ctx: DnsContext) -> ProbeResult:
     result.details["dmarc.psd"] = rec.psd
     if app.role != "domain":
         result.findings.append(
-            Finding("dmarc_inherited", evidence=f"{where} ({_ROLES[app.role]}): {rec.text}")
+            Finding("dmarc_inherited", evidence=f"{where} ({_ROLES[app.role]}): {_cut(rec.text)}")
         )
     _record_findings(result, rec, split_hint if app.role == "domain" else "")
     if not rec.usable:
@@ -107,9 +107,9 @@ async def check(domain: DomainConfig, ctx: DnsContext) -> ProbeResult:
         if not exists:
             result.details["dmarc.exists"] = f"{name} does not exist (NXDOMAIN): np applies"
     if applied == "none":
-        result.findings.append(Finding("dmarc_policy_none", evidence=f"{where}: {rec.text}"))
+        result.findings.append(Finding("dmarc_policy_none", evidence=f"{where}: {_cut(rec.text)}"))
     elif rec.testing:
-        result.findings.append(Finding("dmarc_testing_mode", evidence=f"{where}: {rec.text}"))
+        result.findings.append(Finding("dmarc_testing_mode", evidence=f"{where}: {_cut(rec.text)}"))
     if walk.failure is not None:
         # A subdomain's policy and the report destinations' organizations depend on the
         # level that failed: could not tell (the failure is already the error).
@@ -164,17 +164,22 @@ def _record_findings(result: ProbeResult, rec: DmarcRecord, hint: str = "") -> N
             else "receivers ignore the record (and it has no valid rua)"
         )
         result.findings.append(
-            Finding("dmarc_invalid", evidence=f"{rec.policy_problem}: {fallback}: {rec.text}")
+            Finding("dmarc_invalid", evidence=f"{rec.policy_problem}: {fallback}: {_cut(rec.text)}")
         )
     elif "p" not in rec.tags:
-        result.findings.append(Finding("dmarc_policy_missing", evidence=_with(rec.text, hint)))
+        result.findings.append(Finding("dmarc_policy_missing", evidence=_with(_cut(rec.text), hint)))
     if rec.removed:
         shown = "; ".join(f"{t}={rec.tags[t]}" for t in rec.removed)
         result.findings.append(Finding("dmarc_removed_tag", evidence=shown))
     if rec.pct < 100:
         result.findings.append(Finding("dmarc_pct_partial", evidence=f"pct={rec.pct}"))
     if not rec.rua:
-        result.findings.append(Finding("dmarc_no_rua", evidence=_with(rec.text, hint)))
+        result.findings.append(Finding("dmarc_no_rua", evidence=_with(_cut(rec.text), hint)))
+
+
+def _cut(text: str, limit: int = 300) -> str:
+    """A record in a finding's evidence: a TXT RRset may be 64 KB (``dmarc.record`` has it all)."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _with(evidence: str, hint: str) -> str:
