@@ -167,14 +167,14 @@ def _record_findings(result: ProbeResult, rec: DmarcRecord, hint: str = "") -> N
             Finding("dmarc_invalid", evidence=f"{rec.policy_problem}: {fallback}: {_cut(rec.text)}")
         )
     elif "p" not in rec.tags:
-        result.findings.append(Finding("dmarc_policy_missing", evidence=_with(_cut(rec.text), hint)))
+        result.findings.append(Finding("dmarc_policy_missing", evidence=_with(rec.text, hint)))
     if rec.removed:
         shown = "; ".join(f"{t}={rec.tags[t]}" for t in rec.removed)
         result.findings.append(Finding("dmarc_removed_tag", evidence=shown))
     if rec.pct < 100:
         result.findings.append(Finding("dmarc_pct_partial", evidence=f"pct={rec.pct}"))
     if not rec.rua:
-        result.findings.append(Finding("dmarc_no_rua", evidence=_with(_cut(rec.text), hint)))
+        result.findings.append(Finding("dmarc_no_rua", evidence=_with(rec.text, hint)))
 
 
 def _cut(text: str, limit: int = 300) -> str:
@@ -182,8 +182,9 @@ def _cut(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
-def _with(evidence: str, hint: str) -> str:
-    return f"{evidence}; {hint}" if hint else evidence
+def _with(text: str, hint: str) -> str:
+    """A record's (cut) text as evidence, with the hint about ignored TXT records if any."""
+    return f"{_cut(text)}; {hint}" if hint else _cut(text)
 
 
 async def _check_external_reports(
