@@ -216,3 +216,19 @@ async def test_one_huge_invalid_record_makes_a_bounded_finding(dns: DnsServer) -
     result = await probe(dns, None, within=3.0)
     evidence = codes(result)["mta_sts_record_invalid"].evidence
     assert len(evidence) < 1000 and "..." in evidence
+
+
+@pytest.mark.parametrize(
+    ("answer", "code"),
+    [
+        (b"HTTP/1.1 302 Found\r\nLocation: https://x/" + b"a" * 8000 + b"\r\n"
+         b"Content-Length: 0\r\n\r\n", "mta_sts_policy_redirect"),
+        (ok(b"Content-Type: text/html; x=" + b"a" * 8000 + b"\r\n"), "mta_sts_policy_media_type"),
+    ],
+)  # fmt: skip
+async def test_long_headers_make_bounded_evidence(
+    ca: trustme.CA, ca_file: str, dns: DnsServer, answer: bytes, code: str
+) -> None:
+    result = await fetch(dns, ca, ca_file, answer)
+    assert len(codes(result)[code].evidence) < 600
+    assert all(len(v) < 1000 for v in result.details.values())
