@@ -102,8 +102,9 @@ class TreeWalk:
         return [s for s in self.steps if s.parsed is not None]
 
     def _complete(self) -> None:
-        if self.failure is not None:
-            raise self.failure
+        failure = self.failure
+        if failure is not None:  # a fresh one each time: no traceback piles up on the kept one
+            raise DnsTempError(failure.name, failure.rdtype, failure.reason)
 
     def organizational_domain(self) -> str:
         """RFC 9989 §4.10.2; raises the walk's :attr:`failure` when it stopped short."""
