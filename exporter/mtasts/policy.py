@@ -231,5 +231,11 @@ def parse_policy(body: bytes | str) -> Policy:
     mode = _mode(values["mode"])
     max_age = _max_age(values["max_age"])
     if not mx and mode != "none":
-        raise PolicyError(f"no mx field (required in {mode} mode)")
+        raise PolicyError(f"no mx field (required in {mode} mode)" + case_hint(extensions, "mx"))
+    for name, _ in extensions:
+        if name != name.lower() and name.lower() in (*_KNOWN, "mx"):
+            notes.append(
+                f"a {name!r} field is ignored (field names are case-sensitive: {name!r} is not"
+                f" {name.lower()!r})"
+            )
     return Policy(mode, max_age, tuple(mx), tuple(extensions), tuple(notes))

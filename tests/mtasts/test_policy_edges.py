@@ -41,3 +41,16 @@ def test_whitespace_after_the_final_delimiter_is_named(term: str, tail: str) -> 
     text = term.join(FIELDS) + term + tail
     with pytest.raises(PolicyError, match="whitespace after the last line"):
         parse_policy(text)
+
+
+def test_an_mx_field_in_another_case_is_named() -> None:
+    text = "\n".join([*FIELDS[:3], "MX: mail.example.com"])
+    with pytest.raises(PolicyError, match=r"no mx field.*case-sensitive: 'MX' is not 'mx'"):
+        parse_policy(text)
+
+
+def test_a_known_field_in_another_case_beside_the_real_one_is_noted() -> None:
+    policy = parse_policy("\n".join([*FIELDS, "Mx: backup.example.com", "MODE: testing"]))
+    assert [str(p) for p in policy.mx] == ["mail.example.com"] and policy.mode == "enforce"
+    assert any("'Mx' is not 'mx'" in n and "ignored" in n for n in policy.notes), policy.notes
+    assert any("'MODE' is not 'mode'" in n for n in policy.notes), policy.notes

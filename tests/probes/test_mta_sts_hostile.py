@@ -232,3 +232,13 @@ async def test_long_headers_make_bounded_evidence(
     result = await fetch(dns, ca, ca_file, answer)
     assert len(codes(result)[code].evidence) < 600
     assert all(len(v) < 1000 for v in result.details.values())
+
+
+async def test_an_mx_line_in_another_case_is_pointed_out(
+    ca: trustme.CA, ca_file: str, dns: DnsServer
+) -> None:
+    # in.mail.example.test is listed only as "MX:", which senders ignore
+    body = ENFORCE.replace("mx: *.mail.example.test", "MX: *.mail.example.test")
+    result = await fetch(dns, ca, ca_file, ok(body=body.encode()))
+    assert "mta_sts_mx_not_covered" in codes(result)
+    assert "'MX' is not 'mx'" in result.details["policy note"]
