@@ -16,6 +16,7 @@ changes meaning.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import textwrap
 from dataclasses import dataclass, field
@@ -313,7 +314,7 @@ def render_text(
                          "bold"))  # fmt: skip
         for t in targets:
             mark, word = marks[t.status]
-            head = f"{mark} {word}  {t.target}"
+            head = f"{mark} {word}  {printable(t.target)}"
             timing = f"{t.duration:.2f}s"
             pad = max(1, width - len(head) - len(timing))
             out.append(style(head, t.status, "bold") + " " * pad + style(timing, "dim"))
@@ -401,7 +402,7 @@ def _table(table: Table, width: int, style: _Style, verbose: bool) -> list[str]:
         cols = len(table.columns)
         cap = max(6, (width - 6) // max(1, cols) - 2)
         cells = [[c[:cap] for c in table.columns]] + [
-            [str(c)[:cap] for c in (*r, *[""] * (cols - len(r)))[:cols]] for r in rows
+            [printable(str(c))[:cap] for c in (*r, *[""] * (cols - len(r)))[:cols]] for r in rows
         ]
         widths = [max(len(row[i]) for row in cells) for i in range(cols)]
         for n, row in enumerate(cells):
@@ -414,9 +415,19 @@ def _table(table: Table, width: int, style: _Style, verbose: bool) -> list[str]:
     return out
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (ESC, BEL, CR, the C1 set) written ``\\xNN``: what a
+    probe saw (a redirect's Location, a TXT record) may come from a hostile server, and must
+    not drive the terminal of whoever reads the report."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def _para(text: str, width: int, indent: str, style: _Style, *kinds: str) -> list[str]:
     lines = textwrap.wrap(
-        text,
+        printable(text),
         width=width,
         initial_indent=indent,
         subsequent_indent=indent + "  ",

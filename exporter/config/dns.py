@@ -91,9 +91,7 @@ class DomainConfig(Model):
     @field_validator("dkim_selectors")
     @classmethod
     def _selectors(cls, value: list[str]) -> list[str]:
-        for sel in value:
-            check_domain(sel)
-        return [s.strip().lower() for s in value]
+        return [check_domain(sel) for sel in value]  # lower case, IDN labels as A-labels
 
 
 DEFAULT_IP_ZONES = ["zen.spamhaus.org", "bl.spamcop.net", "b.barracudacentral.org"]

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import idna
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -59,10 +60,30 @@ def parse_duration(value: Any) -> float:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
+def to_alabels(name: str) -> str:
+    """``name`` with its internationalized labels as A-labels (``bücher.example`` ->
+    ``xn--bcher-kva.example``: IDNA 2008 after the UTS #46 mapping, which also folds case and
+    reads ``。`` as a dot); an ASCII name is returned as it is. Raises ValueError naming the
+    IDNA rule an invalid name breaks."""
+    if name.isascii():
+        return name
+    try:
+        mapped = idna.uts46_remap(name, std3_rules=False, transitional=False)
+        return ".".join(
+            label if label.isascii() else idna.alabel(label).decode("ascii")
+            for label in mapped.split(".")
+        )
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise ValueError(
+            f"invalid internationalized domain name {name!r}: {exc} (IDNA 2008; give the"
+            " xn-- form if the registry accepted it under older rules)"
+        ) from None
+
+
 def check_domain(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("expected a domain name")
-    name = value.strip().rstrip(".").lower()
+    name = to_alabels(value.strip()).rstrip(".").lower()
     if not name or len(name) > 253:
         raise ValueError(f"invalid domain name {value!r}")
     for label in name.split("."):
@@ -93,6 +114,9 @@ def _check_ip(value: Any) -> str:
             f"{value!r} is a scoped IPv6 address: give the address receivers see, without"
             f" %{addr.scope_id}"
         )
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        # One spelling on every Python (3.13 changed str() of these to the dotted form).
+        return f"::ffff:{addr.ipv4_mapped}"
     return str(addr)
 
 
@@ -112,7 +136,9 @@ Nameserver = Annotated[str, BeforeValidator(_check_nameserver)]
 def _check_host_port(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("expected host:port")
-    split_host_port(value)
+    host, port = split_host_port(value)
+    if not host.isascii():  # an IDN host: its A-label is what DNS, SNI and labels use
+        return f"{to_alabels(host)}:{port}"
     return value.strip()
 
 

@@ -104,7 +104,7 @@ SPECS: tuple[FindingSpec, ...] = (
       "Set p=, sp= and np= to none, quarantine or reject, with tags separated by semicolons."),
     F("dmarc_invalid_tag", "dns", WARNING,
       "A DMARC tag has an invalid value and is ignored by receivers (adkim, aspf, fo, psd, t, pct,"
-      " or a rua/ruf URI).",
+      " or a rua/ruf URI, such as a mailto: whose host is not a host name).",
       "Correct the tag named in the evidence; see RFC 9989 §4.7 for the allowed values."),
     F("dmarc_policy_missing", "dns", WARNING,
       "The DMARC record has no p= tag: RFC 9989 receivers act as p=none, receivers still on RFC"

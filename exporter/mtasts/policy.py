@@ -147,6 +147,11 @@ def _lines(text: str) -> list[str]:
             raise PolicyError(f"line {number}: a CR not followed by LF")
         if not line:
             raise PolicyError(f"line {number} is blank (the grammar allows no blank line)")
+        if number == len(lines) > 1 and not line.strip(" \t"):
+            raise PolicyError(
+                f"whitespace after the last line's terminator (line {number} {show(line)}):"
+                " the grammar ends the policy at the last LF or CRLF"
+            )
         out.append(line)
     return out
 
@@ -226,5 +231,11 @@ def parse_policy(body: bytes | str) -> Policy:
     mode = _mode(values["mode"])
     max_age = _max_age(values["max_age"])
     if not mx and mode != "none":
-        raise PolicyError(f"no mx field (required in {mode} mode)")
+        raise PolicyError(f"no mx field (required in {mode} mode)" + case_hint(extensions, "mx"))
+    for name, _ in extensions:
+        if name != name.lower() and name.lower() in (*_KNOWN, "mx"):
+            notes.append(
+                f"a {name!r} field is ignored (field names are case-sensitive: {name!r} is not"
+                f" {name.lower()!r})"
+            )
     return Policy(mode, max_age, tuple(mx), tuple(extensions), tuple(notes))

@@ -261,8 +261,7 @@ async def https_get(
                 stage = "reading the body"
                 body, truncated = await _read_capped(resp, max_body)
     except TimeoutError:
-        if stage == "connecting" and _handshaken(ctx) is not None:
-            stage = "waiting for the response"
+        stage = _after_handshake(ctx, stage)
         allowed = max(0.0, deadline - started)
         raise HttpsTimeout(f"{url}: no answer within {allowed:.1f} s ({stage})") from None
     except aiohttp.ClientSSLError as exc:
@@ -270,8 +269,10 @@ async def https_get(
     except aiohttp.ClientConnectorError as exc:
         raise HttpsConnectError(f"{url}: cannot connect: {_reason(exc)}") from None
     except aiohttp.ServerDisconnectedError:
+        stage = _after_handshake(ctx, stage)
         raise HttpsProtocolError(f"{url}: the server closed the connection ({stage})") from None
-    except aiohttp.ClientError as exc:
+    except aiohttp.ClientError as exc:  # a malformed response: too long a header, a bad chunk
+        stage = _after_handshake(ctx, stage)
         raise HttpsProtocolError(f"{url}: {stage}: {_reason(exc)}") from None
     except ssl.SSLError as exc:
         raise HttpsTlsError(f"{url}: TLS error {stage}: {exc.reason or exc}") from None
@@ -295,6 +296,14 @@ async def https_get(
         addresses=tuple(found),
         elapsed=loop.time() - started,
     )
+
+
+def _after_handshake(ctx: _RecordingContext, stage: str) -> str:
+    """The step that failed: aiohttp is still "connecting" until the response headers are in,
+    but after a completed handshake the server is what is being waited for."""
+    if stage == "connecting" and _handshaken(ctx) is not None:
+        return "waiting for the response"
+    return stage
 
 
 def _reason(exc: BaseException) -> str:

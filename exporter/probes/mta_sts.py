@@ -67,7 +67,12 @@ def _budget(timeout: float) -> float:
     return max(timeout - min(0.5, timeout * 0.1), 0.01)
 
 
+MAX_NAME = 253
+
+
 async def _texts(ctx: MtaStsContext, name: str) -> list[str]:
+    if len(name) > MAX_NAME:  # _mta-sts.<a domain of 245+ characters>: no such name can exist
+        return []
     return (await ctx.dns.query(name, "TXT")).texts()
 
 
@@ -176,11 +181,22 @@ def _fail(result: ProbeResult, error: str) -> None:
     result.error = error if result.error is None else f"{result.error}; {error}"
 
 
+SHOWN_RECORDS = 3
+
+
+def _some(texts: tuple[str, ...]) -> str:
+    """A few of ``texts``, sorted (the DNS rotates an RRset), each cut at 200 characters: an
+    RRset can hold hundreds of records."""
+    shown = [t if len(t) <= 200 else t[:200] + "..." for t in sorted(texts)[:SHOWN_RECORDS]]
+    more = f" | ... ({len(texts)} in all)" if len(texts) > SHOWN_RECORDS else ""
+    return " | ".join(shown) + more
+
+
 def _record_findings(
     found: Discovery[StsRecord] | Discovery[TlsRptRecord], what: str, code: str, result: ProbeResult
 ) -> None:
     """The record as seen (details) and the ``<code>_duplicate`` / ``<code>_invalid`` finding."""
-    shown = found.text or " | ".join(found.claims)
+    shown = _some((found.text,) if found.text else found.claims)
     result.details[f"{what} record"] = shown
     if found.status == "duplicate":
         result.findings.append(Finding(f"{code}_duplicate", f"{found.error}: {shown}"))
@@ -206,7 +222,7 @@ async def _check_sts(
         return result
     _record_findings(found, "mta-sts", "mta_sts_record", result)
     if found.ignored:
-        result.details["mta-sts records senders ignore"] = " | ".join(found.ignored)
+        result.details["mta-sts records senders ignore"] = _some(found.ignored)
     if found.record is not None:
         result.details["mta-sts id"] = found.record.id
         if found.record.notes:

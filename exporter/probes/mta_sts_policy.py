@@ -55,6 +55,11 @@ class PolicyCheck:
     """Could not tell (a timeout, a DNS failure): ``result.error`` says why."""
 
 
+def _cut(text: str, limit: int = 200) -> str:
+    """A header as evidence: a server may send 8 KB of it."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def _iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -102,26 +107,25 @@ async def check_policy(
         result.findings.append(Finding("mta_sts_policy_unreachable", str(exc)))
         return check
     cert_ok = _certificate(domain, host, resp, result)
+    content_type = _cut(resp.content_type) or "(none)"
     result.details["policy http"] = (
-        f"{resp.status} {resp.reason}; Content-Type {resp.content_type or '(none)'};"
+        f"{resp.status} {_cut(resp.reason)}; Content-Type {content_type};"
         f" {len(resp.body)}{'+' if resp.truncated else ''} bytes; {resp.tls_version or '?'}"
     )
     if 300 <= resp.status < 400:
-        where = resp.location or "(no Location header)"
+        where = _cut(resp.location or "") or "(no Location header)"
         result.findings.append(
             Finding("mta_sts_policy_redirect", f"HTTP {resp.status} to {where}; never followed")
         )
         return check
     if resp.status != 200:
         result.findings.append(
-            Finding("mta_sts_policy_unreachable", f"HTTP {resp.status} {resp.reason}".strip())
+            Finding("mta_sts_policy_unreachable", f"HTTP {resp.status} {_cut(resp.reason)}".strip())
         )
         return check
     type_ok = resp.media_type == MEDIA_TYPE
     if not type_ok:
-        result.findings.append(
-            Finding("mta_sts_policy_media_type", f"Content-Type {resp.content_type or '(none)'}")
-        )
+        result.findings.append(Finding("mta_sts_policy_media_type", f"Content-Type {content_type}"))
     if resp.truncated:
         result.findings.append(
             Finding(
@@ -180,8 +184,9 @@ def _policy_findings(domain: str, policy: Policy, result: ProbeResult) -> None:
     result.details["policy"] = (
         f"mode {policy.mode}; max_age {policy.max_age} ({_span(policy.max_age)}); mx {patterns}"
     )
-    for note in policy.notes:
-        result.details.setdefault("policy note", note)
+    if policy.notes:  # the first few: a 64 KB policy can repeat a field thousands of times
+        more = f"; ... ({len(policy.notes)} in all)" if len(policy.notes) > 3 else ""
+        result.details["policy note"] = "; ".join(policy.notes[:3]) + more
     if policy.mode == "testing":
         result.findings.append(
             Finding("mta_sts_testing_mode", "senders report TLS failures but still deliver")

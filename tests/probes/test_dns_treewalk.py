@@ -359,3 +359,59 @@ async def test_walk_timeout_is_could_not_tell(dns_server: DnsServer) -> None:
     assert "DMARC" in (rec.result.error or "")
     assert not {"dmarc_missing", "dmarc_inherited"} & codes(rec.result)
     assert value(rec, "dmarc_valid", domain=domain) is None
+
+
+@pytest.mark.parametrize("fault", ["servfail", "timeout"])
+async def test_failed_upper_level_does_not_hide_the_domains_own_policy(
+    dns_server: DnsServer, fault: str
+) -> None:
+    # SERVFAIL at _dmarc.<tld>: the domain's own record applies whatever the TLD says; only
+    # the organizational domain and the policy of subdomains (which may come from higher up)
+    # depend on the failed level.
+    healthy(dns_server)
+    getattr(dns_server, fault).add("_dmarc.test")
+    rec = await probe(dns_server, lifetime=0.5)
+    assert not rec.success
+    assert "_dmarc.test" in (rec.result.error or "")
+    assert value(rec, "dmarc_records") == 1
+    assert value(rec, "dmarc_valid") == 1
+    assert value(rec, "dmarc_policy", policy="reject") == 1
+    assert value(rec, "dmarc_policy_domain_info", policy_domain="example.test") == 1
+    assert value(rec, "dmarc_subdomain_policy", policy="reject") is None
+    assert value(rec, "dmarc_nonexistent_subdomain_policy", policy="reject") is None
+    assert not {"dmarc_missing", "dmarc_inherited"} & codes(rec.result)
+    assert "could not tell" in rec.result.details["dmarc.organizational_domain"]
+    # the bulk-sender dmarc requirement only needs the domain's policy
+    assert value(rec, "sender_requirement", requirement="dmarc") == 1
+
+
+async def test_failed_upper_level_without_an_own_record_is_could_not_tell(
+    dns_server: DnsServer,
+) -> None:
+    domain = "mail.example.test"
+    healthy(dns_server, domain)
+    dns_server.remove(f"_dmarc.{domain}")
+    dns_server.add_txt("_dmarc.example.test", "v=DMARC1; p=reject")
+    dns_server.servfail.add("_dmarc.test")
+    rec = await probe(dns_server, domain=domain)
+    assert not rec.success
+    assert "_dmarc.test" in (rec.result.error or "")
+    assert value(rec, "dmarc_valid", domain=domain) is None
+    assert value(rec, "dmarc_policy", domain=domain, policy="reject") is None
+    assert not {"dmarc_missing", "dmarc_inherited"} & codes(rec.result)
+
+
+def test_incomplete_walk_raises_for_what_depends_on_the_failed_level() -> None:
+    from exporter.net.dnsmodel import DnsTempError
+
+    failure = DnsTempError("_dmarc.test", "TXT", "SERVFAIL")
+    own = Step.of("example.test", ["v=DMARC1; p=reject"])
+    partial = TreeWalk("example.test", (own,), failure)
+    app = partial.applicable()
+    assert app is not None and app.role == "domain"
+    for call in (partial.organizational_domain, partial.below().applicable):
+        with pytest.raises(DnsTempError):
+            call()
+    without = TreeWalk("mail.example.test", (Step("mail.example.test"),), failure)
+    with pytest.raises(DnsTempError):
+        without.applicable()

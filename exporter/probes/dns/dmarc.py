@@ -13,6 +13,7 @@ External report destinations are checked for their authorization record (RFC 999
 from __future__ import annotations
 
 import asyncio
+import re
 
 from exporter.config import DomainConfig
 from exporter.net.dnsclient import DnsClient
@@ -36,6 +37,11 @@ _ROLES = {
     "public suffix": "its public suffix domain",
 }
 
+MAX_REPORT_DESTINATIONS = 10
+"""Report destination hosts checked for authorization, the first ones of the record: each costs
+a tree walk and a lookup, and a record (perhaps a parent's or a public suffix's, inherited) can
+list thousands in 64 KB of TXT."""
+
 __all__ = ["POLICIES", "DmarcRecord", "DmarcSyntaxError", "check", "is_dmarc", "parse_dmarc"]
 
 
@@ -53,10 +59,18 @@ async def check(domain: DomainConfig, ctx: DnsContext) -> ProbeResult:
         return dns_failure("DMARC", exc)
 
     own = walk.steps[0].records
-    org = walk.organizational_domain()
     result.samples.append(sample("dmarc_records", len(own), domain=name))
     result.details["dmarc.tree_walk"] = walk.trail()
-    result.details["dmarc.organizational_domain"] = org
+    if walk.failure is None:
+        result.details["dmarc.organizational_domain"] = walk.organizational_domain()
+    else:
+        # Only the domain's own record got here (applicable() raised otherwise): it applies,
+        # what depends on the level that failed is could not tell.
+        result.merge(dns_failure("DMARC", walk.failure))
+        result.details["dmarc.organizational_domain"] = (
+            f"could not tell: {walk.failure} (the domain's own record applies all the same)"
+        )
+    split_hint = _ignored_txt(walk.steps[0], result)
     if len(own) > 1:
         result.findings.append(
             Finding("dmarc_multiple_records", evidence=f"{len(own)} records at _dmarc.{name}")
@@ -80,9 +94,9 @@ async def check(domain: DomainConfig, ctx: DnsContext) -> ProbeResult:
     result.details["dmarc.psd"] = rec.psd
     if app.role != "domain":
         result.findings.append(
-            Finding("dmarc_inherited", evidence=f"{where} ({_ROLES[app.role]}): {rec.text}")
+            Finding("dmarc_inherited", evidence=f"{where} ({_ROLES[app.role]}): {_cut(rec.text)}")
         )
-    _record_findings(result, rec)
+    _record_findings(result, rec, split_hint if app.role == "domain" else "")
     if not rec.usable:
         return _policy_samples(result, name, None, None, None, rec)
 
@@ -92,13 +106,17 @@ async def check(domain: DomainConfig, ctx: DnsContext) -> ProbeResult:
         applied = rec.effective("sp" if exists else "np")
         if not exists:
             result.details["dmarc.exists"] = f"{name} does not exist (NXDOMAIN): np applies"
+    if applied == "none":
+        result.findings.append(Finding("dmarc_policy_none", evidence=f"{where}: {_cut(rec.text)}"))
+    elif rec.testing:
+        result.findings.append(Finding("dmarc_testing_mode", evidence=f"{where}: {_cut(rec.text)}"))
+    if walk.failure is not None:
+        # A subdomain's policy and the report destinations' organizations depend on the
+        # level that failed: could not tell (the failure is already the error).
+        return _policy_samples(result, name, applied, None, None, rec, subdomains=False)
     below = walk.below().applicable()
     sub = below.record.effective("sp") if below is not None else None
     nonexistent = below.record.effective("np") if below is not None else None
-    if applied == "none":
-        result.findings.append(Finding("dmarc_policy_none", evidence=f"{where}: {rec.text}"))
-    elif rec.testing:
-        result.findings.append(Finding("dmarc_testing_mode", evidence=f"{where}: {rec.text}"))
     if app.role == "domain" and below is not None:
         src = "" if below.step.name == name else f" from _dmarc.{below.step.name}"
         for tag, policy in (("sp", sub), ("np", nonexistent)):
@@ -114,8 +132,29 @@ async def check(domain: DomainConfig, ctx: DnsContext) -> ProbeResult:
     return _policy_samples(result, name, applied, sub, nonexistent, rec)
 
 
-def _record_findings(result: ProbeResult, rec: DmarcRecord) -> None:
-    """Findings about the record's own text, whatever the domain it applies to."""
+_TAG_START = re.compile(r"\s*(p|sp|np|rua|ruf|adkim|aspf|fo|pct|rf|ri|psd|t)\s*=", re.IGNORECASE)
+
+
+def _ignored_txt(step: treewalk.Step, result: ProbeResult) -> str:
+    """Shows the TXT records beside the domain's own DMARC record that receivers ignore; returns
+    a hint when one reads like DMARC tags (a record split into two TXT records), else ''."""
+    if not step.ignored:
+        return ""
+    shown = " | ".join(t if len(t) <= 200 else t[:200] + "..." for t in step.ignored[:5])
+    if not any(_TAG_START.match(t) for t in step.ignored):
+        result.details["dmarc.ignored_txt"] = f"not DMARC records, ignored: {shown}"
+        return ""
+    hint = (
+        "a TXT record beside it reads like DMARC tags, ignored by receivers (a record split"
+        f" into two TXT records? its strings belong in one): {shown}"
+    )
+    result.details["dmarc.ignored_txt"] = hint
+    return hint
+
+
+def _record_findings(result: ProbeResult, rec: DmarcRecord, hint: str = "") -> None:
+    """Findings about the record's own text, whatever the domain it applies to; ``hint``: what
+    the evidence of the findings about missing tags should add."""
     for problem in rec.problems:
         result.findings.append(Finding("dmarc_invalid_tag", evidence=problem, subject=problem))
     if rec.policy_problem is not None:
@@ -125,17 +164,27 @@ def _record_findings(result: ProbeResult, rec: DmarcRecord) -> None:
             else "receivers ignore the record (and it has no valid rua)"
         )
         result.findings.append(
-            Finding("dmarc_invalid", evidence=f"{rec.policy_problem}: {fallback}: {rec.text}")
+            Finding("dmarc_invalid", evidence=f"{rec.policy_problem}: {fallback}: {_cut(rec.text)}")
         )
     elif "p" not in rec.tags:
-        result.findings.append(Finding("dmarc_policy_missing", evidence=rec.text))
+        result.findings.append(Finding("dmarc_policy_missing", evidence=_with(rec.text, hint)))
     if rec.removed:
         shown = "; ".join(f"{t}={rec.tags[t]}" for t in rec.removed)
         result.findings.append(Finding("dmarc_removed_tag", evidence=shown))
     if rec.pct < 100:
         result.findings.append(Finding("dmarc_pct_partial", evidence=f"pct={rec.pct}"))
     if not rec.rua:
-        result.findings.append(Finding("dmarc_no_rua", evidence=rec.text))
+        result.findings.append(Finding("dmarc_no_rua", evidence=_with(rec.text, hint)))
+
+
+def _cut(text: str, limit: int = 300) -> str:
+    """A record in a finding's evidence: a TXT RRset may be 64 KB (``dmarc.record`` has it all)."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _with(text: str, hint: str) -> str:
+    """A record's (cut) text as evidence, with the hint about ignored TXT records if any."""
+    return f"{_cut(text)}; {hint}" if hint else _cut(text)
 
 
 async def _check_external_reports(
@@ -154,6 +203,12 @@ async def _check_external_reports(
             hosts.append(host)
     if not hosts:
         return
+    if len(hosts) > MAX_REPORT_DESTINATIONS:
+        result.details["dmarc.report_destinations"] = (
+            f"{len(hosts)} destination hosts: the first {MAX_REPORT_DESTINATIONS} checked for"
+            f" authorization, {len(hosts) - MAX_REPORT_DESTINATIONS} more not checked"
+        )
+        hosts = hosts[:MAX_REPORT_DESTINATIONS]
     names = [policy_domain, *hosts]
     orgs: dict[str, str] = {walk.start: walk.organizational_domain()}
     others = [n for n in dict.fromkeys(names) if n not in orgs]
@@ -163,15 +218,20 @@ async def _check_external_reports(
     external = [h for h in hosts if orgs[h] != orgs[policy_domain]]
     if not external:
         return
-    answers = await asyncio.gather(
-        *(dns.query(f"{policy_domain}._report._dmarc.{h}", "TXT") for h in external)
-    )
-    for host, answer in zip(external, answers, strict=True):
-        if not any(is_dmarc(t) for t in answer.texts()):
+    names = [f"{policy_domain}._report._dmarc.{h}" for h in external]
+    answers = await asyncio.gather(*(_texts(dns, n) for n in names))
+    for host, name, texts in zip(external, names, answers, strict=True):
+        if not any(is_dmarc(t) for t in texts):
             result.findings.append(
                 Finding("dmarc_report_destination_unauthorized", subject=host,
-                        evidence=f"no v=DMARC1 at {policy_domain}._report._dmarc.{host}")
+                        evidence=f"no v=DMARC1 at {name}")
             )  # fmt: skip
+
+
+async def _texts(dns: DnsClient, name: str) -> list[str]:
+    if len(name) > treewalk.MAX_NAME:  # no such name can exist: nothing is published there
+        return []
+    return (await dns.query(name, "TXT")).texts()
 
 
 def _policy_samples(
@@ -181,16 +241,21 @@ def _policy_samples(
     sub: str | None,
     nonexistent: str | None,
     rec: DmarcRecord | None,
+    *,
+    subdomains: bool = True,
 ) -> ProbeResult:
+    """The policy samples; ``subdomains`` False: the subdomain state sets could not be told
+    (absent rather than all 0)."""
     valid = rec is not None and rec.policy_problem is None
     out: list[Sample] = [sample("dmarc_valid", valid, domain=name)]
     if rec is not None:
         out.append(sample("dmarc_pct", rec.pct, domain=name))
         out.append(sample("dmarc_testing", rec.testing, domain=name))
     out += state_set("dmarc_policy", policy, POLICIES, "policy", domain=name)
-    out += state_set("dmarc_subdomain_policy", sub, POLICIES, "policy", domain=name)
-    out += state_set(
-        "dmarc_nonexistent_subdomain_policy", nonexistent, POLICIES, "policy", domain=name
-    )
+    if subdomains:
+        out += state_set("dmarc_subdomain_policy", sub, POLICIES, "policy", domain=name)
+        out += state_set(
+            "dmarc_nonexistent_subdomain_policy", nonexistent, POLICIES, "policy", domain=name
+        )
     result.samples += out
     return result

@@ -16,14 +16,27 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from exporter.mtasts.policy import is_hostname
+
 POLICIES = ("none", "quarantine", "reject")
 STRENGTH = {p: i for i, p in enumerate(POLICIES)}
 REMOVED_TAGS = ("pct", "rf", "ri")
 """Tags of RFC 7489 that RFC 9989 removed."""
 
-_V_DMARC1 = re.compile(r"^\s*v\s*=\s*DMARC1\s*(;|$)")
+# The tag name is an ABNF string literal, so case-insensitive (RFC 5234 §2.3): "V=DMARC1" is a
+# DMARC record; the value is spelled out byte by byte (%x44 %x4d ...), so "dmarc1" is not.
+_V_DMARC1 = re.compile(r"^\s*[vV]\s*=\s*DMARC1\s*(;|$)")
 MAILTO = re.compile(r"^mailto:([^@!\s]+)@([^!\s]+?)(![0-9]+[kmgt]?)?$", re.IGNORECASE)
 _URI = re.compile(r"^[a-z][a-z0-9+.-]*:\S+$", re.IGNORECASE)
+
+
+def valid_uri(uri: str) -> bool:
+    """A DMARC URI receivers can send to: a ``mailto:`` needs one address whose host is a host
+    name of two labels or more (a final dot allowed); other schemes only URI syntax."""
+    m = MAILTO.match(uri)
+    if m is not None:
+        return is_hostname(m.group(2).removesuffix("."), labels=2)
+    return _URI.match(uri) is not None and not uri.lower().startswith("mailto:")
 
 
 class DmarcSyntaxError(ValueError):
@@ -134,7 +147,7 @@ def parse_dmarc(text: str) -> DmarcRecord:
         if tag not in tags:
             continue
         uris = [u.strip() for u in tags[tag].split(",") if u.strip()]
-        good = [u for u in uris if MAILTO.match(u) or _URI.match(u)]
+        good = [u for u in uris if valid_uri(u)]
         problems.extend(f"{tag} URI {bad!r} is not valid" for bad in uris if bad not in good)
         if not uris:
             problems.append(f"{tag}= is empty")

@@ -30,29 +30,47 @@ def reverse_name(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
     return addr.reverse_pointer
 
 
-async def _forward(ctx: DnsContext, name: str, rdtype: str) -> list[str]:
-    answer = await ctx.dns.query(name, rdtype)
+def ptr_name(rd: PTR) -> str:
+    """A PTR target as shown: lower case without the final dot; the root itself as ``.``."""
+    return rd.target.to_text().rstrip(".").lower() or "."
+
+
+async def _forward(ctx: DnsContext, name: str, rdtype: str) -> list[str] | DnsTempError:
+    """The addresses of a PTR name, or the failure: one name confirmed is enough, whatever
+    the others' lookups did."""
+    if name == ".":  # a PTR to the root has no address records to follow
+        return []
+    try:
+        answer = await ctx.dns.query(name, rdtype)
+    except DnsTempError as exc:
+        return exc
     return answer.addresses()
 
 
 async def _ip(domain: str, ip: str, ctx: DnsContext) -> ProbeResult:
     result = ProbeResult()
     addr = ipaddress.ip_address(ip)
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped  # ::ffff:a.b.c.d is a.b.c.d: its PTR and its A records
     rname = reverse_name(addr)
     rdtype = "A" if addr.version == 4 else "AAAA"
     try:
         answer = await ctx.dns.query(rname, "PTR")
-        names = [
-            rd.target.to_text().rstrip(".").lower() for rd in answer.rdatas if isinstance(rd, PTR)
-        ][:MAX_PTR_NAMES]
-        forward = await gather(*(_forward(ctx, n, rdtype) for n in names))
+        # Sorted: the first name is a label value, and servers rotate the RRset.
+        names = sorted({ptr_name(rd) for rd in answer.rdatas if isinstance(rd, PTR)})
+        names = names[:MAX_PTR_NAMES]
     except DnsTempError as exc:
         return dns_failure(f"FCrDNS of {ip}", exc)
+    looked_up = await gather(*(_forward(ctx, n, rdtype) for n in names))
+    forward = [a if isinstance(a, list) else [] for a in looked_up]
     confirmed = [
         n
         for n, addresses in zip(names, forward, strict=True)
         if any(ipaddress.ip_address(a) == addr for a in addresses)
     ]
+    failed = [a for a in looked_up if isinstance(a, DnsTempError)]
+    if failed and not confirmed:  # the name that could not be looked up may be the one
+        return dns_failure(f"FCrDNS of {ip}", failed[0])
     result.samples.append(sample("sending_ip_fcrdns", bool(confirmed), domain=domain, ip=ip))
     result.samples.append(
         sample("sending_ip_ptr_info", 1, domain=domain, ip=ip, ptr=names[0] if names else "")

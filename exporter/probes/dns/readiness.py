@@ -130,11 +130,11 @@ async def _alignment(domain: DomainConfig, ctx: DnsContext, so_far: ProbeResult)
         own, other = await asyncio.gather(
             treewalk.walk(ctx.dns, name), treewalk.walk(ctx.dns, target)
         )
+        applicable = own.applicable()
+        org, target_org = own.organizational_domain(), other.organizational_domain()
     except DnsTempError:
         return Verdict(None, f"the organizational domain of {target} could not be found")
-    applicable = own.applicable()
     strict = applicable is not None and applicable.record.aspf == "s"
-    org, target_org = own.organizational_domain(), other.organizational_domain()
     if not strict and org == target_org:
         return Verdict(True, f"{target} and {name} share the organizational domain {org}")
     why = (

@@ -18,9 +18,11 @@ RFC 9989 replaces RFC 7489's Public Suffix List with a walk up the DNS:
 Hand-written: the walk is these few rules over :class:`~exporter.net.dnsclient.DnsClient`
 queries (cached per run, so the walks for the domain, its return-path domain and its report
 destinations share their common parents); the libraries that implement it (checkdmarc 5.16,
-mail-auth) come with their own resolvers. A temporary DNS failure anywhere in a walk raises
-:class:`~exporter.net.dnsmodel.DnsTempError`: a receiver would not have reached a conclusion
-either.
+mail-auth) come with their own resolvers. A temporary DNS failure at the domain's own name
+raises :class:`~exporter.net.dnsmodel.DnsTempError`: nothing is known. One higher up (SERVFAIL at
+``_dmarc.<tld>``) stops the walk there and is kept: the domain's own record still applies (a
+receiver needs no parent for it), while what depends on the failed level (the organizational
+domain, the record of a domain without its own, the walk of a subdomain) raises it when asked.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from exporter.net.dnsclient import DnsClient
+from exporter.net.dnsmodel import DnsTempError
 from exporter.probes.dns.dmarc_record import DmarcRecord, is_dmarc, parse_dmarc
 
 MAX_QUERIES = 8
@@ -58,11 +61,14 @@ class Step:
     records: tuple[str, ...] = ()
     parsed: DmarcRecord | None = None
     """The record when exactly one was found (several are all discarded)."""
+    ignored: tuple[str, ...] = ()
+    """The other TXT records at the name (receivers discard them), in a stable order."""
 
     @classmethod
     def of(cls, name: str, texts: list[str]) -> Step:
         records = tuple(t for t in texts if is_dmarc(t))
-        return cls(name, records, parse_dmarc(records[0]) if len(records) == 1 else None)
+        others = tuple(sorted(t for t in texts if not is_dmarc(t)))
+        return cls(name, records, parse_dmarc(records[0]) if len(records) == 1 else None, others)
 
     @property
     def psd(self) -> str:
@@ -88,13 +94,21 @@ class TreeWalk:
 
     start: str
     steps: tuple[Step, ...]
+    failure: DnsTempError | None = None
+    """The lookup above the first name that could not be answered (the walk stopped there)."""
 
     @property
     def found(self) -> list[Step]:
         return [s for s in self.steps if s.parsed is not None]
 
+    def _complete(self) -> None:
+        failure = self.failure
+        if failure is not None:  # a fresh one each time: no traceback piles up on the kept one
+            raise DnsTempError(failure.name, failure.rdtype, failure.reason)
+
     def organizational_domain(self) -> str:
-        """RFC 9989 §4.10.2."""
+        """RFC 9989 §4.10.2; raises the walk's :attr:`failure` when it stopped short."""
+        self._complete()
         found = self.found
         for step in found:
             if step.psd == "n":
@@ -109,10 +123,12 @@ class TreeWalk:
 
     def applicable(self) -> Applicable | None:
         """RFC 9989 §4.10.1: the domain's own record, else its organizational domain's, else
-        its public suffix domain's; None when no record applies."""
+        its public suffix domain's; None when no record applies. The domain's own record is
+        known without the levels above; any other answer raises the walk's :attr:`failure`."""
         first = self.steps[0] if self.steps else None
         if first is not None and first.name == self.start and first.parsed is not None:
             return Applicable(first, "domain", first.parsed)
+        self._complete()
         org = self.organizational_domain()
         for step in self.found:
             if step.name == org and step.parsed is not None:
@@ -130,7 +146,7 @@ class TreeWalk:
         virtual = f"*.{self.start}"
         names = set(walk_names(virtual)[1:])
         steps = (Step(virtual), *(s for s in self.steps if s.name in names))
-        return TreeWalk(virtual, steps)
+        return TreeWalk(virtual, steps, self.failure)
 
     def trail(self) -> str:
         """The walk for people: each name and what was found there."""
@@ -143,6 +159,8 @@ class TreeWalk:
             else:
                 what = "none"
             out.append(f"_dmarc.{step.name}: {what}")
+        if self.failure is not None:
+            out.append(f"{self.failure.name}: could not tell ({self.failure.reason})")
         return " -> ".join(out)
 
 
@@ -154,7 +172,8 @@ def child_towards(start: str, ancestor: str) -> str:
 
 
 async def walk(dns: DnsClient, domain: str) -> TreeWalk:
-    """Walk from ``domain``; raises DnsTempError when a query cannot be answered."""
+    """Walk from ``domain``; raises DnsTempError when the domain's own name cannot be
+    answered, and keeps a later failure in :attr:`TreeWalk.failure` (the walk stops there)."""
     start = domain.rstrip(".").lower()
     steps: list[Step] = []
     for name in walk_names(start):
@@ -162,7 +181,12 @@ async def walk(dns: DnsClient, domain: str) -> TreeWalk:
         if len(qname) > MAX_NAME:  # no such name can exist in the DNS
             steps.append(Step(name))
             continue
-        answer = await dns.query(qname, "TXT")
+        try:
+            answer = await dns.query(qname, "TXT")
+        except DnsTempError as exc:
+            if not steps:
+                raise
+            return TreeWalk(start, tuple(steps), exc)
         step = Step.of(name, answer.texts())
         steps.append(step)
         if step.stops:
