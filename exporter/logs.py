@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -40,11 +41,20 @@ def _redacted(value: Any) -> Any:
     return redact(str(value))
 
 
+_NEEDS_QUOTES = re.compile(r'[\s"=\x00-\x1f\x7f-\x9f\u2028\u2029]')
+"""Characters a bare logfmt value cannot hold: whitespace of any kind, quotes, ``=`` and control
+characters (a server's ``\\r`` or terminal escape must not start a line or move the cursor)."""
+_NOT_ESCAPED_BY_JSON = re.compile(r"[\x7f-\x9f\u2028\u2029]")
+
+
 def _logfmt_value(value: Any) -> str:
+    """The value bare, or quoted with JSON's escapes (as go-logfmt writes it) plus ``\\uXXXX``
+    for DEL, the C1 controls and the Unicode line separators: one line, no control character."""
     text = str(value)
-    if text == "" or any(c in text for c in ' ="\n\t'):
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-    return text
+    if text and not _NEEDS_QUOTES.search(text):
+        return text
+    quoted = json.dumps(text, ensure_ascii=False)
+    return _NOT_ESCAPED_BY_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", quoted)
 
 
 class LogfmtFormatter(logging.Formatter):
