@@ -278,15 +278,20 @@ class Validator:
             if rrsigs_of(sigs):
                 reason = f"{describe(rrset)} is signed by a zone that is not above it"
             return _Part(Status.BOGUS, reason, state.zone)
-        signer = signers[0]
-        state = await self.zone_state(signer)
-        if state.status != Status.SECURE:
-            return _Part(state.status, state.reason, state.zone)
-        if state.zone != signer:
+        # The deepest signer that is a zone: a signature naming another name (not a zone) is
+        # left aside, not allowed to hide the zone's own.
+        for signer in signers:
+            state = await self.zone_state(signer)
+            if state.status != Status.SECURE:
+                return _Part(state.status, state.reason, state.zone)
+            if state.zone == signer:
+                break
+        else:
             return _Part(
                 Status.BOGUS,
-                f"{describe(rrset)} is signed by {signer}, which {state.zone} does not delegate",
-                signer,
+                f"{describe(rrset)} is signed by {signers[0]}, which {state.zone} does not "
+                "delegate",
+                signers[0],
             )
         assert state.keys is not None
         check = check_rrset(rrset, sigs, signer, state.keys, self.clock())

@@ -195,3 +195,25 @@ async def test_a_flood_of_nsec_records_costs_a_bounded_number_of_verifications(
     assert (verdict.status, verdict.answer) == (Status.SECURE, "nxdomain"), verdict
     assert calls[0] <= 20
     await v.aclose()
+
+
+def extra_signer(
+    name: dns.name.Name, rdtype: dns.rdatatype.RdataType, msg: dns.message.Message
+) -> None:
+    # Beside the real RRSIG, a copy naming the owner itself as signer (not a zone).
+    for rrset in list(msg.answer):
+        if rrset.rdtype == dns.rdatatype.RRSIG and rrset.name == name:
+            for rd in list(rrset):
+                rrset.add(rd.replace(signer=name))
+
+
+async def test_a_signature_by_a_name_that_is_no_zone_does_not_hide_the_good_one(
+    dnssec_lab: DnssecLab,
+) -> None:
+    # It was "www.secure.test. A is signed by www.secure.test., which secure.test. does not
+    # delegate" (bogus) though the zone's own signature is there and valid, as delv finds.
+    v = validator(dnssec_lab, extra_signer)
+    for name in ("www.secure.test", "mx.p3.test"):
+        verdict = await v.validate(name, "A")
+        assert verdict.status == Status.SECURE, verdict
+    await v.aclose()
