@@ -34,6 +34,13 @@ NSEC3_MAX_ITERATIONS = 150
 """Above this many extra NSEC3 hash iterations a proof counts as insecure (RFC 9276 §3.2: the
 validator's limit; 150 is unbound's)."""
 
+MAX_NSEC3_HASHES = 128
+"""NSEC3 hashes computed for one proof at most: enough for the deepest name (127 labels) with
+one parameter set; records of many salts each hashing every ancestor burned seconds of CPU per
+answer (CVE-2023-50868)."""
+TOO_MANY_HASHES = (
+    f"more than {MAX_NSEC3_HASHES} NSEC3 hashes needed (NSEC3 records of many parameter sets)"
+)
 COSTLY = f"NSEC3 with more than {NSEC3_MAX_ITERATIONS} iterations"
 """The ``how`` of an INSECURE proof that was not checked for its cost."""
 
@@ -199,8 +206,13 @@ def _child_toward(ancestor: dns.name.Name, name: dns.name.Name) -> dns.name.Name
     return name.split(len(ancestor) + 1)[1]
 
 
+class TooManyHashes(Exception):
+    """A proof needs more than :data:`MAX_NSEC3_HASHES` NSEC3 hashes."""
+
+
 class _Hasher:
-    """NSEC3 lookups for one set of records, hashing each name once per parameter set."""
+    """NSEC3 lookups for one set of records, hashing each name once per parameter set, at most
+    :data:`MAX_NSEC3_HASHES` times."""
 
     def __init__(self, records: Sequence[Nsec3]) -> None:
         self.records = records
@@ -210,6 +222,8 @@ class _Hasher:
         key = (name, n3.iterations, n3.salt)
         h = self._hashes.get(key)
         if h is None:
+            if len(self._hashes) >= MAX_NSEC3_HASHES:
+                raise TooManyHashes
             h = self._hashes[key] = nsec3_hash(name, n3)
         return h
 
@@ -261,10 +275,13 @@ def ds_denial(
     if too_costly(nsec3s):
         return Proof(Denial.INSECURE, COSTLY)
     hasher = _Hasher(nsec3s)
-    match = hasher.matching(name)
-    if match is not None:
-        return _at_name(match.types, name, zone, "NSEC3")
-    enclosure = hasher.closest_encloser(name, zone)
+    try:
+        match = hasher.matching(name)
+        if match is not None:
+            return _at_name(match.types, name, zone, "NSEC3")
+        enclosure = hasher.closest_encloser(name, zone)
+    except TooManyHashes:
+        return Proof(Denial.UNPROVEN, TOO_MANY_HASHES)
     if enclosure is None:
         return Proof(Denial.UNPROVEN, "no NSEC3 closest encloser proof")
     if enclosure[1].opt_out:
@@ -301,7 +318,10 @@ def negative_proof(
         return Proof(Denial.UNPROVEN, "no NSEC or NSEC3 record in the answer")
     if too_costly(nsec3s):
         return Proof(Denial.INSECURE, COSTLY)
-    return _nsec3_negative(name, rdtype, nxdomain, zone, _Hasher(nsec3s))
+    try:
+        return _nsec3_negative(name, rdtype, nxdomain, zone, _Hasher(nsec3s))
+    except TooManyHashes:
+        return Proof(Denial.UNPROVEN, TOO_MANY_HASHES)
 
 
 def _lacks(types: frozenset[int], rdtype: int) -> bool:
@@ -383,7 +403,10 @@ def wildcard_proof(
         return Denial.UNPROVEN
     if too_costly(nsec3s):
         return Denial.INSECURE
-    cover = _Hasher(nsec3s).covering(_child_toward(encloser, name))
+    try:
+        cover = _Hasher(nsec3s).covering(_child_toward(encloser, name))
+    except TooManyHashes:
+        return Denial.UNPROVEN
     if cover is None:
         return Denial.UNPROVEN
     return Denial.INSECURE if cover.opt_out else Denial.NXDOMAIN

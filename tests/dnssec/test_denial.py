@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from typing import Any
 
+import dns.dnssec
 import dns.name
 import dns.rdataclass
 import dns.rdatatype
 import dns.rdtypes.ANY.NSEC3
 import dns.rrset
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -242,3 +245,40 @@ def test_nsec3_records_with_unknown_flags_or_hash_are_ignored(
     assert (denial.nsec3_problem(owner, rd) is None) == usable
     if usable:
         assert parsed[0].opt_out == bool(flags) and parsed[0].types == frozenset({A})
+
+
+def test_nsec3_records_of_many_parameter_sets_cost_a_bounded_number_of_hashes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # CVE-2023-50868: 300 signed NSEC3 records, each of its own salt, at the 150 iterations
+    # allowed, and a name 100 labels deep: every ancestor was hashed with every salt (30,300
+    # hashes, 5 s of CPU for one answer). Now at most MAX_NSEC3_HASHES, then "unproven".
+    real = dns.dnssec.nsec3_hash
+    calls = [0]
+
+    def counting(*args: Any, **kw: Any) -> str:
+        calls[0] += 1
+        return real(*args, **kw)
+
+    monkeypatch.setattr(dns.dnssec, "nsec3_hash", counting)
+    records = [
+        Nsec3(i.to_bytes(2, "big") + b"\0" * 18, i.to_bytes(2, "big") + b"\1" * 18, frozenset(),
+              False, 1, 150, i.to_bytes(2, "big"))
+        for i in range(300)
+    ]  # fmt: skip
+    name = dns.name.from_text(".".join(["a"] * 100), ZONE)
+    for proof in (
+        denial.negative_proof(name, A, True, ZONE, [], records),
+        denial.ds_denial(name, ZONE, [], records),
+    ):
+        assert proof == denial.Proof(Denial.UNPROVEN, denial.TOO_MANY_HASHES)
+    assert denial.wildcard_proof(name, 2, ZONE, [], records) == Denial.UNPROVEN
+    assert calls[0] <= 3 * denial.MAX_NSEC3_HASHES
+
+
+def test_the_deepest_name_with_one_parameter_set_is_still_proven() -> None:
+    zone = Zone({"a": "host"})
+    chain = zone.nsec3_chain(b"\xaa", 10, False)
+    name = dns.name.from_text(".".join(["x"] * 120), ZONE)  # 251 octets
+    assert denial.negative_proof(name, A, True, ZONE, [], chain).kind == Denial.NXDOMAIN
+    assert denial.ds_denial(name, ZONE, [], chain).kind == Denial.NXDOMAIN

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 
+import dns.dnssecalgs.ecdsa
 import dns.message
 import dns.name
 import dns.rcode
@@ -158,4 +159,61 @@ async def test_the_wildcard_owner_itself_is_no_expansion(dnssec_lab: DnssecLab) 
     verdict = await v.validate("*.wild.secure.test", "A")
     assert (verdict.status, verdict.answer) == (Status.SECURE, "ok"), verdict
     assert dnssec_lab.delv("*.wild.secure.test.", "A") == "secure"
+    await v.aclose()
+
+
+async def test_a_flood_of_nsec_records_costs_a_bounded_number_of_verifications(
+    dnssec_lab: DnssecLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 300 NSEC RRsets, each a real record and signature moved to another owner (each costs a
+    # signature verification that fails) after the real proof: every one was checked.
+    def flood(
+        name: dns.name.Name, rdtype: dns.rdatatype.RdataType, msg: dns.message.Message
+    ) -> None:
+        if name != dns.name.from_text("nx.secure.test") or rdtype != dns.rdatatype.A:
+            return
+        nsec = next(r for r in msg.authority if r.rdtype == dns.rdatatype.NSEC)
+        sig = next(r for r in msg.authority if r.covers == dns.rdatatype.NSEC)
+        for i in range(300):
+            owner = dns.name.from_text(f"junk{i}.secure.test")
+            for rrset in (nsec, sig):
+                copied = dns.rrset.RRset(owner, rrset.rdclass, rrset.rdtype, rrset.covers)
+                copied.update(rrset)
+                msg.authority.append(copied)
+
+    v = validator(dnssec_lab, flood)
+    await v.validate("www.secure.test", "A")  # the chain of trust, before counting
+    calls = [0]
+    real = dns.dnssecalgs.ecdsa.PublicECDSA.verify
+
+    def verify(self: object, signature: bytes, data: bytes) -> None:
+        calls[0] += 1
+        real(self, signature, data)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(dns.dnssecalgs.ecdsa.PublicECDSA, "verify", verify)
+    verdict = await v.validate("nx.secure.test", "A")
+    assert (verdict.status, verdict.answer) == (Status.SECURE, "nxdomain"), verdict
+    assert calls[0] <= 20
+    await v.aclose()
+
+
+def extra_signer(
+    name: dns.name.Name, rdtype: dns.rdatatype.RdataType, msg: dns.message.Message
+) -> None:
+    # Beside the real RRSIG, a copy naming the owner itself as signer (not a zone).
+    for rrset in list(msg.answer):
+        if rrset.rdtype == dns.rdatatype.RRSIG and rrset.name == name:
+            for rd in list(rrset):
+                rrset.add(rd.replace(signer=name))
+
+
+async def test_a_signature_by_a_name_that_is_no_zone_does_not_hide_the_good_one(
+    dnssec_lab: DnssecLab,
+) -> None:
+    # It was "www.secure.test. A is signed by www.secure.test., which secure.test. does not
+    # delegate" (bogus) though the zone's own signature is there and valid, as delv finds.
+    v = validator(dnssec_lab, extra_signer)
+    for name in ("www.secure.test", "mx.p3.test"):
+        verdict = await v.validate(name, "A")
+        assert verdict.status == Status.SECURE, verdict
     await v.aclose()
