@@ -9,10 +9,11 @@ One target per ``reports`` entry (one mailbox). A run:
    ``max_message_bytes`` is not fetched), and parses each off the event loop
    (:mod:`exporter.reports`);
 3. per message, in ONE store transaction: the counters of every report not seen before, the
-   seen marks (reporter + report id) and the per-source rows; then moves the message to the
-   processed folder — or, when it holds no parseable report, counts it once as invalid and
-   moves it to the invalid folder. Nothing is ever deleted. A crash between the commit and the
-   move leaves the message in the folder: the next run finds its reports seen and only moves it;
+   seen marks (reporter, report id, domain and period) and the per-source rows; then moves
+   the message to the processed folder — or, when it holds no parseable report, counts it once
+   as invalid and moves it to the invalid folder. Nothing is ever deleted. A crash between the
+   commit and the move leaves the message in the folder: the next run finds its reports seen
+   and only moves it;
 4. whatever happened over IMAP, serves the stored counters, the failing-sources and
    newest-report gauges, the findings of the last 7 days and the "sources of the last 7 days"
    tables (PTR names looked up for a few new sources per run), all read from the store.

@@ -3,7 +3,7 @@ and status page read back.
 
 Everything a message adds is written by one function in one transaction
 (:func:`record_reports`, :func:`record_invalid`): the counters, the "seen" mark of each report
-(namespace ``reports.dmarc`` / ``reports.tlsrpt``, key reporter + report id) and the per-source
+(namespace ``reports.dmarc`` / ``reports.tlsrpt``, see :func:`dedup_key`) and the per-source
 rows. A crash before the commit loses nothing (the message is still in the folder and is read
 again), a crash after it double-counts nothing (the report is seen: the message is only moved).
 
@@ -77,7 +77,41 @@ class Outcome:
 
 
 def report_key(reporter: str, report_id: str) -> str:
+    """The mark of the first versions: reporter + report id (see :func:`_already_counted`)."""
     return f"{reporter}\x1f{report_id}"
+
+
+def dedup_key(report: AggregateReport | TlsReport) -> str:
+    """The mark of a counted report: reporter, report id, the DMARC report's policy domain and
+    the period. Reporters reuse ids across domains and periods; the fields cannot hold
+    ``\x1f`` (the parsers drop control characters), so the key never reads as an old one."""
+    parts = [str(p) if isinstance(p, str | int) else repr(p) for p in report.dedup_key]
+    return "\x1f".join(parts)
+
+
+LEGACY_SKEW = 3600.0
+"""Clock difference allowed between a reporter and us when matching an old mark."""
+
+
+def _already_counted(tx: Tx, namespace: str, report: AggregateReport | TlsReport) -> bool:
+    """Whether the report was counted; if not, marks it (as counted now, by the caller).
+
+    Marks written before the key had the domain and period (:func:`report_key`) still
+    count: a report read again after the upgrade (a crash between the commit and the move)
+    is not counted twice. Such a mark cannot tell which of the reports sharing its id it
+    stands for, so it is matched by at most one, and only by a report whose period had ended
+    when the mark was made (a later period under the same id is another report); once
+    matched it is replaced by that report's full key."""
+    key = dedup_key(report)
+    if tx.seen(namespace, key):
+        return True
+    legacy = report_key(*report.key)
+    marked = tx.seen_at(namespace, legacy)
+    if marked is not None and report.end <= marked + LEGACY_SKEW:
+        tx.forget(namespace, legacy)
+        tx.mark_seen(namespace, key, marked)
+        return True
+    return False
 
 
 def record_reports(
@@ -87,22 +121,20 @@ def record_reports(
     ensure_schema(tx)
     out = Outcome()
     for report in found.dmarc:
-        key = report_key(*report.key)
-        if tx.seen(NS_DMARC, key):
+        if _already_counted(tx, NS_DMARC, report):
             out.duplicates += 1
             continue
-        tx.mark_seen(NS_DMARC, key, now)
+        tx.mark_seen(NS_DMARC, dedup_key(report), now)
         if not accept(report.domain):
             out.ignored += 1
             continue
         _count_dmarc(tx, report)
         out.dmarc += 1
     for tls in found.tlsrpt:
-        key = report_key(*tls.key)
-        if tx.seen(NS_TLSRPT, key):
+        if _already_counted(tx, NS_TLSRPT, tls):
             out.duplicates += 1
             continue
-        tx.mark_seen(NS_TLSRPT, key, now)
+        tx.mark_seen(NS_TLSRPT, dedup_key(tls), now)
         counted = _count_tls(tx, tls, accept)
         out.tlsrpt += counted
         out.ignored += len(tls.policies) - counted if tls.policies else 0

@@ -113,8 +113,15 @@ class AggregateReport:
 
     @property
     def key(self) -> tuple[str, str]:
-        """What a report is counted once by."""
+        """How the report names itself: reporter and report id."""
         return (self.reporter, self.report_id)
+
+    @property
+    def dedup_key(self) -> tuple[str, str, str, int, int]:
+        """What a report is counted once by: reporter, report id, policy domain and period.
+        Real reporters reuse a report id across domains and periods (a per-day or per-domain
+        counter), so reporter and id alone would drop distinct reports."""
+        return (self.reporter, self.report_id, self.domain, self.begin, self.end)
 
 
 def parse_aggregate(data: bytes) -> AggregateReport:

@@ -88,8 +88,14 @@ class TlsReport:
 
     @property
     def key(self) -> tuple[str, str]:
-        """What a report is counted once by."""
+        """How the report names itself: reporter and report id."""
         return (self.reporter, self.report_id)
+
+    @property
+    def dedup_key(self) -> tuple[str, str, float, float]:
+        """What a report is counted once by: reporter, report id and period (a report id
+        reused for another period is another report)."""
+        return (self.reporter, self.report_id, self.begin, self.end)
 
 
 def parse_tlsrpt(data: bytes) -> TlsReport:
