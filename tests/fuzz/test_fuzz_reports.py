@@ -9,6 +9,7 @@ import ipaddress
 import json
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from reportmail import XXE, aggregate_xml, gz, report_mail, tlsrpt_json, zipped
@@ -113,6 +114,39 @@ def test_aggregate_parser_raises_only_its_own_error(data: bytes) -> None:
     except DmarcReportError:
         return
     _check_aggregate(report)
+
+
+_HARMLESS_DECLS = st.sampled_from(
+    [
+        "<!ELEMENT feedback ANY>", "<!ELEMENT record (row, identifiers)>",
+        '<!ATTLIST feedback version CDATA "1.0">', "<!ATTLIST record id ID #IMPLIED>",
+        "<!-- a comment -->", "<?pi data?>", "<!NOTATION n SYSTEM \"n\">", " ", "\n",
+    ]
+)  # fmt: skip
+_ENTITY_DECLS = st.sampled_from(
+    [
+        '<!ENTITY e "x">', '<!ENTITY e SYSTEM "file:///etc/passwd">', '<!ENTITY % p "x">',
+        '<!ENTITY % p SYSTEM "http://192.0.2.1/p">', '<!ENTITY u SYSTEM "u" NDATA n>',
+    ]
+)  # fmt: skip
+
+
+@settings(FUZZ)
+@given(st.lists(_HARMLESS_DECLS, max_size=8), st.none() | st.tuples(st.integers(0, 8),
+       _ENTITY_DECLS))  # fmt: skip
+def test_a_doctype_is_read_unless_it_declares_an_entity(
+    decls: list[str], entity: tuple[int, str] | None
+) -> None:
+    if entity is not None:
+        decls.insert(min(entity[0], len(decls)), entity[1])
+    subset = f" [{''.join(decls)}]" if decls else ""
+    xml = aggregate_xml().replace(b"<feedback>", f"<!DOCTYPE feedback{subset}><feedback>".encode())
+    if entity is None:
+        report = parse_aggregate(xml)
+        assert report.key == ("Reporter", "r-1") and len(report.records) == 1
+    else:
+        with pytest.raises(DmarcReportError, match="refused XML"):
+            parse_aggregate(xml)
 
 
 # ----- TLS-RPT JSON ---------------------------------------------------------------------------

@@ -115,11 +115,34 @@ def test_not_well_formed_sample_is_refused() -> None:
         '<?xml version="1.0"?><!DOCTYPE feedback SYSTEM "http://192.0.2.1/x.dtd"><feedback/>',
         # a parameter entity
         '<!DOCTYPE feedback [<!ENTITY % p SYSTEM "file:///etc/hostname"> %p;]><feedback/>',
+        # an external DTD named by a public identifier
+        '<!DOCTYPE feedback PUBLIC "-//X//DTD X//EN" "http://192.0.2.1/x.dtd"><feedback/>',
+        # an entity declared after harmless declarations, used or not
+        '<!DOCTYPE feedback [<!ELEMENT feedback ANY><!ENTITY e "x">]><feedback/>',
+        # an unparsed entity (NOTATION)
+        '<!DOCTYPE feedback [<!NOTATION n SYSTEM "n"><!ENTITY u SYSTEM "u" NDATA n>]><feedback/>',
     ],
 )
 def test_dtds_and_entities_are_refused(payload: str) -> None:
     with pytest.raises(DmarcReportError, match="refused XML"):
         parse_aggregate(payload.encode())
+
+
+@pytest.mark.parametrize(
+    "doctype",
+    [
+        "<!DOCTYPE feedback>",
+        "<!DOCTYPE feedback []>",
+        "<!DOCTYPE feedback [<!ELEMENT feedback ANY>]>",
+        "<!DOCTYPE feedback [\n  <!-- no entities here -->\n  <!ELEMENT feedback ANY>\n"
+        '  <!ATTLIST feedback version CDATA "1.0">\n  <?pi data?>\n]>',
+    ],
+)
+def test_a_doctype_that_declares_no_entities_is_accepted(doctype: str) -> None:
+    xml = '<?xml version="1.0" encoding="UTF-8"?>\n' + doctype + "\n" + _report(_record())
+    report = parse_aggregate(xml.encode())
+    assert report.key == ("Reporter", "r-1")
+    assert [r.count for r in report.records] == [3]
 
 
 def test_records_are_counted_by_disposition_and_alignment() -> None:
