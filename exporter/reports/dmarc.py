@@ -20,14 +20,15 @@ quirk handling below follows what parsedmarc learned from real reports, written 
 
 Tolerated (seen in the wild): any namespace or none (RFC 7489 has none, RFC 9990 has
 ``urn:ietf:params:xml:ns:dmarc-2.0``, some reporters use ``http://dmarc.org/dmarc-xml/0.1``);
-upper-case element names and values; an XML declaration naming the wrong encoding or one
-Python does not know; junk before the root or after its end; control characters; an embedded
-``xs:schema`` block; an empty ``org_name`` (the reporter is then the domain of ``email``);
-``identities`` for ``identifiers``; empty ``reason`` elements; missing ``auth_results``;
-RFC 9990's ``pass`` disposition (counted as ``none``: no action taken). A record without a
-usable source IP or count is skipped and counted in ``skipped_records``; a report without a
-policy domain or a date range is refused. A report without ``report_id`` gets one from the
-SHA-256 of its content, so a resent copy is still counted once.
+upper-case element names and values; an XML declaration naming the wrong encoding or one Python
+does not know; UTF-16 without a byte order mark (told from the byte pattern); junk before the
+root or after its end; control characters; an embedded ``xs:schema`` block; an empty
+``org_name`` (the reporter is then the domain of ``email``); ``identities`` for ``identifiers``;
+empty ``reason`` elements; missing ``auth_results``; RFC 9990's ``pass`` disposition (counted as
+``none``: no action taken). A record without a usable source IP or count is skipped and counted
+in ``skipped_records``; a report without a policy domain or a date range is refused. A report
+without ``report_id`` gets one from the SHA-256 of its content, so a resent copy is still
+counted once.
 
 Errors: :class:`DmarcReportError` only.
 """
@@ -167,12 +168,25 @@ def _declared(data: bytes) -> str | None:
         return None
 
 
+def _bomless_utf16(data: bytes) -> str | None:
+    """``utf-16-le`` or ``utf-16-be`` when the document is UTF-16 without a byte order mark,
+    told from its first characters (XML 1.0 appendix F): a document starts with ``<`` or white
+    space, ASCII characters whose other byte is zero; UTF-8 XML never holds a zero byte."""
+    head = data[:8]
+    if len(head) < 8:
+        return None
+    for codec, text, zeros in (("utf-16-le", head[0::2], head[1::2]),
+                               ("utf-16-be", head[1::2], head[0::2])):  # fmt: skip
+        if not any(zeros) and all(text):
+            start = data[:1024].decode(codec, "replace").lstrip(" \t\r\n")
+            return codec if start.startswith("<") else None
+    return None
+
+
 def _fast_path_taken(data: bytes) -> bool:
-    return not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and _declared(data) in (
-        None,
-        "utf-8",
-        "ascii",
-    )
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or _bomless_utf16(data):
+        return False
+    return _declared(data) in (None, "utf-8", "ascii")
 
 
 def _valid_utf8(data: bytes) -> bool:
@@ -190,6 +204,9 @@ def _utf8(data: bytes, transcode: bool) -> bytes:
         return data[3:]
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return data.decode("utf-16", "replace").encode("utf-8")
+    utf16 = _bomless_utf16(data)
+    if utf16 is not None:  # its declaration (UTF-16, or a wrong one) goes in _tidy
+        return data.decode(utf16, "replace").encode("utf-8")
     codec = _declared(data)
     if not transcode and codec in (None, "utf-8", "ascii"):
         return data

@@ -278,7 +278,10 @@ def _content_type(part: email.message.Message) -> str:
 
 
 def _looks_like_report(payload: bytes) -> bool:
-    head = payload[:512].lstrip(b"\xef\xbb\xbf \t\r\n")
+    head = payload[:512]
+    if b"\0" in head[:8]:  # UTF-16 (with or without a byte order mark): its ASCII is enough
+        head = head.replace(b"\0", b"").lstrip(b"\xff\xfe")
+    head = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if sniff_archive(head):
         return True
     if head.startswith(b"{"):

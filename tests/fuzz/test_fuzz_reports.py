@@ -5,6 +5,7 @@ invariants or raises its own error (``DmarcReportError``, ``TlsReportError``, ``
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
 import json
 from typing import Any
@@ -147,6 +148,26 @@ def test_a_doctype_is_read_unless_it_declares_an_entity(
     else:
         with pytest.raises(DmarcReportError, match="refused XML"):
             parse_aggregate(xml)
+
+
+@settings(FUZZ)
+@given(
+    _AGGREGATE,
+    st.sampled_from(["utf-16-le", "utf-16-be", "utf-16", "utf-8-sig"]),
+    st.sampled_from(["", " ", "\r\n", "\n\t "]),
+)
+def test_an_aggregate_report_reads_the_same_in_any_unicode_encoding(
+    xml: bytes, codec: str, lead: str
+) -> None:
+    try:
+        want = parse_aggregate(xml)
+    except DmarcReportError:
+        return
+    text = lead + xml.decode("utf-8").replace('encoding="UTF-8"', 'encoding="UTF-16"')
+    got = parse_aggregate(text.encode(codec, "surrogatepass"))
+    if want.report_id.startswith("sha256:"):  # made from the bytes, which differ
+        got = dataclasses.replace(got, report_id=want.report_id)
+    assert got == want
 
 
 # ----- TLS-RPT JSON ---------------------------------------------------------------------------

@@ -5,10 +5,12 @@ from __future__ import annotations
 import gzip
 
 import pytest
+from reportmail import report_mail
 from reportsamples import sample
 
 from exporter.reports.archive import Limits, gunzip, unzip
 from exporter.reports.dmarc import DmarcReportError, parse_aggregate
+from exporter.reports.mime import parse_message
 
 
 def _report(records: str = "", metadata: str | None = None, published: str | None = None) -> str:
@@ -215,6 +217,35 @@ def test_declared_encoding_is_honoured_and_utf16_with_bom() -> None:
     )
     assert parse_aggregate(xml.encode("cp1252")).reporter == "Büro €"
     assert parse_aggregate(_report(_record()).encode("utf-16")).key == ("Reporter", "r-1")
+
+
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+@pytest.mark.parametrize(
+    "declaration",
+    [
+        '<?xml version="1.0" encoding="UTF-16"?>\n',
+        "<?xml version='1.0' encoding='utf-16le'?>",
+        '<?xml version="1.0" encoding="UTF-8"?>',  # a declaration that lies
+        '<?xml version="1.0"?>\r\n',
+        "",
+        "\r\n  ",  # whitespace before the root
+    ],
+)
+def test_utf16_without_bom_is_detected_from_its_byte_pattern(codec: str, declaration: str) -> None:
+    xml = declaration + _report(_record()).replace("Reporter", "Réseau Ω")
+    report = parse_aggregate(xml.encode(codec))
+    assert report.key == ("Réseau Ω", "r-1")
+    assert [r.count for r in report.records] == [3]
+
+
+def test_utf16_without_bom_through_the_message() -> None:
+    xml = ('<?xml version="1.0" encoding="UTF-16"?>' + _report(_record())).encode("utf-16-le")
+    for name, data in (("r.xml", xml), ("r.xml.gz", gzip.compress(xml))):
+        found = parse_message(report_mail([(name, "application/octet-stream", data)]))
+        assert [r.key for r in found.dmarc] == [("Reporter", "r-1")], found.problems
+    for inline_type in ("text/xml", "text/plain"):
+        inline = report_mail(body=xml, inline_type=inline_type)
+        assert [r.key for r in parse_message(inline).dmarc] == [("Reporter", "r-1")], inline_type
 
 
 def test_missing_report_id_gets_a_content_hash() -> None:
