@@ -9,12 +9,14 @@ attachment helpers this does not need and bring their own dependency trees.
 Which parts may hold a report: attachments named ``.xml``, ``.xml.gz``, ``.gz``, ``.zip``,
 ``.json``, ``.json.gz``; parts of the types reporters use (``application/gzip``,
 ``application/zip``, ``application/xml``, ``text/xml``, ``application/tlsrpt+json``,
-``application/tlsrpt+gzip``, ``application/json``, ``application/octet-stream`` and their
-``x-`` variants); and an inline text body that starts like XML or JSON (some reporters put the
-XML in the body). What a part *is* is decided from its bytes, not its label: gzip or zip magic
-is inflated (:mod:`exporter.reports.archive`, with its size and ratio caps), then a document
-starting with ``<`` is read as a DMARC aggregate report and one starting with ``{`` as a TLS
-report. At most :attr:`Limits.attachments` candidate parts are examined, each at most
+``application/tlsrpt+gzip``, ``application/json``, ``application/octet-stream`` and their ``x-``
+variants); and an inline text body that starts like XML or JSON (some reporters put the XML in
+the body). A forwarded report mail is opened and walked like the message itself, within the same
+caps: ``message/rfc822`` (also base64-encoded), ``message/global``, ``application/eml`` and any
+attachment named ``.eml``. What a part *is* is decided from its bytes, not its label: gzip or
+zip magic is inflated (:mod:`exporter.reports.archive`, with its size and ratio caps), then a
+document starting with ``<`` is read as a DMARC aggregate report and one starting with ``{`` as
+a TLS report. At most :attr:`Limits.attachments` candidate parts are examined, each at most
 :attr:`Limits.attachment_bytes` once its transfer encoding is undone.
 
 Errors: :func:`extract` and :func:`parse_message` raise :class:`MessageError` (a
@@ -219,16 +221,29 @@ def _walk(
                     (c, depth + 1) for c in children if isinstance(c, email.message.Message)
                 )
             continue
-        if _content_type(part) == "message/rfc822" and depth < limits.mime_depth:
-            # a forwarded message sent base64-encoded (RFC 2046 forbids it; clients do it)
+        if _attached_message(part):
+            # a forwarded report mail: message/rfc822 sent base64-encoded (RFC 2046 forbids
+            # it; clients do it), or a .eml file attached as application/octet-stream...
+            if depth >= limits.mime_depth:
+                state.problems.append(f"MIME nesting deeper than {limits.mime_depth}: ignored")
+                continue
             inner = _decoded(part)
             if inner:
                 queue.append(
                     (email.message_from_bytes(inner, policy=email.policy.compat32), depth + 1)
                 )
-                continue
+            continue
         leaves.append((seen, part))
     return leaves
+
+
+MESSAGE_TYPES = frozenset({"message/rfc822", "message/global", "application/eml",
+                           "application/x-eml"})  # fmt: skip
+"""Content types of an attached mail message (also: any part whose file name ends ``.eml``)."""
+
+
+def _attached_message(part: email.message.Message) -> bool:
+    return _content_type(part) in MESSAGE_TYPES or _filename(part).lower().endswith(".eml")
 
 
 def _encoded_message(part: email.message.Message, children: object) -> email.message.Message | None:

@@ -272,14 +272,18 @@ _PART_TYPES = st.sampled_from(
     [
         "application/gzip", "application/zip", "text/xml", "application/xml", "text/plain",
         "application/tlsrpt+json", "application/tlsrpt+gzip", "application/octet-stream",
-        "image/png", "message/rfc822", "multipart/mixed", "text/html",
+        "image/png", "message/rfc822", "multipart/mixed", "text/html", "application/eml",
     ]
 )  # fmt: skip
 _NAMES = st.sampled_from(
-    ["", "r.xml", "r.xml.gz", "r.zip", "r.json", "r.json.gz", "x.pdf"]
+    ["", "r.xml", "r.xml.gz", "r.zip", "r.json", "r.json.gz", "x.pdf", "fwd.eml"]
 ) | st.text(_NAME_CHARS, max_size=12)
+_MAILS = st.just(report_mail([("r.xml", "text/xml", aggregate_xml())])) | st.just(
+    sample("google.com_smtp_tls_report.eml")
+)
 _PARTS = st.lists(
-    st.tuples(_NAMES, _PART_TYPES, _DOCS | _ARCHIVES | mutated(_ARCHIVES)), max_size=4
+    st.tuples(_NAMES, _PART_TYPES, _DOCS | _ARCHIVES | mutated(_ARCHIVES) | mutated(_MAILS)),
+    max_size=4,
 )
 
 

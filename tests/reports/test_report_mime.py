@@ -194,3 +194,47 @@ def test_googles_mail_extracts_one_gzip_json_document() -> None:
     (doc,) = extract(sample("google.com_smtp_tls_report.eml")).documents
     assert doc.kind == "tlsrpt" and doc.name.endswith("001.json.gz")
     assert doc.data.startswith(b'{"organization-name":"Google Inc."')
+
+
+@pytest.mark.parametrize(
+    ("filename", "ctype"),
+    [
+        ("report.eml", "application/octet-stream"),
+        ("Report.EML", "application/octet-stream"),
+        ("report.eml", "application/eml"),
+        ("report.eml", "application/x-eml"),
+        ("report.eml", "text/plain"),
+        ("forwarded", "message/rfc822"),
+        ("", "message/rfc822"),
+    ],
+)
+def test_a_report_mail_attached_as_an_eml_file(filename: str, ctype: str) -> None:
+    inner = report_mail(
+        [("r.xml.gz", "application/gzip", gz(XML)), ("s.json", "application/tlsrpt+json", JSON)]
+    )
+    outer = EmailMessage()
+    outer["Subject"] = "Fwd: reports"
+    outer.set_content("forwarded as an attachment")
+    maintype, subtype = ctype.split("/")
+    outer.add_attachment(inner, maintype=maintype, subtype=subtype, filename=filename or None)
+    found = parse_message(outer.as_bytes(policy=SMTP))
+    assert [r.key for r in found.dmarc] == [("Reporter", "r-1")], found.problems
+    assert [r.key for r in found.tlsrpt] == [("Sender Inc.", "t-1")]
+    assert found.problems == ()
+
+
+def test_an_eml_attachment_within_an_eml_attachment_and_the_depth_cap() -> None:
+    raw = report_mail([("r.xml", "text/xml", XML)])
+    for _ in range(3):
+        raw = report_mail([("fwd.eml", "application/octet-stream", raw)], body="fwd")
+    assert [r.key for r in parse_message(raw).dmarc] == [("Reporter", "r-1")]
+    for _ in range(10):
+        raw = report_mail([("fwd.eml", "application/octet-stream", raw)], body="fwd")
+    deep = parse_message(raw)
+    assert deep.empty and any("nesting deeper" in p for p in deep.problems)
+
+
+def test_an_eml_attachment_that_is_not_a_message_is_a_problem_not_a_crash() -> None:
+    for data in (b"", b"\x00\xff" * 100, b"just some words, no headers"):
+        found = parse_message(report_mail([("x.eml", "application/octet-stream", data)]))
+        assert found.empty
