@@ -165,9 +165,7 @@ class _Run:
             try:
                 if found is not None and not found.empty:
                     count = partial(rs.record_reports, found=found, accept=self.accept, now=now)
-                    outcome = await store.transact(count)
-                    for name in ("dmarc", "tlsrpt", "duplicates", "ignored"):
-                        setattr(totals, name, getattr(totals, name) + getattr(outcome, name))
+                    totals.add(await store.transact(count))
                     folder, kind = imap.processed_folder, "processed"
                 else:
                     mark = partial(
@@ -191,6 +189,18 @@ class _Run:
         details["messages_waiting"] = str(len(uids) - done)
         details["reports_counted"] = f"dmarc {totals.dmarc}, tlsrpt {totals.tlsrpt}"
         details["reports_already_counted"] = str(totals.duplicates)
+        details["records_skipped"] = str(totals.records_skipped)
+        if totals.records_skipped:
+            shown = "; ".join(totals.skipped_in[:5])
+            more = len(totals.skipped_in) - 5
+            details["records_skipped"] += f": {shown}" + (
+                f"; {more} more reports" if more > 0 else ""
+            )
+            self.ctx.log.warning(
+                "report records skipped",
+                extra={"probe": "reports", "target": self.target,
+                       "records_skipped": totals.records_skipped, "reports": shown},
+            )  # fmt: skip
         if totals.ignored:
             details["reports_ignored"] = f"{totals.ignored} (domains not in {self.domains})"
         if moved["invalid"]:

@@ -74,6 +74,18 @@ class Outcome:
     """Reports already counted (from an earlier message, or this one read again)."""
     ignored: int = 0
     """Reports (or TLS-RPT policies) about domains this mailbox does not count."""
+    records_skipped: int = 0
+    """Malformed records (DMARC rows, TLS-RPT failure details) left out of counted reports."""
+    skipped_in: list[str] = field(default_factory=list)
+    """Which reports those were: ``reporter report-id (domain): n``."""
+
+    def add(self, other: Outcome) -> None:
+        self.dmarc += other.dmarc
+        self.tlsrpt += other.tlsrpt
+        self.duplicates += other.duplicates
+        self.ignored += other.ignored
+        self.records_skipped += other.records_skipped
+        self.skipped_in += other.skipped_in
 
 
 def report_key(reporter: str, report_id: str) -> str:
@@ -130,6 +142,11 @@ def record_reports(
             continue
         _count_dmarc(tx, report)
         out.dmarc += 1
+        if report.skipped_records:
+            out.records_skipped += report.skipped_records
+            out.skipped_in.append(
+                f"{report.reporter} {report.report_id} ({report.domain}): {report.skipped_records}"
+            )
     for tls in found.tlsrpt:
         if _already_counted(tx, NS_TLSRPT, tls):
             out.duplicates += 1
@@ -138,6 +155,9 @@ def record_reports(
         counted = _count_tls(tx, tls, accept)
         out.tlsrpt += counted
         out.ignored += len(tls.policies) - counted if tls.policies else 0
+        if counted and tls.skipped_records:
+            out.records_skipped += tls.skipped_records
+            out.skipped_in.append(f"{tls.reporter} {tls.report_id}: {tls.skipped_records}")
     return out
 
 

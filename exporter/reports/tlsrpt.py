@@ -12,7 +12,9 @@ the SHA-256 of the document, so a resent copy is counted once); date-times witho
 (taken as UTC). Refused: anything that is not a JSON object with a ``date-range`` end and a
 ``policies`` list whose every entry names its ``policy-domain``. A ``result-type`` outside
 RFC 8460 section 4.3 is reported as ``other`` (its text kept in ``detail``), so a reporter's
-invention cannot grow the metric's label set.
+invention cannot grow the metric's label set. A ``failure-details`` row that cannot be read (not
+an object, a count that is negative, fractional, a boolean or over :data:`MAX_COUNT`) is skipped
+and counted in ``skipped_records``; the summary's counts are still counted.
 
 Errors: :class:`TlsReportError` only.
 """
@@ -85,6 +87,9 @@ class TlsReport:
     """The period covered, seconds since the epoch."""
     policies: tuple[TlsPolicy, ...]
     contact: str = ""
+    skipped_records: int = 0
+    """``failure-details`` rows that could not be read (not an object, a count that is not a
+    session count): skipped, the rest of the report counted."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -121,13 +126,15 @@ def parse_tlsrpt(data: bytes) -> TlsReport:
     if not reporter:
         reporter = _domain(contact.rpartition("@")[2]) or "unknown"
     report_id = _string(doc.get("report-id"), 256)
+    read = [_policy(p) for p in policies]
     return TlsReport(
         reporter=reporter,
         report_id=report_id or f"sha256:{hashlib.sha256(data).hexdigest()[:32]}",
         begin=end if begin is None else min(begin, end),
         end=end,
-        policies=tuple(_policy(p) for p in policies),
+        policies=tuple(policy for policy, _ in read),
         contact=contact,
+        skipped_records=sum(skipped for _, skipped in read),
     )
 
 
@@ -168,7 +175,8 @@ def _timestamp(value: Any) -> float | None:
         return None
 
 
-def _policy(entry: Any) -> TlsPolicy:
+def _policy(entry: Any) -> tuple[TlsPolicy, int]:
+    """The policy and how many of its failure-details rows were skipped."""
     if not isinstance(entry, dict) or not isinstance(entry.get("policy"), dict):
         raise TlsReportError("a policies entry has no policy object")
     policy = entry["policy"]
@@ -181,14 +189,21 @@ def _policy(entry: Any) -> TlsPolicy:
     details = details if isinstance(details, list) else []
     mx = policy.get("mx-host")
     mx_hosts = mx if isinstance(mx, list) else [mx]
-    return TlsPolicy(
+    failures: list[TlsFailure] = []
+    for detail in details:
+        try:
+            failures.append(_failure(detail))
+        except TlsReportError:
+            continue
+    read = TlsPolicy(
         policy_type=_string(policy.get("policy-type"), 32).lower() or "no-policy-found",
         domain=domain,
         successful=_count(summary.get("total-successful-session-count"), "successful sessions"),
         failed=_count(summary.get("total-failure-session-count"), "failed sessions"),
-        failures=tuple(_failure(d) for d in details),
+        failures=tuple(failures),
         mx_hosts=tuple(h for h in (_domain(m) for m in mx_hosts[:50]) if h),
     )
+    return read, len(details) - len(failures)
 
 
 def _failure(entry: Any) -> TlsFailure:

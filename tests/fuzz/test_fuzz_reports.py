@@ -219,6 +219,7 @@ def _patched_report(draw: st.DrawFn) -> bytes:
 def _check_tls(report: TlsReport) -> None:
     assert report.reporter and report.report_id
     assert report.begin <= report.end
+    assert report.skipped_records >= 0
     for policy in report.policies:
         assert policy.domain and policy.successful >= 0 and policy.failed >= 0
         for failure in policy.failures:
@@ -241,6 +242,44 @@ def test_tlsrpt_parser_raises_only_its_own_error(data: bytes) -> None:
     except TlsReportError:
         return
     _check_tls(report)
+
+
+_DETAIL_ROWS = st.lists(
+    st.tuples(st.booleans(), _JSON)
+    .map(lambda t: {"result-type": "validation-failure", "failed-session-count": t[1]}
+         if t[0] else t[1]),
+    max_size=6,
+)  # fmt: skip
+
+
+@settings(FUZZ)
+@given(_DETAIL_ROWS)
+def test_every_failure_details_row_is_either_read_or_counted_as_skipped(rows: list[Any]) -> None:
+    doc = json.loads(tlsrpt_json())
+    doc["policies"][0]["failure-details"] = rows
+    report = parse_tlsrpt(json.dumps(doc).encode())
+    (policy,) = report.policies
+    assert len(policy.failures) + report.skipped_records == len(rows)
+    assert (policy.successful, policy.failed) == (10, 0)  # the summary is always counted
+
+
+@settings(FUZZ)
+@given(
+    st.lists(
+        st.tuples(
+            st.ip_addresses().map(str) | st.sampled_from(["", "x", "1.2.3", "::g"]),
+            st.integers(-(10**12), 10**12),
+        ),
+        max_size=8,
+    )
+)
+def test_every_aggregate_row_is_either_read_or_counted_as_skipped(
+    rows: list[tuple[str, int]],
+) -> None:
+    xml = aggregate_xml(records=[(ip, n, "none", "pass", "pass") for ip, n in rows])
+    report = parse_aggregate(xml)
+    assert len(report.records) + report.skipped_records == len(rows)
+    assert all(0 <= r.count <= MAX_COUNT for r in report.records)
 
 
 # ----- archives and MIME ----------------------------------------------------------------------

@@ -426,5 +426,34 @@ async def test_recent_reports_sources_findings_and_the_domain_filter(
     assert table.rows[1][2:6] == ("90", "90/90", "90/90", "0/90")
 
 
+async def test_records_skipped_are_shown_and_logged(
+    dns_server: DnsServer, certs: MailCerts, dovecot: Dovecot, store: Store, pwfile: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    user = USERS[7]
+    rows = [("192.0.2.1", 4, "none", "pass", "pass"), ("999.1.1.1", 2, "none", "pass", "pass"),
+            ("192.0.2.2", -3, "none", "pass", "pass")]  # fmt: skip
+    dovecot.append(user, "INBOX", report_mail([("r.xml", "text/xml", aggregate_xml(
+        "sk1", records=rows))], subject="sk1"))  # fmt: skip
+    doc = json.loads(tlsrpt_json("tk1", failures={"certificate-expired": 2}))
+    doc["policies"][0]["failure-details"].append({"result-type": "x", "failed-session-count": -1})
+    tls = json.dumps(doc).encode()
+    dovecot.append(user, "INBOX", report_mail([("t.json", "application/tlsrpt+json", tls)],
+                                              subject="tk1"))  # fmt: skip
+    cfg = config(dns_server, certs, dovecot, user, pwfile)
+    with caplog.at_level("WARNING", logger="exporter.probe.reports"):
+        rec = await run(cfg, dns_server, store)
+    assert rec.success, rec.result.error
+    assert rec.result.details["records_skipped"] == (
+        "3: Reporter sk1 (example.test): 2; Sender Inc. tk1: 1"
+    )
+    assert sum(series(rec, "dmarc_report_messages_total").values()) == 4
+    logged = [r for r in caplog.records if r.getMessage() == "report records skipped"]
+    assert len(logged) == 1 and logged[0].__dict__["records_skipped"] == 3
+    assert subjects(dovecot, user, "Processed") == ["sk1", "tk1"]
+    quiet = await run(cfg, dns_server, store)  # nothing new: nothing skipped
+    assert quiet.result.details["records_skipped"] == "0"
+
+
 def test_registered() -> None:
     assert "reports" in PROBES

@@ -125,3 +125,19 @@ def test_each_distinct_report_is_counted_exactly_once(
         want.setdefault((report_id, domain, end), count)
     assert sum(v for _, v in tx.counters(rs.DMARC_MESSAGES)) == sum(want.values())
     conn.close()
+
+
+async def test_records_skipped_in_counted_reports_are_reported(tmp_path: Path) -> None:
+    bad = aggregate_xml(report_id="s-1", records=[("192.0.2.1", 3, "none", "pass", "fail"),
+                        ("not-an-ip", 1, "none", "pass", "pass"),
+                        ("192.0.2.2", -5, "none", "pass", "pass")])  # fmt: skip
+    found = parse_message(report_mail([("r.xml", "text/xml", bad)]))
+    store = await Store.open(tmp_path)
+    try:
+        first = await _record(store, found)
+        assert (first.dmarc, first.records_skipped) == (1, 2)
+        assert first.skipped_in == ["Reporter s-1 (example.test): 2"]
+        again = await _record(store, found)  # already counted: nothing skipped this time
+        assert (again.duplicates, again.records_skipped, again.skipped_in) == (1, 0, [])
+    finally:
+        await store.aclose()

@@ -109,9 +109,8 @@ def _bad_count() -> dict[str, Any]:
         (_doc(policies={"a": 1}), "no policies list"),
         (_doc(policies=[["x"]]), "no policy object"),
         (_without_domain(), "no policy-domain"),
-        (_bad_count(), "failed-session-count"),
-        (_doc(policies=[{"policy": {"policy-domain": "a.test"}, "failure-details": [1]}]),
-         "not an object"),
+        (_doc(policies=[{"policy": {"policy-domain": "a.test"},
+                         "summary": {"total-failure-session-count": -1}}]), "failed sessions"),
     ],
 )  # fmt: skip
 def test_broken_reports_are_refused(doc: object, message: str) -> None:
@@ -123,3 +122,21 @@ def test_broken_reports_are_refused(doc: object, message: str) -> None:
 def test_non_json_is_refused(raw: bytes) -> None:
     with pytest.raises(TlsReportError):
         parse_tlsrpt(raw)
+
+
+def test_malformed_failure_details_are_skipped_and_counted() -> None:
+    """A failure-details row that cannot be read (not an object, a negative or absurd count)
+    costs that row, not the report: its summary still counts."""
+    doc = _bad_count()
+    details = doc["policies"][0]["failure-details"]
+    details += [1, "x", {"result-type": "certificate-expired", "failed-session-count": 10**13},
+                {"result-type": "tlsa-invalid", "failed-session-count": True}]  # fmt: skip
+    report = _parse(doc)
+    assert report.skipped_records == 5
+    (policy,) = report.policies
+    assert (policy.successful, policy.failed) == (5326, 303)
+    assert [(f.result_type, f.count) for f in policy.failures] == [
+        ("starttls-not-supported", 200),
+        ("validation-failure", 3),
+    ]
+    assert parse_tlsrpt(sample("rfc8460.json")).skipped_records == 0
