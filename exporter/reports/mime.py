@@ -7,16 +7,17 @@ on PyPI (``mail-parser``, which parsedmarc uses; ``flanker``) add header decodin
 attachment helpers this does not need and bring their own dependency trees.
 
 Which parts may hold a report: attachments named ``.xml``, ``.xml.gz``, ``.gz``, ``.zip``,
-``.json``, ``.json.gz``; parts of the types reporters use (``application/gzip``,
-``application/zip``, ``application/xml``, ``text/xml``, ``application/tlsrpt+json``,
-``application/tlsrpt+gzip``, ``application/json``, ``application/octet-stream`` and their ``x-``
-variants); and an inline text body that starts like XML or JSON (some reporters put the XML in
-the body). A forwarded report mail is opened and walked like the message itself, within the same
-caps: ``message/rfc822`` (also base64-encoded), ``message/global``, ``application/eml`` and any
-attachment named ``.eml``. What a part *is* is decided from its bytes, not its label: gzip or
-zip magic is inflated (:mod:`exporter.reports.archive`, with its size and ratio caps), then a
-document starting with ``<`` is read as a DMARC aggregate report and one starting with ``{`` as
-a TLS report. At most :attr:`Limits.attachments` candidate parts are examined, each at most
+``.json``, ``.json.gz`` (names decoded from RFC 2231 and RFC 2047); parts of the types reporters
+use (``application/gzip``, ``application/zip``, ``application/xml``, ``text/xml``,
+``application/tlsrpt+json``, ``application/tlsrpt+gzip``, ``application/json``,
+``application/octet-stream`` and their ``x-`` variants); and an inline text body that starts
+like XML or JSON (some reporters put the XML in the body). A forwarded report mail is opened and
+walked like the message itself, within the same caps: ``message/rfc822`` (also base64-encoded),
+``message/global``, ``application/eml`` and any attachment named ``.eml``. What a part *is* is
+decided from its bytes, not its label: gzip or zip magic is inflated
+(:mod:`exporter.reports.archive`, with its size and ratio caps), then a document starting with
+``<`` is read as a DMARC aggregate report and one starting with ``{`` as a TLS report. At most
+:attr:`Limits.attachments` candidate parts are examined, each at most
 :attr:`Limits.attachment_bytes` once its transfer encoding is undone.
 
 Errors: :func:`extract` and :func:`parse_message` raise :class:`MessageError` (a
@@ -29,6 +30,8 @@ from __future__ import annotations
 
 import binascii
 import email
+import email.errors
+import email.header
 import email.message
 import email.policy
 import email.utils
@@ -281,8 +284,30 @@ def _filename(part: email.message.Message) -> str:
         return ""
     if isinstance(name, tuple):  # an RFC 2231 value the email package left undecoded
         name = email.utils.collapse_rfc2231_value(name)
-    text = str(name).replace("\r", "").replace("\n", "").strip()
+    text = str(name)[:2000].replace("\r", "").replace("\n", "").strip()
+    if "=?" in text:
+        text = _encoded_words(text)
     return "".join(c for c in text if c.isprintable())[:200]
+
+
+def _encoded_words(text: str) -> str:
+    """RFC 2047 encoded-words decoded (``=?utf-8?B?...?=``): not allowed in a parameter, sent
+    in file names all the same by many clients. An unknown charset reads as UTF-8 with
+    replacements (the ASCII suffix that matters survives); an undecodable text stays as it is."""
+    try:
+        words = email.header.decode_header(text)
+    except (email.errors.HeaderParseError, ValueError, LookupError, UnicodeError):
+        return text
+    out: list[str] = []
+    for chunk, charset in words:
+        if isinstance(chunk, str):
+            out.append(chunk)
+            continue
+        try:
+            out.append(chunk.decode(charset or "ascii", "replace"))
+        except LookupError:
+            out.append(chunk.decode("utf-8", "replace"))
+    return "".join(out)
 
 
 def _content_type(part: email.message.Message) -> str:

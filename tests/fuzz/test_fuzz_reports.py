@@ -4,10 +4,13 @@ invariants or raises its own error (``DmarcReportError``, ``TlsReportError``, ``
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
+import email.quoprimime
 import ipaddress
 import json
+import urllib.parse
 from typing import Any
 
 import pytest
@@ -324,6 +327,40 @@ _PARTS = st.lists(
     st.tuples(_NAMES, _PART_TYPES, _DOCS | _ARCHIVES | mutated(_ARCHIVES) | mutated(_MAILS)),
     max_size=4,
 )
+
+
+_FILE_STEMS = st.text(
+    st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp", "Zs"), blacklist_characters='"\\'),
+    min_size=1,
+    max_size=30,
+)
+
+
+@settings(FUZZ)
+@given(_FILE_STEMS, st.sampled_from([".xml", ".xml.gz", ".zip"]),
+       st.sampled_from(["rfc2047-b", "rfc2047-q", "rfc2231"]))  # fmt: skip
+def test_encoded_file_names_are_decoded_and_their_suffix_recognised(
+    stem: str, suffix: str, encoding: str
+) -> None:
+    name = stem + suffix
+    if encoding == "rfc2231":
+        value = "filename*=utf-8''" + urllib.parse.quote(name, safe="")
+    elif encoding == "rfc2047-b":
+        value = f'filename="=?utf-8?b?{base64.b64encode(name.encode()).decode()}?="'
+    else:
+        value = f'filename="{email.quoprimime.header_encode(name.encode(), "utf-8")}"'
+    xml = aggregate_xml()
+    data = gz(xml) if suffix == ".xml.gz" else zipped({"r.xml": xml}) if suffix == ".zip" else xml
+    body = base64.encodebytes(data).decode()
+    raw = (
+        'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        f"--b\r\nContent-Type: application/x-download\r\nContent-Disposition: attachment;"
+        f" {value}\r\nContent-Transfer-Encoding: base64\r\n\r\n{body}\r\n--b--\r\n"
+    ).encode()
+    found = extract(raw)
+    shown = "".join(c for c in name if c.isprintable())
+    want = shown + (":r.xml" if suffix == ".zip" else "")
+    assert [(d.kind, d.name) for d in found.documents] == [("dmarc", want)], found.problems
 
 
 def _mail(parts: list[tuple[str, str, bytes]], body: str) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from email import message_from_bytes
 from email.message import EmailMessage
@@ -238,3 +239,46 @@ def test_an_eml_attachment_that_is_not_a_message_is_a_problem_not_a_crash() -> N
     for data in (b"", b"\x00\xff" * 100, b"just some words, no headers"):
         found = parse_message(report_mail([("x.eml", "application/octet-stream", data)]))
         assert found.empty
+
+
+def _raw_attachment(headers: str, data: bytes) -> bytes:
+    body = base64.encodebytes(data).decode()
+    return (
+        "From: reports@reporter.test\r\nTo: dmarc@example.test\r\nSubject: report\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: text/plain\r\n\r\nreport attached\r\n"
+        f"--b\r\n{headers}\r\nContent-Transfer-Encoding: base64\r\n\r\n{body}\r\n--b--\r\n"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("headers", "name"),
+    [
+        # RFC 2047 encoded-words in the parameters (not allowed there, sent all the same)
+        ('Content-Type: application/x-download; name="=?utf-8?B?csOpcG9ydC54bWwuZ3o=?="',
+         "réport.xml.gz"),
+        ("Content-Type: binary/octet-stream\r\nContent-Disposition: attachment;"
+         ' filename="=?UTF-8?Q?r=C3=A9port=2Exml=2Egz?="', "réport.xml.gz"),
+        ("Content-Type: application/download\r\nContent-Disposition: attachment;\r\n"
+         ' filename="=?utf-8?q?very_long_name_?=\r\n =?utf-8?q?report.xml.gz?="',
+         "very long name report.xml.gz"),
+        ('Content-Type: application/x-download; name="=?utf-8?B?0L7RgtGH0ZHRgi56aXA=?="',
+         "отчёт.zip"),
+        # RFC 2231: charset, language, percent-encoding, continuations
+        ("Content-Type: application/x-download\r\nContent-Disposition: attachment;"
+         " filename*=UTF-8'fr'r%C3%A9port.xml.gz", "réport.xml.gz"),
+        ("Content-Type: application/x-download; name*=iso-8859-1''r%E9port.zip", "réport.zip"),
+        ("Content-Type: application/x-download\r\nContent-Disposition: attachment;\r\n"
+         " filename*0*=utf-8''r%C3%A9port;\r\n filename*1*=.xml.gz", "réport.xml.gz"),
+        ("Content-Type: application/x-download\r\nContent-Disposition: attachment;\r\n"
+         ' filename*0="rep";\r\n filename*1="ort.xml.gz"', "report.xml.gz"),
+        # an unknown charset: the name is still recognised by its ASCII suffix
+        ('Content-Type: application/x-download; name="=?x-bogus?B?cmVwb3J0LnhtbC5neg==?="',
+         "report.xml.gz"),
+    ],
+)  # fmt: skip
+def test_encoded_attachment_names_are_decoded(headers: str, name: str) -> None:
+    data = zipped({"r.xml": aggregate_xml()}) if name.endswith(".zip") else gz(aggregate_xml())
+    found = extract(_raw_attachment(headers, data))
+    want = f"{name}:r.xml" if name.endswith(".zip") else name
+    assert [(d.kind, d.name) for d in found.documents] == [("dmarc", want)], found.problems
