@@ -8,13 +8,14 @@ reporters send; its package is not used (see :mod:`exporter.reports.dmarc` for w
 Tolerated: counts written as numeric strings; a missing ``summary`` count (0) or
 ``failure-details`` (none); ``mx-host`` as a string or a list; an empty ``organization-name``
 (the reporter is then the domain of ``contact-info``); a missing ``report-id`` (one is made from
-the SHA-256 of the document, so a resent copy is counted once); date-times without a zone
-(taken as UTC). Refused: anything that is not a JSON object with a ``date-range`` end and a
-``policies`` list whose every entry names its ``policy-domain``. A ``result-type`` outside
-RFC 8460 section 4.3 is reported as ``other`` (its text kept in ``detail``), so a reporter's
-invention cannot grow the metric's label set. A ``failure-details`` row that cannot be read (not
-an object, a count that is negative, fractional, a boolean or over :data:`MAX_COUNT`) is skipped
-and counted in ``skipped_records``; the summary's counts are still counted.
+the SHA-256 of the document, so a resent copy is counted once); date-times without a zone (taken
+as UTC), with a lower-case ``t`` or ``z``, a space for ``T`` or a leap second. Refused: anything
+that is not a JSON object with a ``date-range`` end and a ``policies`` list whose every entry
+names its ``policy-domain``. A ``result-type`` outside RFC 8460 section 4.3 is reported as
+``other`` (its text kept in ``detail``), so a reporter's invention cannot grow the metric's
+label set. A ``failure-details`` row that cannot be read (not an object, a count that is
+negative, fractional, a boolean or over :data:`MAX_COUNT`) is skipped and counted in
+``skipped_records``; the summary's counts are still counted.
 
 Errors: :class:`TlsReportError` only.
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -160,17 +162,23 @@ def _count(value: Any, what: str) -> int:
     return value
 
 
+_LEAP_SECOND = re.compile(r"(?<=[0-9]{2}:[0-9]{2}):60(?![0-9])")
+
+
 def _timestamp(value: Any) -> float | None:
-    if not isinstance(value, str):
+    """An RFC 3339 date-time: ``T`` and ``Z`` in either case (section 5.6), a space for ``T``,
+    a leap second (``23:59:60``, read as the next second)."""
+    if not isinstance(value, str) or len(value) > 64:
         return None
+    text, leap = _LEAP_SECOND.subn(":59", value.strip().upper(), count=1)
     try:
-        when = datetime.fromisoformat(value.strip())
+        when = datetime.fromisoformat(text)
     except ValueError:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     try:
-        return when.timestamp()
+        return when.timestamp() + leap
     except (OverflowError, ValueError):
         return None
 

@@ -11,6 +11,7 @@ import email.quoprimime
 import ipaddress
 import json
 import urllib.parse
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -283,6 +284,29 @@ def test_every_aggregate_row_is_either_read_or_counted_as_skipped(
     report = parse_aggregate(xml)
     assert len(report.records) + report.skipped_records == len(rows)
     assert all(0 <= r.count <= MAX_COUNT for r in report.records)
+
+
+@settings(FUZZ)
+@given(
+    st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9998, 12, 31)),
+    st.sampled_from(["T", "t", " "]),
+    st.sampled_from(["Z", "z", "+00:00", "-00:00", "+05:30", "-11:00"]),
+    st.sampled_from(["", ".0", ".5", ".123456789"]),
+    st.booleans(),
+)
+def test_rfc3339_date_times_are_read_in_every_allowed_spelling(
+    when: datetime, sep: str, zone: str, fraction: str, leap: bool
+) -> None:
+    second = "60" if leap else f"{when.second:02d}"
+    text = f"{when:%Y-%m-%d}{sep}{when:%H:%M}:{second}{fraction}{zone}"
+    doc = json.loads(tlsrpt_json())
+    doc["date-range"] = {"start-datetime": text, "end-datetime": text}
+    report = parse_tlsrpt(json.dumps(doc).encode())
+    offset = 0 if zone in ("Z", "z") else (1 if zone[0] == "-" else -1) * (
+        int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)  # fmt: skip
+    naive = when.replace(second=59 if leap else when.second, microsecond=0, tzinfo=UTC)
+    want = naive.timestamp() + offset + (1 if leap else 0) + float("0" + fraction)
+    assert report.end == pytest.approx(want, abs=1e-5)
 
 
 # ----- archives and MIME ----------------------------------------------------------------------

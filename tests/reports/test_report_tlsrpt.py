@@ -140,3 +140,22 @@ def test_malformed_failure_details_are_skipped_and_counted() -> None:
         ("validation-failure", 3),
     ]
     assert parse_tlsrpt(sample("rfc8460.json")).skipped_records == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2016-04-01t00:00:00z", 1459468800.0),
+        ("2016-04-01T00:00:00z", 1459468800.0),
+        ("2016-04-01t23:59:59Z", 1459555199.0),
+        ("2016-04-01 00:00:00Z", 1459468800.0),
+        ("2016-04-01t02:00:00+02:00", 1459468800.0),
+        ("2016-04-01T00:00:00.123456789z", 1459468800.123456),
+        ("2016-04-01T23:59:60Z", 1459555200.0),  # a leap second (RFC 3339 section 5.7)
+        ("2016-12-31T23:59:60z", 1483228800.0),
+    ],
+)
+def test_rfc3339_date_times_in_any_case(text: str, expected: float) -> None:
+    doc = _doc(**{"date-range": {"start-datetime": text, "end-datetime": text}})
+    report = _parse(doc)
+    assert report.begin == report.end == pytest.approx(expected, abs=1e-6)
