@@ -40,7 +40,7 @@ from exporter.runner import Runtime, run_probe
 from exporter.storage import Store
 
 PASSWORD = "reports-S3cret-pw"
-USERS = [f"dmarc{i}@example.test" for i in range(8)]
+USERS = [f"dmarc{i}@example.test" for i in range(9)]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -453,6 +453,59 @@ async def test_records_skipped_are_shown_and_logged(
     assert subjects(dovecot, user, "Processed") == ["sk1", "tk1"]
     quiet = await run(cfg, dns_server, store)  # nothing new: nothing skipped
     assert quiet.result.details["records_skipped"] == "0"
+
+
+async def test_real_world_shapes_end_to_end(
+    dns_server: DnsServer, certs: MailCerts, dovecot: Dovecot, store: Store, pwfile: Path
+) -> None:
+    """Shapes the first versions refused or dropped, through a real IMAP server into the store:
+    one report id reused by one reporter for two domains and two days, a DOCTYPE, UTF-16
+    without a byte order mark, a report mail forwarded as a .eml attachment, an RFC 2047 file
+    name, a TLS-RPT report dated in lower case."""
+    user = USERS[8]
+    row = [("192.0.2.1", 5, "none", "pass", "pass")]
+    same_id = [aggregate_xml("daily", domain=d, end=e, records=row)
+               for d, e in (("example.test", 1_700_086_400), ("sub.example.test", 1_700_086_400),
+                            ("example.test", 1_700_172_800))]  # fmt: skip
+    doctype = aggregate_xml("dt", records=row).replace(
+        b"<feedback>", b"<!DOCTYPE feedback [<!ELEMENT feedback ANY>]><feedback>"
+    )
+    utf16 = aggregate_xml("u16", records=row).decode().replace(
+        'encoding="UTF-8"', 'encoding="UTF-16"').encode("utf-16-le")  # fmt: skip
+    inner = report_mail([("r.xml", "text/xml", aggregate_xml("fwd", records=row))])
+    encoded = gz(aggregate_xml("enc", records=row))
+    tls = tlsrpt_json("lower", success=7).replace(b"T00:00:00Z", b"t00:00:00z").replace(
+        b"T23:59:59Z", b"t23:59:59z")  # fmt: skip
+    for i, xml in enumerate(same_id):
+        dovecot.append(user, "INBOX", report_mail([("r.xml", "text/xml", xml)], subject=f"d{i}"))
+    dovecot.append(user, "INBOX", report_mail([("r.xml", "text/xml", doctype)], subject="dt"))
+    dovecot.append(user, "INBOX", report_mail([("r.xml", "application/xml", utf16)],
+                                              subject="u16"))  # fmt: skip
+    dovecot.append(user, "INBOX", report_mail([("fwd.eml", "application/octet-stream", inner)],
+                                              subject="fwd"))  # fmt: skip
+    raw = report_mail([("placeholder.bin", "application/x-download", encoded)], subject="enc")
+    raw = raw.replace(b'filename="placeholder.bin"',
+                      b'filename="=?utf-8?B?csOpcG9ydC54bWwuZ3o=?="')  # fmt: skip
+    dovecot.append(user, "INBOX", raw)
+    dovecot.append(user, "INBOX", report_mail([("t.json", "application/tlsrpt+json", tls)],
+                                              subject="lower"))  # fmt: skip
+    rec = await run(config(dns_server, certs, dovecot, user, pwfile), dns_server, store)
+    assert rec.success, rec.result.error
+    assert rec.result.details["messages_invalid"] == "0", rec.result.findings
+    assert rec.result.details["reports_counted"] == "dmarc 7, tlsrpt 1"
+    assert rec.result.details["reports_already_counted"] == "0"
+    messages = series(rec, "dmarc_report_messages_total")
+    key = (("disposition", "none"), ("dmarc", "pass"), ("domain", "example.test"),
+           ("reporter", "Reporter"))  # fmt: skip
+    assert messages[key] == 5 * 6  # daily twice, dt, u16, fwd, enc
+    assert messages[(*key[:2], ("domain", "sub.example.test"), key[3])] == 5
+    assert (
+        series(rec, "tlsrpt_sessions_total")[
+            (("domain", "example.test"), ("reporter", "Sender Inc."), ("result", "success"))
+        ]
+        == 7
+    )
+    assert len(subjects(dovecot, user, "Processed")) == 8
 
 
 def test_registered() -> None:
