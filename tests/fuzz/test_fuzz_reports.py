@@ -10,6 +10,7 @@ import dataclasses
 import email.quoprimime
 import ipaddress
 import json
+import random
 import urllib.parse
 from datetime import UTC, datetime
 from typing import Any
@@ -332,6 +333,24 @@ def test_archive_readers_raise_only_their_own_error(data: bytes) -> None:
             read(data, SMALL)  # type: ignore[operator]
         except ReportError:
             continue
+
+
+@settings(FUZZ)
+@given(
+    st.lists(st.tuples(st.integers(0, 200_000), st.integers(0, 2**32), st.booleans()),
+             min_size=1, max_size=6),
+    st.binary(max_size=8).filter(lambda b: not b.startswith(b"\x1f\x8b")),
+)  # fmt: skip
+def test_multi_member_gzip_reads_every_member_across_step_boundaries(
+    members: list[tuple[int, int, bool]], padding: bytes
+) -> None:
+    """Members of any size (across the 64 KiB input steps), compressible or not, then padding."""
+    docs = [
+        (b"<a/>" * (size // 4)) if text else random.Random(seed).randbytes(size)
+        for size, seed, text in members
+    ]
+    data = b"".join(gz(d) for d in docs) + padding
+    assert gunzip(data, Limits(ratio=10**6)) == b"".join(docs)
 
 
 _PART_TYPES = st.sampled_from(
