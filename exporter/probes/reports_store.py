@@ -140,7 +140,7 @@ def record_reports(
         if not accept(report.domain):
             out.ignored += 1
             continue
-        _count_dmarc(tx, report)
+        _count_dmarc(tx, report, now)
         out.dmarc += 1
         if report.skipped_records:
             out.records_skipped += report.skipped_records
@@ -152,7 +152,7 @@ def record_reports(
             out.duplicates += 1
             continue
         tx.mark_seen(NS_TLSRPT, dedup_key(tls), now)
-        counted = _count_tls(tx, tls, accept)
+        counted = _count_tls(tx, tls, accept, now)
         out.tlsrpt += counted
         out.ignored += len(tls.policies) - counted if tls.policies else 0
         if counted and tls.skipped_records:
@@ -179,7 +179,15 @@ def _last(tx: Tx, domain: str, kind: str, ts: float) -> None:
     )
 
 
-def _count_dmarc(tx: Tx, report: AggregateReport) -> None:
+def _period(begin: float, end: float, now: float) -> tuple[float, float]:
+    """The report's period, ending no later than when it was read: a period in the future (a
+    reporter's clock, a typo) would pin the newest report's time and keep its sources in the
+    window for as long as it lies."""
+    end = min(end, now)
+    return min(begin, end), end
+
+
+def _count_dmarc(tx: Tx, report: AggregateReport, now: float) -> None:
     totals: dict[tuple[str, str], int] = defaultdict(int)
     sources: dict[str, list[int]] = {}
     for r in report.records:
@@ -193,11 +201,12 @@ def _count_dmarc(tx: Tx, report: AggregateReport) -> None:
         labels = {"domain": report.domain, "reporter": report.reporter, "dmarc": dmarc,
                   "disposition": disposition}  # fmt: skip
         tx.add(DMARC_MESSAGES, labels, count)
-    day = int(report.end // DAY)
+    begin, end = _period(report.begin, report.end, now)
+    day = int(end // DAY)
     tx.executemany(
         "INSERT INTO report_sources (domain, ip, first_seen) VALUES (?, ?, ?)"
         " ON CONFLICT (domain, ip) DO UPDATE SET first_seen = min(first_seen, excluded.first_seen)",
-        [(report.domain, ip, float(report.begin)) for ip in sources],
+        [(report.domain, ip, begin) for ip in sources],
     )
     tx.executemany(
         "INSERT INTO report_source_days VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -206,13 +215,14 @@ def _count_dmarc(tx: Tx, report: AggregateReport) -> None:
         " dmarc_fail = dmarc_fail + excluded.dmarc_fail",
         [(report.domain, ip, day, *row) for ip, row in sources.items()],
     )
-    _last(tx, report.domain, "dmarc", float(report.end))
+    _last(tx, report.domain, "dmarc", end)
 
 
-def _count_tls(tx: Tx, report: TlsReport, accept: Callable[[str], bool]) -> int:
+def _count_tls(tx: Tx, report: TlsReport, accept: Callable[[str], bool], now: float) -> int:
     """Count the policies of one TLS report about accepted domains; how many were."""
     counted = 0
-    day = int(report.end // DAY)
+    _, end = _period(report.begin, report.end, now)
+    day = int(end // DAY)
     for policy in report.policies:
         if not accept(policy.domain):
             continue
@@ -230,7 +240,7 @@ def _count_tls(tx: Tx, report: TlsReport, accept: Callable[[str], bool]) -> int:
                 " (domain, day, result_type) DO UPDATE SET sessions = sessions + excluded.sessions",
                 (policy.domain, day, result_type, sessions),
             )
-        _last(tx, policy.domain, "tlsrpt", report.end)
+        _last(tx, policy.domain, "tlsrpt", end)
     return counted
 
 

@@ -141,3 +141,27 @@ async def test_records_skipped_in_counted_reports_are_reported(tmp_path: Path) -
         assert (again.duplicates, again.records_skipped, again.skipped_in) == (1, 0, [])
     finally:
         await store.aclose()
+
+
+async def test_a_report_dated_in_the_future_is_counted_as_of_when_it_was_read(
+    tmp_path: Path,
+) -> None:
+    """A period ending in 2100 (a reporter's clock, a typo, or on purpose) pinned the newest
+    report's time in the future: the "no report for 3 days" alert could never fire again, and
+    its sources stayed in the 7-day window for decades."""
+    now = 1_760_000_000.0
+    future = 4_102_444_800  # 2100-01-01
+    store = await Store.open(tmp_path)
+    try:
+        await _record(store, _dmarc("f-1", end=future), now=now)
+        await _record(store, _tls("f-2", day="2100-01-01"), now=now)
+        snap = await store.transact(lambda tx: rs.snapshot(tx, now))
+        assert {(d, k): ts for d, k, ts in snap.last} == {
+            ("example.test", "dmarc"): now,
+            ("example.test", "tlsrpt"): now,
+        }
+        assert [s.first_seen for s in snap.sources] == [now]
+        later = await store.transact(lambda tx: rs.snapshot(tx, now + 8 * DAY))
+        assert later.sources == [] and later.tls_failures == []
+    finally:
+        await store.aclose()
