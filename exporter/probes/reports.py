@@ -56,6 +56,8 @@ MIN_MESSAGES = 10
 PTR_PER_RUN = 20
 TABLE_ROWS = 50
 FINDINGS_MAX = 20
+PARSE_SHARE = 0.4
+"""Share of the run's timeout one message's reports may take to parse."""
 
 
 class _Stop(Exception):
@@ -75,9 +77,14 @@ class _Run:
         loop = asyncio.get_running_loop()
         timeout = self.ctx.timeout
         self.op_timeout = max(1.0, min(30.0, timeout / 3))
-        # Stop taking new messages early enough to log out and read the store back.
-        self.batch_deadline = loop.time() + max(0.5, timeout * 0.7)
-        self.limits = Limits(message_bytes=self.cfg.max_message_bytes)
+        # Each message may take PARSE_SHARE of the timeout to parse (more: it is invalid), so
+        # the last one starts early enough to finish, log out and read the store back within
+        # the mailbox's 85%; a message that took longer than the run kept the folder wedged.
+        self.batch_deadline = loop.time() + max(0.5, timeout * (0.8 - PARSE_SHARE))
+        self.limits = Limits(
+            message_bytes=self.cfg.max_message_bytes,
+            parse_seconds=round(max(0.5, timeout * PARSE_SHARE), 1),
+        )
         self.domains = [
             d for d in (self.cfg.domains or [x.domain for x in self.ctx.config.domains])
         ]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import lzma
 import struct
+import time
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -38,6 +39,17 @@ class ReportError(ValueError):
 
 class ReportTooLarge(ReportError):
     """A size, count or decompression-ratio limit was reached: the input was refused."""
+
+
+class ReportTooSlow(ReportTooLarge):
+    """Parsing went past its deadline (:attr:`Limits.parse_seconds`): the input was refused."""
+
+
+def check_deadline(deadline: float | None, seconds: float | None = None) -> None:
+    """Raise :class:`ReportTooSlow` once ``deadline`` (``time.monotonic()``) has passed."""
+    if deadline is not None and time.monotonic() > deadline:
+        took = f" {seconds:.1f} s" if seconds is not None else " its deadline"
+        raise ReportTooSlow(f"parsing took over{took}")
 
 
 class ArchiveError(ReportError):
@@ -70,6 +82,9 @@ class Limits:
     """Entries in one zip archive."""
     gzip_members: int = 100
     """Members of one gzip file (concatenated gzip streams; reporters send one)."""
+    parse_seconds: float | None = None
+    """Time to parse the reports of one message (None: no limit). Many tiny records cost CPU
+    well beyond what their bytes suggest (400,000 of them in a 3 MB gzip take over 10 s)."""
 
 
 def sniff_archive(data: bytes) -> str | None:

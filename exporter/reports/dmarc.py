@@ -30,7 +30,8 @@ in ``skipped_records``; a report without a policy domain or a date range is refu
 without ``report_id`` gets one from the SHA-256 of its content, so a resent copy is still
 counted once.
 
-Errors: :class:`DmarcReportError` only.
+Errors: :class:`DmarcReportError` only (and, past a deadline given to :func:`parse_aggregate`,
+:class:`~exporter.reports.archive.ReportTooSlow`).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from xml.etree.ElementTree import Element, ParseError, TreeBuilder
 from defusedxml import DefusedXmlException, DTDForbidden
 from defusedxml.ElementTree import DefusedXMLParser, iterparse
 
-from exporter.reports.archive import ReportError
+from exporter.reports.archive import ReportError, ReportTooSlow, check_deadline
 
 RFC9990_NS = "urn:ietf:params:xml:ns:dmarc-2.0"
 MAX_COUNT = 10**9
@@ -127,23 +128,32 @@ class AggregateReport:
         return (self.reporter, self.report_id, self.domain, self.begin, self.end)
 
 
-def parse_aggregate(data: bytes) -> AggregateReport:
-    """Parse one DMARC aggregate report (the XML, already decompressed)."""
+def parse_aggregate(data: bytes, deadline: float | None = None) -> AggregateReport:
+    """Parse one DMARC aggregate report (the XML, already decompressed). With a ``deadline``
+    (``time.monotonic()``), :class:`~exporter.reports.archive.ReportTooSlow` once it passes."""
     digest = hashlib.sha256(data).hexdigest()[:32]
     try:
-        return _parse(_tidy(_utf8(data, transcode=False)), digest)
+        return _parse(_tidy(_utf8(data, transcode=False)), digest, deadline)
     except DmarcReportError:
         if not _fast_path_taken(data) or _valid_utf8(data):
             raise
     # bytes that are not UTF-8 under a UTF-8 (or no) declaration: read them as Latin-1
-    return _parse(_tidy(_utf8(data, transcode=True)), digest)
+    return _parse(_tidy(_utf8(data, transcode=True)), digest, deadline)
 
 
-def _parse(xml: bytes, digest: str) -> AggregateReport:
+DEADLINE_EVERY = 512
+"""Sections between two looks at the clock."""
+
+
+def _parse(xml: bytes, digest: str, deadline: float | None) -> AggregateReport:
     builder = _Builder(digest)
     try:
-        for elem in _sections(xml, builder):
+        for n, elem in enumerate(_sections(xml, builder)):
             builder.child(elem)
+            if n % DEADLINE_EVERY == 0:
+                check_deadline(deadline)
+    except ReportTooSlow:
+        raise
     except DefusedXmlException as exc:
         raise DmarcReportError(f"refused XML: {type(exc).__name__}") from None
     except (ParseError, LookupError, ValueError) as exc:

@@ -36,6 +36,7 @@ import email.message
 import email.policy
 import email.utils
 import quopri
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
@@ -44,6 +45,8 @@ from exporter.reports.archive import (
     Limits,
     ReportError,
     ReportTooLarge,
+    ReportTooSlow,
+    check_deadline,
     gunzip,
     sniff_archive,
     unzip,
@@ -109,17 +112,25 @@ class MessageReports:
 
 
 def parse_message(raw: bytes, limits: Limits | None = None) -> MessageReports:
-    """Every report in one message, parsed; unreadable parts listed in ``problems``."""
-    found = extract(raw, limits)
+    """Every report in one message, parsed; unreadable parts listed in ``problems``. With
+    :attr:`Limits.parse_seconds`, a message whose reports take longer to read holds none (each
+    document past the deadline is a problem): it is refused as a whole, not half counted."""
+    lim = limits or Limits()
+    seconds = lim.parse_seconds
+    deadline = None if seconds is None else time.monotonic() + seconds
+    found = extract(raw, lim)
     dmarc: list[AggregateReport] = []
     tlsrpt: list[TlsReport] = []
     problems = list(found.problems)
     for doc in found.documents:
         try:
+            check_deadline(deadline, seconds)
             if doc.kind == "dmarc":
-                dmarc.append(parse_aggregate(doc.data))
+                dmarc.append(parse_aggregate(doc.data, deadline))
             else:
-                tlsrpt.append(parse_tlsrpt(doc.data))
+                tlsrpt.append(parse_tlsrpt(doc.data, deadline))
+        except ReportTooSlow:
+            return MessageReports(problems=(f"{doc.name}: parsing took over {seconds} s",))
         except ReportError as exc:
             problems.append(f"{doc.name}: {exc}")
     return MessageReports(tuple(dmarc), tuple(tlsrpt), tuple(problems))

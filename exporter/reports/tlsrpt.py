@@ -17,7 +17,8 @@ label set. A ``failure-details`` row that cannot be read (not an object, a count
 negative, fractional, a boolean or over :data:`MAX_COUNT`) is skipped and counted in
 ``skipped_records``; the summary's counts are still counted.
 
-Errors: :class:`TlsReportError` only.
+Errors: :class:`TlsReportError` only (and, past a deadline given to :func:`parse_tlsrpt`,
+:class:`~exporter.reports.archive.ReportTooSlow`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from exporter.reports.archive import ReportError
+from exporter.reports.archive import ReportError, check_deadline
 
 MAX_COUNT = 10**12
 RESULT_TYPES = frozenset(
@@ -105,8 +106,9 @@ class TlsReport:
         return (self.reporter, self.report_id, self.begin, self.end)
 
 
-def parse_tlsrpt(data: bytes) -> TlsReport:
-    """Parse one TLS report (the JSON, already decompressed)."""
+def parse_tlsrpt(data: bytes, deadline: float | None = None) -> TlsReport:
+    """Parse one TLS report (the JSON, already decompressed). With a ``deadline``
+    (``time.monotonic()``), :class:`~exporter.reports.archive.ReportTooSlow` once it passes."""
     try:
         doc = json.loads(data)
     except (ValueError, RecursionError) as exc:
@@ -128,7 +130,11 @@ def parse_tlsrpt(data: bytes) -> TlsReport:
     if not reporter:
         reporter = _domain(contact.rpartition("@")[2]) or "unknown"
     report_id = _string(doc.get("report-id"), 256)
-    read = [_policy(p) for p in policies]
+    read: list[tuple[TlsPolicy, int]] = []
+    for n, entry in enumerate(policies):
+        if n % 512 == 0:
+            check_deadline(deadline)
+        read.append(_policy(entry))
     return TlsReport(
         reporter=reporter,
         report_id=report_id or f"sha256:{hashlib.sha256(data).hexdigest()[:32]}",

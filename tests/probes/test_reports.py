@@ -10,6 +10,7 @@ from __future__ import annotations
 import email
 import imaplib
 import json
+import random
 import shutil
 import time
 from collections.abc import Iterator
@@ -40,7 +41,7 @@ from exporter.runner import Runtime, run_probe
 from exporter.storage import Store
 
 PASSWORD = "reports-S3cret-pw"
-USERS = [f"dmarc{i}@example.test" for i in range(9)]
+USERS = [f"dmarc{i}@example.test" for i in range(10)]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -506,6 +507,43 @@ async def test_real_world_shapes_end_to_end(
         == 7
     )
     assert len(subjects(dovecot, user, "Processed")) == 8
+
+
+def _slow_report(records: int) -> bytes:
+    """A mail (gzip) whose report takes seconds of CPU to parse: many tiny records."""
+    rng = random.Random(7)  # varied rows: identical ones compress past the ratio cap
+    rows = b"".join(
+        b"<record><row><source_ip>10.%d.%d.%d</source_ip><count>%d</count></row></record>"
+        % (rng.randrange(256), rng.randrange(256), rng.randrange(256), rng.randrange(10**6))
+        for _ in range(records)
+    )
+    xml = aggregate_xml("slow").replace(b"</feedback>", rows + b"</feedback>")
+    return report_mail([("slow.xml.gz", "application/gzip", gz(xml))], subject="slow")
+
+
+async def test_a_report_too_slow_to_parse_goes_to_invalid_instead_of_wedging_the_folder(
+    dns_server: DnsServer, certs: MailCerts, dovecot: Dovecot, store: Store, pwfile: Path
+) -> None:
+    """A report of 400,000 tiny records (a 7 MB mail) takes over ten seconds of CPU: the run
+    timed out while parsing it, it stayed first in the folder, and every later run did the
+    same, so no report behind it was ever read. Now each message has a parse budget (40% of
+    the timeout) and one over it is moved to the invalid folder."""
+    user = USERS[9]
+    dovecot.append(user, "INBOX", _slow_report(400_000))
+    dovecot.append(user, "INBOX", report_mail([("r.xml", "text/xml", aggregate_xml("after"))],
+                                              subject="after"))  # fmt: skip
+    section = config(dns_server, certs, dovecot, user, pwfile).model_dump(by_alias=True)
+    section["global"]["timeout"] = "4s"
+    rec = await run(parse_config(section), dns_server, store)
+    assert rec.success, rec.result.error
+    assert subjects(dovecot, user, "Invalid") == ["slow"]
+    evidence = next(f.evidence for f in rec.result.findings if f.code == "reports_invalid_messages")
+    assert "slow.xml.gz: parsing took over 1.6 s" in evidence
+    if subjects(dovecot, user, "INBOX"):  # the batch's time was spent: the next run reads it
+        rec = await run(parse_config(section), dns_server, store)
+        assert rec.success, rec.result.error
+    assert subjects(dovecot, user, "INBOX") == []
+    assert subjects(dovecot, user, "Processed") == ["after"]
 
 
 def test_registered() -> None:

@@ -282,3 +282,11 @@ def test_encoded_attachment_names_are_decoded(headers: str, name: str) -> None:
     found = extract(_raw_attachment(headers, data))
     want = f"{name}:r.xml" if name.endswith(".zip") else name
     assert [(d.kind, d.name) for d in found.documents] == [("dmarc", want)], found.problems
+
+
+def test_a_message_past_its_parse_deadline_holds_no_report() -> None:
+    raw = report_mail([("a.xml", "text/xml", XML), ("s.json", "application/tlsrpt+json", JSON)])
+    assert not parse_message(raw, Limits(parse_seconds=30.0)).empty
+    hurried = parse_message(raw, Limits(parse_seconds=0.0))
+    assert hurried.empty
+    assert hurried.problems == ("a.xml: parsing took over 0.0 s",)
