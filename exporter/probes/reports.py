@@ -72,6 +72,8 @@ class _Run:
     result: ProbeResult = field(default_factory=ProbeResult)
     client: ImapClient | None = None
     invalid_seen: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    """Parts that could not be read in messages that held reports (those were counted)."""
 
     def __post_init__(self) -> None:
         loop = asyncio.get_running_loop()
@@ -208,6 +210,13 @@ class _Run:
                 extra={"probe": "reports", "target": self.target,
                        "records_skipped": totals.records_skipped, "reports": shown},
             )  # fmt: skip
+        if self.unreadable:
+            shown = "; ".join(self.unreadable[:3])
+            details["parts_unreadable"] = f"{len(self.unreadable)}: {shown}"
+            self.ctx.log.warning(
+                "report mail parts unreadable",
+                extra={"probe": "reports", "target": self.target, "parts": shown},
+            )
         if totals.ignored:
             details["reports_ignored"] = f"{totals.ignored} (domains not in {self.domains})"
         if moved["invalid"]:
@@ -242,6 +251,7 @@ class _Run:
             why = found.problems[0] if found.problems else "no report in the message"
             self.invalid_seen.append(f"UID {uid}: {why}"[:300])
             return found, _digest(raw)
+        self.unreadable += (f"UID {uid}: {problem}"[:300] for problem in found.problems)
         return found, None
 
 

@@ -41,7 +41,7 @@ from exporter.runner import Runtime, run_probe
 from exporter.storage import Store
 
 PASSWORD = "reports-S3cret-pw"
-USERS = [f"dmarc{i}@example.test" for i in range(10)]
+USERS = [f"dmarc{i}@example.test" for i in range(11)]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -544,6 +544,25 @@ async def test_a_report_too_slow_to_parse_goes_to_invalid_instead_of_wedging_the
         assert rec.success, rec.result.error
     assert subjects(dovecot, user, "INBOX") == []
     assert subjects(dovecot, user, "Processed") == ["after"]
+
+
+async def test_an_unreadable_part_beside_a_report_is_shown(
+    dns_server: DnsServer, certs: MailCerts, dovecot: Dovecot, store: Store, pwfile: Path
+) -> None:
+    """A message with one good report and one broken attachment: the good one is counted and
+    the message processed; the broken one was dropped without a word."""
+    user = USERS[10]
+    dovecot.append(user, "INBOX", report_mail([
+        ("good.xml", "text/xml", aggregate_xml("good")),
+        ("broken.xml.gz", "application/gzip", gz(aggregate_xml("b"))[:40]),
+    ], subject="mixed"))  # fmt: skip
+    rec = await run(config(dns_server, certs, dovecot, user, pwfile), dns_server, store)
+    assert rec.success, rec.result.error
+    assert subjects(dovecot, user, "Processed") == ["mixed"]
+    assert rec.result.details["reports_counted"] == "dmarc 1, tlsrpt 0"
+    assert rec.result.details["parts_unreadable"].startswith(
+        "1: UID 1: broken.xml.gz: broken.xml.gz: truncated gzip data"
+    )
 
 
 def test_registered() -> None:
