@@ -150,7 +150,7 @@ def parse(body: str | bytes) -> Parsed:
             body = body.decode("utf-8")
         except UnicodeDecodeError:
             raise SesEventError("message body is not UTF-8") from None
-    if body.strip() == _VALIDATION_TEXT:  # with SNS raw message delivery
+    if body.strip().removeprefix("\ufeff") == _VALIDATION_TEXT:  # SNS raw message delivery
         return NotAnEvent("SES event destination validation")
     obj = _load(body, "message body")
     if not isinstance(obj, dict):
@@ -182,7 +182,7 @@ def parse(body: str | bytes) -> Parsed:
 
 def _load(text: str, what: str) -> Any:
     try:
-        return json.loads(text)
+        return json.loads(text.removeprefix("\ufeff"))  # a byte order mark: some relays add it
     except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
         raise SesEventError(f"{what} is not JSON") from None
 

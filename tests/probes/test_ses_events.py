@@ -233,6 +233,17 @@ def test_bytes_body() -> None:
     assert event(json.dumps(fixture("event-send")).encode()).event == "Send"
 
 
+def test_a_byte_order_mark_before_the_json_is_ignored() -> None:
+    """Producers other than SNS (a relay function in .NET or PowerShell) write UTF-8 with a
+    byte order mark; the event was refused as "not JSON" and left for the dead-letter queue."""
+    body = json.dumps(fixture("event-bounce"))
+    assert event("\ufeff" + body).event == "Bounce"
+    assert event(b"\xef\xbb\xbf" + body.encode()).event == "Bounce"
+    envelope = fixture("sns-envelope")
+    envelope["Message"] = "\ufeff" + body
+    assert event("\ufeff" + json.dumps(envelope)).envelope == "sns"
+
+
 # ----- setup messages ----------------------------------------------------------------------------
 
 
@@ -600,3 +611,12 @@ def test_scrub_never_leaves_an_address_in_any_script(local: str, domain: str, sh
     assert f"{local}@" not in out and "…@" in out
     rcpt = domain_of(address)
     assert rcpt.isascii() and (rcpt == "" or "@" not in rcpt)
+
+
+@given(st.sampled_from(sorted(EXPECTED)), st.sampled_from(["raw", "sns", "eventbridge"]),
+       st.booleans())  # fmt: skip
+def test_a_byte_order_mark_changes_nothing(name: str, wrap: str, as_bytes: bool) -> None:
+    data = fixture(name)
+    body = {"raw": json.dumps(data), "sns": sns(data), "eventbridge": eventbridge(data)}[wrap]
+    marked = "\ufeff" + body
+    assert parse(marked.encode() if as_bytes else marked) == parse(body)
