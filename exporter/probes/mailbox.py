@@ -17,8 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-import idna
-
+from exporter.idn import a_label
 from exporter.net.dnsclient import DnsClient
 from exporter.net.dnsmodel import DnsAnswer, DnsTempError
 
@@ -72,17 +71,11 @@ def normalize_domain(domain: str) -> str:
 
 
 def a_label_domain(domain: str) -> str:
-    """The domain normalised, internationalised labels as A-labels (IDNA 2008 with the UTS 46
-    mapping: ``Bücher.DE`` -> ``xn--bcher-kva.de``, full-width letters and ideographic full
-    stops mapped); '' when it is not a valid internationalised domain name. One spelling per
-    domain keeps the label values bounded and ASCII, and matches what DNS answers for."""
-    domain = normalize_domain(domain)
-    if domain.isascii() or len(domain) > 1024:
-        return domain if domain.isascii() else ""
-    try:
-        return normalize_domain(idna.encode(domain, uts46=True).decode("ascii"))
-    except (idna.IDNAError, UnicodeError, ValueError):
-        return ""
+    """The domain normalised, internationalised labels as A-labels
+    (:func:`exporter.idn.a_label`: ``Bücher.DE`` -> ``xn--bcher-kva.de``); '' when it is not a
+    valid internationalised domain name. One spelling per domain keeps the label values
+    bounded and ASCII, and matches what DNS answers for."""
+    return a_label(normalize_domain(domain)) or ""
 
 
 def domain_of(address: str) -> str:

@@ -48,6 +48,7 @@ from xml.etree.ElementTree import Element, ParseError, TreeBuilder
 from defusedxml import DefusedXmlException, DTDForbidden
 from defusedxml.ElementTree import DefusedXMLParser, iterparse
 
+from exporter.idn import a_label
 from exporter.reports.archive import ReportError, ReportTooSlow, check_deadline
 
 RFC9990_NS = "urn:ietf:params:xml:ns:dmarc-2.0"
@@ -351,7 +352,9 @@ def _number(text: str, limit: int) -> int | None:
 
 
 def _domain(text: str) -> str:
-    return text.strip().rstrip(".").lower()[:253]
+    """Lower case, A-labels (a name that is not a valid IDN as written), bounded."""
+    text = text.strip().rstrip(".").lower()
+    return (a_label(text) or text)[:253]
 
 
 def _label(text: str, limit: int = 128) -> str:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from exporter.idn import a_label
 from exporter.reports.archive import ReportError, check_deadline
 
 MAX_COUNT = 10**12
@@ -153,7 +154,9 @@ def _string(value: Any, limit: int) -> str:
 
 
 def _domain(value: Any) -> str:
-    return _string(value, 253).rstrip(".").lower()
+    """Lower case, A-labels (a name that is not a valid IDN as written), bounded."""
+    text = _string(value, 1024).rstrip(".").lower()
+    return (a_label(text) or text)[:253]
 
 
 def _count(value: Any, what: str) -> int:

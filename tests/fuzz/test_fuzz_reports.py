@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from reportmail import XXE, aggregate_xml, gz, report_mail, tlsrpt_json, zipped
 from reportsamples import ALL, sample
 
+from exporter.idn import a_label
 from exporter.reports.archive import Limits, ReportError, gunzip, unzip
 from exporter.reports.dmarc import MAX_COUNT, AggregateReport, DmarcReportError, parse_aggregate
 from exporter.reports.mime import MessageError, extract, parse_message
@@ -173,6 +174,26 @@ def test_an_aggregate_report_reads_the_same_in_any_unicode_encoding(
     if want.report_id.startswith("sha256:"):  # made from the bytes, which differ
         got = dataclasses.replace(got, report_id=want.report_id)
     assert got == want
+
+
+_IDN_LABELS = st.text(st.characters(categories=["Lu", "Ll", "Lo", "Nd"]), min_size=1, max_size=12)
+
+
+@settings(FUZZ)
+@given(st.lists(_IDN_LABELS, min_size=1, max_size=3).map(".".join))
+def test_a_report_domain_has_one_spelling(domain: str) -> None:
+    """Whatever the script and case, the policy domain is its A-label form, the same as the
+    A-label form written by another reporter; a name that is not a valid IDN is kept."""
+    xml = aggregate_xml(domain="x").replace(b"<domain>x<", f"<domain>{domain}<".encode())
+    report = parse_aggregate(xml)
+    expected = a_label(domain.lower())
+    assert report.domain == (expected or domain.lower().strip())[:253]
+    if expected is not None:
+        assert report.domain.isascii()
+        again = aggregate_xml(domain="x").replace(b"<domain>x<", f"<domain>{expected}<".encode())
+        assert parse_aggregate(again).domain == report.domain
+    doc = json.loads(tlsrpt_json(domain=domain))
+    assert parse_tlsrpt(json.dumps(doc).encode()).policies[0].domain == report.domain
 
 
 # ----- TLS-RPT JSON ---------------------------------------------------------------------------

@@ -314,3 +314,25 @@ def test_latin1_bytes_without_a_declaration_and_two_declarations() -> None:
 def test_pathological_documents_are_refused(payload: bytes) -> None:
     with pytest.raises(DmarcReportError, match="not well-formed"):
         parse_aggregate(payload)
+
+
+def test_internationalised_domains_are_kept_as_a_labels() -> None:
+    """A reporter writing U-labels (``bücher.de``) and one writing A-labels
+    (``xn--bcher-kva.de``) report on one domain: one spelling, the one the config uses."""
+    extra = (
+        "<auth_results><dkim><domain>Bücher.DE</domain><result>pass</result>"
+        "<selector>s1</selector></dkim><spf><domain>例子.广告</domain><result>pass</result>"
+        "</spf></auth_results>"
+    )
+    xml = _report(
+        _record(extra=extra).replace("<header_from>example.test", "<header_from>BÜCHER.de"),
+        published="<domain>Bücher.DE.</domain><p>reject</p>",
+    )
+    report = parse_aggregate(xml.encode())
+    assert report.domain == "xn--bcher-kva.de"
+    (record,) = report.records
+    assert record.header_from == "xn--bcher-kva.de"
+    assert record.dkim_results[0].domain == "xn--bcher-kva.de"
+    assert record.spf_results[0].domain == "xn--fsqu00a.xn--4rr70v"
+    odd = parse_aggregate(_report(published="<domain>☃.example</domain>").encode())
+    assert odd.domain == "☃.example"  # not a valid IDN: kept as written, still a report

@@ -159,3 +159,15 @@ def test_rfc3339_date_times_in_any_case(text: str, expected: float) -> None:
     doc = _doc(**{"date-range": {"start-datetime": text, "end-datetime": text}})
     report = _parse(doc)
     assert report.begin == report.end == pytest.approx(expected, abs=1e-6)
+
+
+def test_internationalised_domains_are_kept_as_a_labels() -> None:
+    doc = _doc()
+    policy = doc["policies"][0]
+    policy["policy"]["policy-domain"] = "Bücher.DE"
+    policy["policy"]["mx-host"] = ["mx.Bücher.de", "*.bücher.de"]
+    policy["failure-details"][0]["receiving-mx-hostname"] = "MX.bücher.de."
+    (p,) = _parse(doc).policies
+    assert p.domain == "xn--bcher-kva.de"
+    assert p.mx_hosts == ("mx.xn--bcher-kva.de", "*.xn--bcher-kva.de")
+    assert p.failures[0].receiving_mx_hostname == "mx.xn--bcher-kva.de"
