@@ -81,6 +81,17 @@ class Tx:
         ).fetchone()
         return row is not None
 
+    def seen_at(self, namespace: str, key: str) -> float | None:
+        """When the mark was made; None when there is none."""
+        row = self._conn.execute(
+            "SELECT ts FROM seen WHERE namespace = ? AND key = ?", (namespace, key)
+        ).fetchone()
+        return None if row is None else float(row[0])
+
+    def forget(self, namespace: str, key: str) -> None:
+        """Drop one mark."""
+        self._conn.execute("DELETE FROM seen WHERE namespace = ? AND key = ?", (namespace, key))
+
     def mark_seen(self, namespace: str, key: str, ts: float) -> None:
         self._conn.execute(
             "INSERT OR IGNORE INTO seen (namespace, key, ts) VALUES (?, ?, ?)", (namespace, key, ts)

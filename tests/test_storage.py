@@ -129,3 +129,21 @@ def test_a_killed_writer_loses_no_committed_transaction_and_leaves_no_half(
     assert labels == {"k": "v"}
     assert total == marks  # all or nothing, every time
     assert total >= acknowledged + 1  # nothing acknowledged was lost
+
+
+async def test_seen_at_and_forget_one_mark(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path)
+
+    def mark(tx: Tx) -> None:
+        tx.mark_seen("ns", "a", 12.5)
+        tx.mark_seen("ns", "b", 13.0)
+
+    await store.transact(mark)
+    assert await store.transact(lambda tx: tx.seen_at("ns", "a")) == 12.5
+    assert await store.transact(lambda tx: tx.seen_at("ns", "c")) is None
+    await store.transact(lambda tx: tx.forget("ns", "a"))
+    assert await store.transact(lambda tx: (tx.seen("ns", "a"), tx.seen("ns", "b"))) == (
+        False,
+        True,
+    )
+    await store.aclose()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from exporter.idn import a_label
 from exporter.net.dnsclient import DnsClient
 from exporter.net.dnsmodel import DnsAnswer, DnsTempError
 
@@ -69,8 +70,17 @@ def normalize_domain(domain: str) -> str:
     return domain.strip().strip("<>[]").strip().rstrip(".").lower()
 
 
+def a_label_domain(domain: str) -> str:
+    """The domain normalised, internationalised labels as A-labels
+    (:func:`exporter.idn.a_label`: ``Bücher.DE`` -> ``xn--bcher-kva.de``); '' when it is not a
+    valid internationalised domain name. One spelling per domain keeps the label values
+    bounded and ASCII, and matches what DNS answers for."""
+    return a_label(normalize_domain(domain)) or ""
+
+
 def domain_of(address: str) -> str:
-    """The domain of an address (``Jane <jane@Example.COM>`` -> ``example.com``); '' if none.
+    """The domain of an address (``Jane <jane@Example.COM>`` -> ``example.com``), an
+    internationalised one in A-labels (:func:`a_label_domain`); '' if none.
 
     Only the domain is ever kept: recipients are personal data.
     """
@@ -80,7 +90,7 @@ def domain_of(address: str) -> str:
     local, at, domain = text.rpartition("@")
     if not at or not local:
         return ""
-    domain = normalize_domain(domain)
+    domain = a_label_domain(domain)
     if not domain or len(domain) > 253 or not _DOMAIN.fullmatch(domain):
         return ""
     return domain

@@ -9,10 +9,11 @@ One target per ``reports`` entry (one mailbox). A run:
    ``max_message_bytes`` is not fetched), and parses each off the event loop
    (:mod:`exporter.reports`);
 3. per message, in ONE store transaction: the counters of every report not seen before, the
-   seen marks (reporter + report id) and the per-source rows; then moves the message to the
-   processed folder — or, when it holds no parseable report, counts it once as invalid and
-   moves it to the invalid folder. Nothing is ever deleted. A crash between the commit and the
-   move leaves the message in the folder: the next run finds its reports seen and only moves it;
+   seen marks (reporter, report id, domain and period) and the per-source rows; then moves
+   the message to the processed folder — or, when it holds no parseable report, counts it once
+   as invalid and moves it to the invalid folder. Nothing is ever deleted. A crash between the
+   commit and the move leaves the message in the folder: the next run finds its reports seen
+   and only moves it;
 4. whatever happened over IMAP, serves the stored counters, the failing-sources and
    newest-report gauges, the findings of the last 7 days and the "sources of the last 7 days"
    tables (PTR names looked up for a few new sources per run), all read from the store.
@@ -55,6 +56,8 @@ MIN_MESSAGES = 10
 PTR_PER_RUN = 20
 TABLE_ROWS = 50
 FINDINGS_MAX = 20
+PARSE_SHARE = 0.4
+"""Share of the run's timeout one message's reports may take to parse."""
 
 
 class _Stop(Exception):
@@ -69,14 +72,21 @@ class _Run:
     result: ProbeResult = field(default_factory=ProbeResult)
     client: ImapClient | None = None
     invalid_seen: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    """Parts that could not be read in messages that held reports (those were counted)."""
 
     def __post_init__(self) -> None:
         loop = asyncio.get_running_loop()
         timeout = self.ctx.timeout
         self.op_timeout = max(1.0, min(30.0, timeout / 3))
-        # Stop taking new messages early enough to log out and read the store back.
-        self.batch_deadline = loop.time() + max(0.5, timeout * 0.7)
-        self.limits = Limits(message_bytes=self.cfg.max_message_bytes)
+        # Each message may take PARSE_SHARE of the timeout to parse (more: it is invalid), so
+        # the last one starts early enough to finish, log out and read the store back within
+        # the mailbox's 85%; a message that took longer than the run kept the folder wedged.
+        self.batch_deadline = loop.time() + max(0.5, timeout * (0.8 - PARSE_SHARE))
+        self.limits = Limits(
+            message_bytes=self.cfg.max_message_bytes,
+            parse_seconds=round(max(0.5, timeout * PARSE_SHARE), 1),
+        )
         self.domains = [
             d for d in (self.cfg.domains or [x.domain for x in self.ctx.config.domains])
         ]
@@ -164,9 +174,7 @@ class _Run:
             try:
                 if found is not None and not found.empty:
                     count = partial(rs.record_reports, found=found, accept=self.accept, now=now)
-                    outcome = await store.transact(count)
-                    for name in ("dmarc", "tlsrpt", "duplicates", "ignored"):
-                        setattr(totals, name, getattr(totals, name) + getattr(outcome, name))
+                    totals.add(await store.transact(count))
                     folder, kind = imap.processed_folder, "processed"
                 else:
                     mark = partial(
@@ -190,6 +198,25 @@ class _Run:
         details["messages_waiting"] = str(len(uids) - done)
         details["reports_counted"] = f"dmarc {totals.dmarc}, tlsrpt {totals.tlsrpt}"
         details["reports_already_counted"] = str(totals.duplicates)
+        details["records_skipped"] = str(totals.records_skipped)
+        if totals.records_skipped:
+            shown = "; ".join(totals.skipped_in[:5])
+            more = len(totals.skipped_in) - 5
+            details["records_skipped"] += f": {shown}" + (
+                f"; {more} more reports" if more > 0 else ""
+            )
+            self.ctx.log.warning(
+                "report records skipped",
+                extra={"probe": "reports", "target": self.target,
+                       "records_skipped": totals.records_skipped, "reports": shown},
+            )  # fmt: skip
+        if self.unreadable:
+            shown = "; ".join(self.unreadable[:3])
+            details["parts_unreadable"] = f"{len(self.unreadable)}: {shown}"
+            self.ctx.log.warning(
+                "report mail parts unreadable",
+                extra={"probe": "reports", "target": self.target, "parts": shown},
+            )
         if totals.ignored:
             details["reports_ignored"] = f"{totals.ignored} (domains not in {self.domains})"
         if moved["invalid"]:
@@ -224,6 +251,7 @@ class _Run:
             why = found.problems[0] if found.problems else "no report in the message"
             self.invalid_seen.append(f"UID {uid}: {why}"[:300])
             return found, _digest(raw)
+        self.unreadable += (f"UID {uid}: {problem}"[:300] for problem in found.problems)
         return found, None
 
 

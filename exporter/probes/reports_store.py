@@ -3,7 +3,7 @@ and status page read back.
 
 Everything a message adds is written by one function in one transaction
 (:func:`record_reports`, :func:`record_invalid`): the counters, the "seen" mark of each report
-(namespace ``reports.dmarc`` / ``reports.tlsrpt``, key reporter + report id) and the per-source
+(namespace ``reports.dmarc`` / ``reports.tlsrpt``, see :func:`dedup_key`) and the per-source
 rows. A crash before the commit loses nothing (the message is still in the folder and is read
 again), a crash after it double-counts nothing (the report is seen: the message is only moved).
 
@@ -74,10 +74,56 @@ class Outcome:
     """Reports already counted (from an earlier message, or this one read again)."""
     ignored: int = 0
     """Reports (or TLS-RPT policies) about domains this mailbox does not count."""
+    records_skipped: int = 0
+    """Malformed records (DMARC rows, TLS-RPT failure details) left out of counted reports."""
+    skipped_in: list[str] = field(default_factory=list)
+    """Which reports those were: ``reporter report-id (domain): n``."""
+
+    def add(self, other: Outcome) -> None:
+        self.dmarc += other.dmarc
+        self.tlsrpt += other.tlsrpt
+        self.duplicates += other.duplicates
+        self.ignored += other.ignored
+        self.records_skipped += other.records_skipped
+        self.skipped_in += other.skipped_in
 
 
 def report_key(reporter: str, report_id: str) -> str:
+    """The mark of the first versions: reporter + report id (see :func:`_already_counted`)."""
     return f"{reporter}\x1f{report_id}"
+
+
+def dedup_key(report: AggregateReport | TlsReport) -> str:
+    """The mark of a counted report: reporter, report id, the DMARC report's policy domain and
+    the period. Reporters reuse ids across domains and periods; the fields cannot hold
+    ``\x1f`` (the parsers drop control characters), so the key never reads as an old one."""
+    parts = [str(p) if isinstance(p, str | int) else repr(p) for p in report.dedup_key]
+    return "\x1f".join(parts)
+
+
+LEGACY_SKEW = 3600.0
+"""Clock difference allowed between a reporter and us when matching an old mark."""
+
+
+def _already_counted(tx: Tx, namespace: str, report: AggregateReport | TlsReport) -> bool:
+    """Whether the report was counted; if not, marks it (as counted now, by the caller).
+
+    Marks written before the key had the domain and period (:func:`report_key`) still
+    count: a report read again after the upgrade (a crash between the commit and the move)
+    is not counted twice. Such a mark cannot tell which of the reports sharing its id it
+    stands for, so it is matched by at most one, and only by a report whose period had ended
+    when the mark was made (a later period under the same id is another report); once
+    matched it is replaced by that report's full key."""
+    key = dedup_key(report)
+    if tx.seen(namespace, key):
+        return True
+    legacy = report_key(*report.key)
+    marked = tx.seen_at(namespace, legacy)
+    if marked is not None and report.end <= marked + LEGACY_SKEW:
+        tx.forget(namespace, legacy)
+        tx.mark_seen(namespace, key, marked)
+        return True
+    return False
 
 
 def record_reports(
@@ -87,25 +133,31 @@ def record_reports(
     ensure_schema(tx)
     out = Outcome()
     for report in found.dmarc:
-        key = report_key(*report.key)
-        if tx.seen(NS_DMARC, key):
+        if _already_counted(tx, NS_DMARC, report):
             out.duplicates += 1
             continue
-        tx.mark_seen(NS_DMARC, key, now)
+        tx.mark_seen(NS_DMARC, dedup_key(report), now)
         if not accept(report.domain):
             out.ignored += 1
             continue
-        _count_dmarc(tx, report)
+        _count_dmarc(tx, report, now)
         out.dmarc += 1
+        if report.skipped_records:
+            out.records_skipped += report.skipped_records
+            out.skipped_in.append(
+                f"{report.reporter} {report.report_id} ({report.domain}): {report.skipped_records}"
+            )
     for tls in found.tlsrpt:
-        key = report_key(*tls.key)
-        if tx.seen(NS_TLSRPT, key):
+        if _already_counted(tx, NS_TLSRPT, tls):
             out.duplicates += 1
             continue
-        tx.mark_seen(NS_TLSRPT, key, now)
-        counted = _count_tls(tx, tls, accept)
+        tx.mark_seen(NS_TLSRPT, dedup_key(tls), now)
+        counted = _count_tls(tx, tls, accept, now)
         out.tlsrpt += counted
         out.ignored += len(tls.policies) - counted if tls.policies else 0
+        if counted and tls.skipped_records:
+            out.records_skipped += tls.skipped_records
+            out.skipped_in.append(f"{tls.reporter} {tls.report_id}: {tls.skipped_records}")
     return out
 
 
@@ -127,7 +179,15 @@ def _last(tx: Tx, domain: str, kind: str, ts: float) -> None:
     )
 
 
-def _count_dmarc(tx: Tx, report: AggregateReport) -> None:
+def _period(begin: float, end: float, now: float) -> tuple[float, float]:
+    """The report's period, ending no later than when it was read: a period in the future (a
+    reporter's clock, a typo) would pin the newest report's time and keep its sources in the
+    window for as long as it lies."""
+    end = min(end, now)
+    return min(begin, end), end
+
+
+def _count_dmarc(tx: Tx, report: AggregateReport, now: float) -> None:
     totals: dict[tuple[str, str], int] = defaultdict(int)
     sources: dict[str, list[int]] = {}
     for r in report.records:
@@ -141,11 +201,12 @@ def _count_dmarc(tx: Tx, report: AggregateReport) -> None:
         labels = {"domain": report.domain, "reporter": report.reporter, "dmarc": dmarc,
                   "disposition": disposition}  # fmt: skip
         tx.add(DMARC_MESSAGES, labels, count)
-    day = int(report.end // DAY)
+    begin, end = _period(report.begin, report.end, now)
+    day = int(end // DAY)
     tx.executemany(
         "INSERT INTO report_sources (domain, ip, first_seen) VALUES (?, ?, ?)"
         " ON CONFLICT (domain, ip) DO UPDATE SET first_seen = min(first_seen, excluded.first_seen)",
-        [(report.domain, ip, float(report.begin)) for ip in sources],
+        [(report.domain, ip, begin) for ip in sources],
     )
     tx.executemany(
         "INSERT INTO report_source_days VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -154,13 +215,14 @@ def _count_dmarc(tx: Tx, report: AggregateReport) -> None:
         " dmarc_fail = dmarc_fail + excluded.dmarc_fail",
         [(report.domain, ip, day, *row) for ip, row in sources.items()],
     )
-    _last(tx, report.domain, "dmarc", float(report.end))
+    _last(tx, report.domain, "dmarc", end)
 
 
-def _count_tls(tx: Tx, report: TlsReport, accept: Callable[[str], bool]) -> int:
+def _count_tls(tx: Tx, report: TlsReport, accept: Callable[[str], bool], now: float) -> int:
     """Count the policies of one TLS report about accepted domains; how many were."""
     counted = 0
-    day = int(report.end // DAY)
+    _, end = _period(report.begin, report.end, now)
+    day = int(end // DAY)
     for policy in report.policies:
         if not accept(policy.domain):
             continue
@@ -178,7 +240,7 @@ def _count_tls(tx: Tx, report: TlsReport, accept: Callable[[str], bool]) -> int:
                 " (domain, day, result_type) DO UPDATE SET sessions = sessions + excluded.sessions",
                 (policy.domain, day, result_type, sessions),
             )
-        _last(tx, policy.domain, "tlsrpt", report.end)
+        _last(tx, policy.domain, "tlsrpt", end)
     return counted
 
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from exporter.probes.mailbox import domain_of
+from exporter.probes.mailbox import a_label_domain, domain_of
 
 EVENT_TYPES = ("Send", "Delivery", "Bounce", "Complaint", "Reject", "DeliveryDelay",
                "RenderingFailure")  # fmt: skip
@@ -150,7 +150,7 @@ def parse(body: str | bytes) -> Parsed:
             body = body.decode("utf-8")
         except UnicodeDecodeError:
             raise SesEventError("message body is not UTF-8") from None
-    if body.strip() == _VALIDATION_TEXT:  # with SNS raw message delivery
+    if body.strip().removeprefix("\ufeff") == _VALIDATION_TEXT:  # SNS raw message delivery
         return NotAnEvent("SES event destination validation")
     obj = _load(body, "message body")
     if not isinstance(obj, dict):
@@ -182,7 +182,7 @@ def parse(body: str | bytes) -> Parsed:
 
 def _load(text: str, what: str) -> Any:
     try:
-        return json.loads(text)
+        return json.loads(text.removeprefix("\ufeff"))  # a byte order mark: some relays add it
     except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
         raise SesEventError(f"{what} is not JSON") from None
 
@@ -339,7 +339,9 @@ _DIAG_TYPE = re.compile(r"^\s*[A-Za-z][A-Za-z0-9-]{0,30}\s*;\s*")
 _REPLY = re.compile(r"^\s*([245][0-9][0-9])(?=[\s-]|$)[\s-]*")
 _ENHANCED = re.compile(r"(?<![0-9.])([245])\.([0-9]{1,3})\.([0-9]{1,3})(?![0-9]|\.[0-9])")
 _STATUS = re.compile(r"[245]\.[0-9]{1,3}\.[0-9]{1,3}")
-_ADDRESS = re.compile(r"[^\s<>\"'(),;:\[\]]+@([A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)")
+# An address in free text: a local part (any script, or quoted), "@", a domain (any script; an
+# internationalised one is shown as A-labels).
+_ADDRESS = re.compile(r"(?:\"[^\"\r\n]{0,64}\"|[^\s<>\"'(),;:\[\]@]+)@([^\s<>\"'(),;:\[\]@]+)")
 _SPACE = re.compile(r"\s+")
 NO_CODE = "no diagnostic code"
 
@@ -375,14 +377,29 @@ def diagnostic_code(diagnostic: str, status: str = "") -> tuple[str, str]:
 
 
 def scrub(text: str, addresses: Sequence[str] = ()) -> str:
-    """Bounded, one line, with every address cut to ``…@domain`` and the given addresses' local
-    parts removed where they appear alone."""
-    text = _ADDRESS.sub(lambda m: "…@" + m.group(1).lower(), text[:2000])
+    """Bounded, one line, with every address (ASCII or not, quoted local parts too) cut to
+    ``…@domain`` (an internationalised domain as A-labels) and the given addresses' local parts
+    removed where they appear alone."""
+    text = _ADDRESS.sub(_domain_only, text[:2000])
     for address in addresses:
-        local = address.strip().strip("<>").rpartition("@")[0]
-        if len(local) >= 3:
-            text = text.replace(local, "…")
+        for name in _personal_parts(address):
+            if len(name.encode("utf-8", "replace")) >= 3:  # bytes: two CJK characters are a name
+                text = text.replace(name, "…")
     return _bounded(text)
+
+
+def _personal_parts(address: str) -> tuple[str, str]:
+    """(display name, local part) of ``Name <local@domain>`` or ``local@domain``."""
+    text, display = address.strip(), ""
+    if "<" in text and text.endswith(">"):
+        display = text[: text.rindex("<")].strip().strip('"').strip()
+        text = text[text.rindex("<") + 1 : -1]
+    return display, text.strip().rpartition("@")[0]
+
+
+def _domain_only(match: re.Match[str]) -> str:
+    domain = match.group(1).rstrip(".")
+    return "…@" + (a_label_domain(domain) or domain.lower()) + match.group(1)[len(domain) :]
 
 
 def _bounded(text: str) -> str:

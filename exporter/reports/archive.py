@@ -7,8 +7,9 @@ inflation stops as soon as the output passes :attr:`Limits.document_bytes` or, o
 input (a zip or gzip "bomb" inflates a few kilobytes into gigabytes; real XML reports compress
 10 to 30 times). Zip archives are read with the standard library's :mod:`zipfile` (which also
 handles stored, bzip2 and lzma members), one member at a time through its streaming reader;
-encrypted members and archives of more than :attr:`Limits.zip_members` entries are refused.
-Nested archives are not opened.
+encrypted members and archives of more than :attr:`Limits.zip_members` entries are refused, from
+the end record before :mod:`zipfile` reads the central directory. A gzip file of more than
+:attr:`Limits.gzip_members` members is refused. Nested archives are not opened.
 
 The standard library was enough: the decompression libraries on PyPI (``zipfile-deflate64``,
 ``stream-unzip``) add formats reporters do not use, and none of them caps the output for us.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import io
 import lzma
 import struct
+import time
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -37,6 +39,17 @@ class ReportError(ValueError):
 
 class ReportTooLarge(ReportError):
     """A size, count or decompression-ratio limit was reached: the input was refused."""
+
+
+class ReportTooSlow(ReportTooLarge):
+    """Parsing went past its deadline (:attr:`Limits.parse_seconds`): the input was refused."""
+
+
+def check_deadline(deadline: float | None, seconds: float | None = None) -> None:
+    """Raise :class:`ReportTooSlow` once ``deadline`` (``time.monotonic()``) has passed."""
+    if deadline is not None and time.monotonic() > deadline:
+        took = f" {seconds:.1f} s" if seconds is not None else " its deadline"
+        raise ReportTooSlow(f"parsing took over{took}")
 
 
 class ArchiveError(ReportError):
@@ -67,6 +80,11 @@ class Limits:
     ratio_floor: int = 1 << 20
     zip_members: int = 20
     """Entries in one zip archive."""
+    gzip_members: int = 100
+    """Members of one gzip file (concatenated gzip streams; reporters send one)."""
+    parse_seconds: float | None = None
+    """Time to parse the reports of one message (None: no limit). Many tiny records cost CPU
+    well beyond what their bytes suggest (400,000 of them in a 3 MB gzip take over 10 s)."""
 
 
 def sniff_archive(data: bytes) -> str | None:
@@ -76,6 +94,34 @@ def sniff_archive(data: bytes) -> str | None:
     if data.startswith(ZIP_MAGIC):
         return "zip"
     return None
+
+
+DIRECTORY_ENTRY_BYTES = 4096
+"""Central directory bytes allowed per permitted zip entry (46 bytes of header, the name, the
+extra field and the comment: a real report's entry takes about 100)."""
+
+
+def _check_directory(data: bytes, limits: Limits, name: str) -> None:
+    """Refuse, from the end record alone, an archive whose central directory holds more entries
+    than :attr:`Limits.zip_members` or is larger than they could take: :mod:`zipfile` reads the
+    whole directory (by its size, whatever the count says) before anything can be checked, and
+    100,000 entries cost it half a second of CPU and 50 MiB."""
+    end = data.rfind(b"PK\x05\x06", max(0, len(data) - (1 << 16) - 22))
+    if end < 0 or len(data) < end + 22:
+        return  # not a zip archive zipfile can open either: its error says why
+    entries, size = struct.unpack_from("<HI", data, end + 10)
+    locator = end - 20
+    if (entries == 0xFFFF or size == 0xFFFFFFFF) and data.startswith(b"PK\x06\x07", locator):
+        record = locator - 56  # the zip64 end record comes right before its locator
+        if record >= 0 and data.startswith(b"PK\x06\x06", record):
+            entries, size = struct.unpack_from("<QQ", data, record + 32)
+    if entries > limits.zip_members:
+        raise ReportTooLarge(f"{name}: more than {limits.zip_members} entries")
+    if size > limits.zip_members * DIRECTORY_ENTRY_BYTES:
+        raise ReportTooLarge(
+            f"{name}: central directory of {size} bytes, more than {limits.zip_members} entries"
+            " could take"
+        )
 
 
 class _Budget:
@@ -102,25 +148,35 @@ class _Budget:
 
 
 def gunzip(data: bytes, limits: Limits, name: str = "gzip") -> bytes:
-    """Inflate gzip data (every member of a multi-member file), within ``limits``."""
+    """Inflate gzip data (every member of a multi-member file), within ``limits``.
+
+    The input is fed in :data:`STEP` pieces: handing zlib the whole rest made it copy that rest
+    (``unused_data``) at the end of every member, quadratic in the number of members."""
     budget = _Budget(len(data), limits, name)
     out: list[bytes] = []
-    rest = data
+    view = memoryview(data)
+    pos = members = 0
     try:
-        while rest:
+        while pos < len(data):
+            members += 1
+            if members > limits.gzip_members:
+                raise ReportTooLarge(f"{name}: more than {limits.gzip_members} gzip members")
             inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-            pending = rest
-            while True:
-                chunk = inflater.decompress(pending, STEP)
-                budget.take(len(chunk))
-                out.append(chunk)
-                pending = inflater.unconsumed_tail
-                if inflater.eof or (not pending and not chunk):
-                    break
-            if not inflater.eof:
-                raise ArchiveError(f"{name}: truncated gzip data")
-            rest = inflater.unused_data
-            if not rest.startswith(GZIP_MAGIC):
+            while not inflater.eof:
+                piece = view[pos : pos + STEP]
+                if not piece:
+                    raise ArchiveError(f"{name}: truncated gzip data")
+                pos += len(piece)
+                pending: bytes | memoryview = piece
+                while True:
+                    chunk = inflater.decompress(pending, STEP)
+                    budget.take(len(chunk))
+                    out.append(chunk)
+                    pending = inflater.unconsumed_tail
+                    if inflater.eof or (not pending and not chunk):
+                        break
+            pos -= len(inflater.unused_data)  # at the end, unconsumed_tail repeats it
+            if not data.startswith(GZIP_MAGIC, pos):
                 break  # trailing padding after the last member: ignored, as gzip(1) does
     except zlib.error as exc:
         raise ArchiveError(f"{name}: corrupt gzip data ({exc})") from None
@@ -135,6 +191,7 @@ def unzip(data: bytes, limits: Limits, name: str = "zip") -> list[tuple[str, byt
     """
     budget = _Budget(len(data), limits, name)
     members: list[tuple[str, bytes]] = []
+    _check_directory(data, limits, name)
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             infos = archive.infolist()

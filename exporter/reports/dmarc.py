@@ -1,13 +1,15 @@
 """DMARC aggregate report parser: RFC 7489 appendix C and RFC 9990, as real reporters send them.
 
-XML goes through defusedxml's ``iterparse`` over the standard library's expat, with DTDs,
-entity declarations and external references forbidden (``DTDForbidden``, ``EntitiesForbidden``:
-no billion laughs, no XXE). The document is fed in 512 KiB pieces and each record is emptied
-once read, so memory follows the piece size and the records kept, not the tree of the whole
-report. Cost (``bench/reports_bench.py``, a 1 MB report of 1,663 records, 2 shared vCPUs):
-about 10 reports/s (10 MB/s), 6.4 MiB peak of Python allocations; defusedxml's parser is
-the standard library's pure-Python ``XMLParser`` with guards, about three times slower than
-the C-accelerated one without them, a price worth paying on mail anyone can send.
+XML goes through defusedxml's ``iterparse`` over the standard library's expat, with entity
+declarations, external DTDs and external references forbidden (``EntitiesForbidden``,
+``DTDForbidden``, ``ExternalReferenceForbidden``: no billion laughs, no XXE). A ``DOCTYPE`` that
+only names the root (some reporters write one) or whose internal subset declares no entity
+(elements, attributes, comments) is harmless and read. The document is fed in 512 KiB pieces and
+each record is emptied once read, so memory follows the piece size and the records kept, not the
+tree of the whole report. Cost (``bench/reports_bench.py``, a 1 MB report of 1,663 records, 2
+shared vCPUs): about 10 reports/s (10 MB/s), 6.4 MiB peak of Python allocations; defusedxml's
+parser is the standard library's pure-Python ``XMLParser`` with guards, about three times slower
+than the C-accelerated one without them, a price worth paying on mail anyone can send.
 
 Libraries considered: parsedmarc (Apache-2.0) is the reference parser, but it pulls in lxml,
 xmltodict, mailparser, expiringdict, geoip2, dnspython-based enrichment and the Elasticsearch,
@@ -18,16 +20,18 @@ quirk handling below follows what parsedmarc learned from real reports, written 
 
 Tolerated (seen in the wild): any namespace or none (RFC 7489 has none, RFC 9990 has
 ``urn:ietf:params:xml:ns:dmarc-2.0``, some reporters use ``http://dmarc.org/dmarc-xml/0.1``);
-upper-case element names and values; an XML declaration naming the wrong encoding or one
-Python does not know; junk before the root or after its end; control characters; an embedded
-``xs:schema`` block; an empty ``org_name`` (the reporter is then the domain of ``email``);
-``identities`` for ``identifiers``; empty ``reason`` elements; missing ``auth_results``;
-RFC 9990's ``pass`` disposition (counted as ``none``: no action taken). A record without a
-usable source IP or count is skipped and counted in ``skipped_records``; a report without a
-policy domain or a date range is refused. A report without ``report_id`` gets one from the
-SHA-256 of its content, so a resent copy is still counted once.
+upper-case element names and values; an XML declaration naming the wrong encoding or one Python
+does not know; UTF-16 without a byte order mark (told from the byte pattern); junk before the
+root or after its end; control characters; an embedded ``xs:schema`` block; an empty
+``org_name`` (the reporter is then the domain of ``email``); ``identities`` for ``identifiers``;
+empty ``reason`` elements; missing ``auth_results``; RFC 9990's ``pass`` disposition (counted as
+``none``: no action taken). A record without a usable source IP or count is skipped and counted
+in ``skipped_records``; a report without a policy domain or a date range is refused. A report
+without ``report_id`` gets one from the SHA-256 of its content, so a resent copy is still
+counted once.
 
-Errors: :class:`DmarcReportError` only.
+Errors: :class:`DmarcReportError` only (and, past a deadline given to :func:`parse_aggregate`,
+:class:`~exporter.reports.archive.ReportTooSlow`).
 """
 
 from __future__ import annotations
@@ -39,12 +43,13 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
-from xml.etree.ElementTree import Element, ParseError
+from xml.etree.ElementTree import Element, ParseError, TreeBuilder
 
-from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import iterparse
+from defusedxml import DefusedXmlException, DTDForbidden
+from defusedxml.ElementTree import DefusedXMLParser, iterparse
 
-from exporter.reports.archive import ReportError
+from exporter.idn import a_label
+from exporter.reports.archive import ReportError, ReportTooSlow, check_deadline
 
 RFC9990_NS = "urn:ietf:params:xml:ns:dmarc-2.0"
 MAX_COUNT = 10**9
@@ -113,27 +118,43 @@ class AggregateReport:
 
     @property
     def key(self) -> tuple[str, str]:
-        """What a report is counted once by."""
+        """How the report names itself: reporter and report id."""
         return (self.reporter, self.report_id)
 
+    @property
+    def dedup_key(self) -> tuple[str, str, str, int, int]:
+        """What a report is counted once by: reporter, report id, policy domain and period.
+        Real reporters reuse a report id across domains and periods (a per-day or per-domain
+        counter), so reporter and id alone would drop distinct reports."""
+        return (self.reporter, self.report_id, self.domain, self.begin, self.end)
 
-def parse_aggregate(data: bytes) -> AggregateReport:
-    """Parse one DMARC aggregate report (the XML, already decompressed)."""
+
+def parse_aggregate(data: bytes, deadline: float | None = None) -> AggregateReport:
+    """Parse one DMARC aggregate report (the XML, already decompressed). With a ``deadline``
+    (``time.monotonic()``), :class:`~exporter.reports.archive.ReportTooSlow` once it passes."""
     digest = hashlib.sha256(data).hexdigest()[:32]
     try:
-        return _parse(_tidy(_utf8(data, transcode=False)), digest)
+        return _parse(_tidy(_utf8(data, transcode=False)), digest, deadline)
     except DmarcReportError:
         if not _fast_path_taken(data) or _valid_utf8(data):
             raise
     # bytes that are not UTF-8 under a UTF-8 (or no) declaration: read them as Latin-1
-    return _parse(_tidy(_utf8(data, transcode=True)), digest)
+    return _parse(_tidy(_utf8(data, transcode=True)), digest, deadline)
 
 
-def _parse(xml: bytes, digest: str) -> AggregateReport:
+DEADLINE_EVERY = 512
+"""Sections between two looks at the clock."""
+
+
+def _parse(xml: bytes, digest: str, deadline: float | None) -> AggregateReport:
     builder = _Builder(digest)
     try:
-        for elem in _sections(xml, builder):
+        for n, elem in enumerate(_sections(xml, builder)):
             builder.child(elem)
+            if n % DEADLINE_EVERY == 0:
+                check_deadline(deadline)
+    except ReportTooSlow:
+        raise
     except DefusedXmlException as exc:
         raise DmarcReportError(f"refused XML: {type(exc).__name__}") from None
     except (ParseError, LookupError, ValueError) as exc:
@@ -158,12 +179,25 @@ def _declared(data: bytes) -> str | None:
         return None
 
 
+def _bomless_utf16(data: bytes) -> str | None:
+    """``utf-16-le`` or ``utf-16-be`` when the document is UTF-16 without a byte order mark,
+    told from its first characters (XML 1.0 appendix F): a document starts with ``<`` or white
+    space, ASCII characters whose other byte is zero; UTF-8 XML never holds a zero byte."""
+    head = data[:8]
+    if len(head) < 8:
+        return None
+    for codec, text, zeros in (("utf-16-le", head[0::2], head[1::2]),
+                               ("utf-16-be", head[1::2], head[0::2])):  # fmt: skip
+        if not any(zeros) and all(text):
+            start = data[:1024].decode(codec, "replace").lstrip(" \t\r\n")
+            return codec if start.startswith("<") else None
+    return None
+
+
 def _fast_path_taken(data: bytes) -> bool:
-    return not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and _declared(data) in (
-        None,
-        "utf-8",
-        "ascii",
-    )
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or _bomless_utf16(data):
+        return False
+    return _declared(data) in (None, "utf-8", "ascii")
 
 
 def _valid_utf8(data: bytes) -> bool:
@@ -181,6 +215,9 @@ def _utf8(data: bytes, transcode: bool) -> bytes:
         return data[3:]
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return data.decode("utf-16", "replace").encode("utf-8")
+    utf16 = _bomless_utf16(data)
+    if utf16 is not None:  # its declaration (UTF-16, or a wrong one) goes in _tidy
+        return data.decode(utf16, "replace").encode("utf-8")
     codec = _declared(data)
     if not transcode and codec in (None, "utf-8", "ascii"):
         return data
@@ -222,6 +259,17 @@ def _tidy(xml: bytes) -> bytes:
     return xml
 
 
+class _Parser(DefusedXMLParser):
+    """defusedxml's parser refusing external DTDs, not every DTD: entity declarations are
+    refused by ``forbid_entities`` wherever they are."""
+
+    def defused_start_doctype_decl(
+        self, name: str, sysid: str | None, pubid: str | None, has_internal_subset: bool
+    ) -> None:
+        if sysid or pubid:
+            raise DTDForbidden(name, sysid, pubid)
+
+
 def _sections(xml: bytes, builder: _Builder) -> Iterator[Element]:
     """The sections of the report (``report_metadata``, ``policy_published``, each ``record``)
     as they complete, their tags (and their descendants') rewritten to lower-case local names.
@@ -229,13 +277,9 @@ def _sections(xml: bytes, builder: _Builder) -> Iterator[Element]:
     names: dict[str, str] = {}
     last: Element | None = None
     last_tag = ""
-    events = iterparse(
-        _Chunks(xml),
-        events=("end",),
-        forbid_dtd=True,
-        forbid_entities=True,
-        forbid_external=True,
-    )
+    parser = _Parser(target=TreeBuilder(), forbid_dtd=True, forbid_entities=True,
+                     forbid_external=True)  # fmt: skip
+    events = iterparse(_Chunks(xml), events=("end",), parser=parser)
     for _, elem in events:
         tag = elem.tag
         local = names.get(tag)
@@ -308,7 +352,9 @@ def _number(text: str, limit: int) -> int | None:
 
 
 def _domain(text: str) -> str:
-    return text.strip().rstrip(".").lower()[:253]
+    """Lower case, A-labels (a name that is not a valid IDN as written), bounded."""
+    text = text.strip().rstrip(".").lower()
+    return (a_label(text) or text)[:253]
 
 
 def _label(text: str, limit: int = 128) -> str:

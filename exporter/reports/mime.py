@@ -7,14 +7,17 @@ on PyPI (``mail-parser``, which parsedmarc uses; ``flanker``) add header decodin
 attachment helpers this does not need and bring their own dependency trees.
 
 Which parts may hold a report: attachments named ``.xml``, ``.xml.gz``, ``.gz``, ``.zip``,
-``.json``, ``.json.gz``; parts of the types reporters use (``application/gzip``,
-``application/zip``, ``application/xml``, ``text/xml``, ``application/tlsrpt+json``,
-``application/tlsrpt+gzip``, ``application/json``, ``application/octet-stream`` and their
-``x-`` variants); and an inline text body that starts like XML or JSON (some reporters put the
-XML in the body). What a part *is* is decided from its bytes, not its label: gzip or zip magic
-is inflated (:mod:`exporter.reports.archive`, with its size and ratio caps), then a document
-starting with ``<`` is read as a DMARC aggregate report and one starting with ``{`` as a TLS
-report. At most :attr:`Limits.attachments` candidate parts are examined, each at most
+``.json``, ``.json.gz`` (names decoded from RFC 2231 and RFC 2047); parts of the types reporters
+use (``application/gzip``, ``application/zip``, ``application/xml``, ``text/xml``,
+``application/tlsrpt+json``, ``application/tlsrpt+gzip``, ``application/json``,
+``application/octet-stream`` and their ``x-`` variants); and an inline text body that starts
+like XML or JSON (some reporters put the XML in the body). A forwarded report mail is opened and
+walked like the message itself, within the same caps: ``message/rfc822`` (also base64-encoded),
+``message/global``, ``application/eml`` and any attachment named ``.eml``. What a part *is* is
+decided from its bytes, not its label: gzip or zip magic is inflated
+(:mod:`exporter.reports.archive`, with its size and ratio caps), then a document starting with
+``<`` is read as a DMARC aggregate report and one starting with ``{`` as a TLS report. At most
+:attr:`Limits.attachments` candidate parts are examined, each at most
 :attr:`Limits.attachment_bytes` once its transfer encoding is undone.
 
 Errors: :func:`extract` and :func:`parse_message` raise :class:`MessageError` (a
@@ -27,10 +30,13 @@ from __future__ import annotations
 
 import binascii
 import email
+import email.errors
+import email.header
 import email.message
 import email.policy
 import email.utils
 import quopri
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
@@ -39,6 +45,8 @@ from exporter.reports.archive import (
     Limits,
     ReportError,
     ReportTooLarge,
+    ReportTooSlow,
+    check_deadline,
     gunzip,
     sniff_archive,
     unzip,
@@ -104,17 +112,25 @@ class MessageReports:
 
 
 def parse_message(raw: bytes, limits: Limits | None = None) -> MessageReports:
-    """Every report in one message, parsed; unreadable parts listed in ``problems``."""
-    found = extract(raw, limits)
+    """Every report in one message, parsed; unreadable parts listed in ``problems``. With
+    :attr:`Limits.parse_seconds`, a message whose reports take longer to read holds none (each
+    document past the deadline is a problem): it is refused as a whole, not half counted."""
+    lim = limits or Limits()
+    seconds = lim.parse_seconds
+    deadline = None if seconds is None else time.monotonic() + seconds
+    found = extract(raw, lim)
     dmarc: list[AggregateReport] = []
     tlsrpt: list[TlsReport] = []
     problems = list(found.problems)
     for doc in found.documents:
         try:
+            check_deadline(deadline, seconds)
             if doc.kind == "dmarc":
-                dmarc.append(parse_aggregate(doc.data))
+                dmarc.append(parse_aggregate(doc.data, deadline))
             else:
-                tlsrpt.append(parse_tlsrpt(doc.data))
+                tlsrpt.append(parse_tlsrpt(doc.data, deadline))
+        except ReportTooSlow:
+            return MessageReports(problems=(f"{doc.name}: parsing took over {seconds} s",))
         except ReportError as exc:
             problems.append(f"{doc.name}: {exc}")
     return MessageReports(tuple(dmarc), tuple(tlsrpt), tuple(problems))
@@ -219,16 +235,29 @@ def _walk(
                     (c, depth + 1) for c in children if isinstance(c, email.message.Message)
                 )
             continue
-        if _content_type(part) == "message/rfc822" and depth < limits.mime_depth:
-            # a forwarded message sent base64-encoded (RFC 2046 forbids it; clients do it)
+        if _attached_message(part):
+            # a forwarded report mail: message/rfc822 sent base64-encoded (RFC 2046 forbids
+            # it; clients do it), or a .eml file attached as application/octet-stream...
+            if depth >= limits.mime_depth:
+                state.problems.append(f"MIME nesting deeper than {limits.mime_depth}: ignored")
+                continue
             inner = _decoded(part)
             if inner:
                 queue.append(
                     (email.message_from_bytes(inner, policy=email.policy.compat32), depth + 1)
                 )
-                continue
+            continue
         leaves.append((seen, part))
     return leaves
+
+
+MESSAGE_TYPES = frozenset({"message/rfc822", "message/global", "application/eml",
+                           "application/x-eml"})  # fmt: skip
+"""Content types of an attached mail message (also: any part whose file name ends ``.eml``)."""
+
+
+def _attached_message(part: email.message.Message) -> bool:
+    return _content_type(part) in MESSAGE_TYPES or _filename(part).lower().endswith(".eml")
 
 
 def _encoded_message(part: email.message.Message, children: object) -> email.message.Message | None:
@@ -266,8 +295,30 @@ def _filename(part: email.message.Message) -> str:
         return ""
     if isinstance(name, tuple):  # an RFC 2231 value the email package left undecoded
         name = email.utils.collapse_rfc2231_value(name)
-    text = str(name).replace("\r", "").replace("\n", "").strip()
+    text = str(name)[:2000].replace("\r", "").replace("\n", "").strip()
+    if "=?" in text:
+        text = _encoded_words(text)
     return "".join(c for c in text if c.isprintable())[:200]
+
+
+def _encoded_words(text: str) -> str:
+    """RFC 2047 encoded-words decoded (``=?utf-8?B?...?=``): not allowed in a parameter, sent
+    in file names all the same by many clients. An unknown charset reads as UTF-8 with
+    replacements (the ASCII suffix that matters survives); an undecodable text stays as it is."""
+    try:
+        words = email.header.decode_header(text)
+    except (email.errors.HeaderParseError, ValueError, LookupError, UnicodeError):
+        return text
+    out: list[str] = []
+    for chunk, charset in words:
+        if isinstance(chunk, str):
+            out.append(chunk)
+            continue
+        try:
+            out.append(chunk.decode(charset or "ascii", "replace"))
+        except LookupError:
+            out.append(chunk.decode("utf-8", "replace"))
+    return "".join(out)
 
 
 def _content_type(part: email.message.Message) -> str:
@@ -278,7 +329,10 @@ def _content_type(part: email.message.Message) -> str:
 
 
 def _looks_like_report(payload: bytes) -> bool:
-    head = payload[:512].lstrip(b"\xef\xbb\xbf \t\r\n")
+    head = payload[:512]
+    if b"\0" in head[:8]:  # UTF-16 (with or without a byte order mark): its ASCII is enough
+        head = head.replace(b"\0", b"").lstrip(b"\xff\xfe")
+    head = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if sniff_archive(head):
         return True
     if head.startswith(b"{"):

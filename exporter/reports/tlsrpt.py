@@ -8,24 +8,30 @@ reporters send; its package is not used (see :mod:`exporter.reports.dmarc` for w
 Tolerated: counts written as numeric strings; a missing ``summary`` count (0) or
 ``failure-details`` (none); ``mx-host`` as a string or a list; an empty ``organization-name``
 (the reporter is then the domain of ``contact-info``); a missing ``report-id`` (one is made from
-the SHA-256 of the document, so a resent copy is counted once); date-times without a zone
-(taken as UTC). Refused: anything that is not a JSON object with a ``date-range`` end and a
-``policies`` list whose every entry names its ``policy-domain``. A ``result-type`` outside
-RFC 8460 section 4.3 is reported as ``other`` (its text kept in ``detail``), so a reporter's
-invention cannot grow the metric's label set.
+the SHA-256 of the document, so a resent copy is counted once); date-times without a zone (taken
+as UTC), with a lower-case ``t`` or ``z``, a space for ``T`` or a leap second. Refused: anything
+that is not a JSON object with a ``date-range`` end and a ``policies`` list whose every entry
+names its ``policy-domain``. A ``result-type`` outside RFC 8460 section 4.3 is reported as
+``other`` (its text kept in ``detail``), so a reporter's invention cannot grow the metric's
+label set. A ``failure-details`` row that cannot be read (not an object, a count that is
+negative, fractional, a boolean or over :data:`MAX_COUNT`) is skipped and counted in
+``skipped_records``; the summary's counts are still counted.
 
-Errors: :class:`TlsReportError` only.
+Errors: :class:`TlsReportError` only (and, past a deadline given to :func:`parse_tlsrpt`,
+:class:`~exporter.reports.archive.ReportTooSlow`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from exporter.reports.archive import ReportError
+from exporter.idn import a_label
+from exporter.reports.archive import ReportError, check_deadline
 
 MAX_COUNT = 10**12
 RESULT_TYPES = frozenset(
@@ -85,15 +91,25 @@ class TlsReport:
     """The period covered, seconds since the epoch."""
     policies: tuple[TlsPolicy, ...]
     contact: str = ""
+    skipped_records: int = 0
+    """``failure-details`` rows that could not be read (not an object, a count that is not a
+    session count): skipped, the rest of the report counted."""
 
     @property
     def key(self) -> tuple[str, str]:
-        """What a report is counted once by."""
+        """How the report names itself: reporter and report id."""
         return (self.reporter, self.report_id)
 
+    @property
+    def dedup_key(self) -> tuple[str, str, float, float]:
+        """What a report is counted once by: reporter, report id and period (a report id
+        reused for another period is another report)."""
+        return (self.reporter, self.report_id, self.begin, self.end)
 
-def parse_tlsrpt(data: bytes) -> TlsReport:
-    """Parse one TLS report (the JSON, already decompressed)."""
+
+def parse_tlsrpt(data: bytes, deadline: float | None = None) -> TlsReport:
+    """Parse one TLS report (the JSON, already decompressed). With a ``deadline``
+    (``time.monotonic()``), :class:`~exporter.reports.archive.ReportTooSlow` once it passes."""
     try:
         doc = json.loads(data)
     except (ValueError, RecursionError) as exc:
@@ -115,13 +131,19 @@ def parse_tlsrpt(data: bytes) -> TlsReport:
     if not reporter:
         reporter = _domain(contact.rpartition("@")[2]) or "unknown"
     report_id = _string(doc.get("report-id"), 256)
+    read: list[tuple[TlsPolicy, int]] = []
+    for n, entry in enumerate(policies):
+        if n % 512 == 0:
+            check_deadline(deadline)
+        read.append(_policy(entry))
     return TlsReport(
         reporter=reporter,
         report_id=report_id or f"sha256:{hashlib.sha256(data).hexdigest()[:32]}",
         begin=end if begin is None else min(begin, end),
         end=end,
-        policies=tuple(_policy(p) for p in policies),
+        policies=tuple(policy for policy, _ in read),
         contact=contact,
+        skipped_records=sum(skipped for _, skipped in read),
     )
 
 
@@ -132,7 +154,9 @@ def _string(value: Any, limit: int) -> str:
 
 
 def _domain(value: Any) -> str:
-    return _string(value, 253).rstrip(".").lower()
+    """Lower case, A-labels (a name that is not a valid IDN as written), bounded."""
+    text = _string(value, 1024).rstrip(".").lower()
+    return (a_label(text) or text)[:253]
 
 
 def _count(value: Any, what: str) -> int:
@@ -147,22 +171,29 @@ def _count(value: Any, what: str) -> int:
     return value
 
 
+_LEAP_SECOND = re.compile(r"(?<=[0-9]{2}:[0-9]{2}):60(?![0-9])")
+
+
 def _timestamp(value: Any) -> float | None:
-    if not isinstance(value, str):
+    """An RFC 3339 date-time: ``T`` and ``Z`` in either case (section 5.6), a space for ``T``,
+    a leap second (``23:59:60``, read as the next second)."""
+    if not isinstance(value, str) or len(value) > 64:
         return None
+    text, leap = _LEAP_SECOND.subn(":59", value.strip().upper(), count=1)
     try:
-        when = datetime.fromisoformat(value.strip())
+        when = datetime.fromisoformat(text)
     except ValueError:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     try:
-        return when.timestamp()
+        return when.timestamp() + leap
     except (OverflowError, ValueError):
         return None
 
 
-def _policy(entry: Any) -> TlsPolicy:
+def _policy(entry: Any) -> tuple[TlsPolicy, int]:
+    """The policy and how many of its failure-details rows were skipped."""
     if not isinstance(entry, dict) or not isinstance(entry.get("policy"), dict):
         raise TlsReportError("a policies entry has no policy object")
     policy = entry["policy"]
@@ -175,14 +206,21 @@ def _policy(entry: Any) -> TlsPolicy:
     details = details if isinstance(details, list) else []
     mx = policy.get("mx-host")
     mx_hosts = mx if isinstance(mx, list) else [mx]
-    return TlsPolicy(
+    failures: list[TlsFailure] = []
+    for detail in details:
+        try:
+            failures.append(_failure(detail))
+        except TlsReportError:
+            continue
+    read = TlsPolicy(
         policy_type=_string(policy.get("policy-type"), 32).lower() or "no-policy-found",
         domain=domain,
         successful=_count(summary.get("total-successful-session-count"), "successful sessions"),
         failed=_count(summary.get("total-failure-session-count"), "failed sessions"),
-        failures=tuple(_failure(d) for d in details),
+        failures=tuple(failures),
         mx_hosts=tuple(h for h in (_domain(m) for m in mx_hosts[:50]) if h),
     )
+    return read, len(details) - len(failures)
 
 
 def _failure(entry: Any) -> TlsFailure:

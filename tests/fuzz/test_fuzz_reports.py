@@ -4,16 +4,24 @@ invariants or raises its own error (``DmarcReportError``, ``TlsReportError``, ``
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import dataclasses
+import email.quoprimime
 import ipaddress
 import json
+import random
+import urllib.parse
+from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from reportmail import XXE, aggregate_xml, gz, report_mail, tlsrpt_json, zipped
 from reportsamples import ALL, sample
 
+from exporter.idn import a_label
 from exporter.reports.archive import Limits, ReportError, gunzip, unzip
 from exporter.reports.dmarc import MAX_COUNT, AggregateReport, DmarcReportError, parse_aggregate
 from exporter.reports.mime import MessageError, extract, parse_message
@@ -115,6 +123,79 @@ def test_aggregate_parser_raises_only_its_own_error(data: bytes) -> None:
     _check_aggregate(report)
 
 
+_HARMLESS_DECLS = st.sampled_from(
+    [
+        "<!ELEMENT feedback ANY>", "<!ELEMENT record (row, identifiers)>",
+        '<!ATTLIST feedback version CDATA "1.0">', "<!ATTLIST record id ID #IMPLIED>",
+        "<!-- a comment -->", "<?pi data?>", "<!NOTATION n SYSTEM \"n\">", " ", "\n",
+    ]
+)  # fmt: skip
+_ENTITY_DECLS = st.sampled_from(
+    [
+        '<!ENTITY e "x">', '<!ENTITY e SYSTEM "file:///etc/passwd">', '<!ENTITY % p "x">',
+        '<!ENTITY % p SYSTEM "http://192.0.2.1/p">', '<!ENTITY u SYSTEM "u" NDATA n>',
+    ]
+)  # fmt: skip
+
+
+@settings(FUZZ)
+@given(st.lists(_HARMLESS_DECLS, max_size=8), st.none() | st.tuples(st.integers(0, 8),
+       _ENTITY_DECLS))  # fmt: skip
+def test_a_doctype_is_read_unless_it_declares_an_entity(
+    decls: list[str], entity: tuple[int, str] | None
+) -> None:
+    if entity is not None:
+        decls.insert(min(entity[0], len(decls)), entity[1])
+    subset = f" [{''.join(decls)}]" if decls else ""
+    xml = aggregate_xml().replace(b"<feedback>", f"<!DOCTYPE feedback{subset}><feedback>".encode())
+    if entity is None:
+        report = parse_aggregate(xml)
+        assert report.key == ("Reporter", "r-1") and len(report.records) == 1
+    else:
+        with pytest.raises(DmarcReportError, match="refused XML"):
+            parse_aggregate(xml)
+
+
+@settings(FUZZ)
+@given(
+    _AGGREGATE,
+    st.sampled_from(["utf-16-le", "utf-16-be", "utf-16", "utf-8-sig"]),
+    st.sampled_from(["", " ", "\r\n", "\n\t "]),
+)
+def test_an_aggregate_report_reads_the_same_in_any_unicode_encoding(
+    xml: bytes, codec: str, lead: str
+) -> None:
+    try:
+        want = parse_aggregate(xml)
+    except DmarcReportError:
+        return
+    text = lead + xml.decode("utf-8").replace('encoding="UTF-8"', 'encoding="UTF-16"')
+    got = parse_aggregate(text.encode(codec, "surrogatepass"))
+    if want.report_id.startswith("sha256:"):  # made from the bytes, which differ
+        got = dataclasses.replace(got, report_id=want.report_id)
+    assert got == want
+
+
+_IDN_LABELS = st.text(st.characters(categories=["Lu", "Ll", "Lo", "Nd"]), min_size=1, max_size=12)
+
+
+@settings(FUZZ)
+@given(st.lists(_IDN_LABELS, min_size=1, max_size=3).map(".".join))
+def test_a_report_domain_has_one_spelling(domain: str) -> None:
+    """Whatever the script and case, the policy domain is its A-label form, the same as the
+    A-label form written by another reporter; a name that is not a valid IDN is kept."""
+    xml = aggregate_xml(domain="x").replace(b"<domain>x<", f"<domain>{domain}<".encode())
+    report = parse_aggregate(xml)
+    expected = a_label(domain.lower())
+    assert report.domain == (expected or domain.lower().strip())[:253]
+    if expected is not None:
+        assert report.domain.isascii()
+        again = aggregate_xml(domain="x").replace(b"<domain>x<", f"<domain>{expected}<".encode())
+        assert parse_aggregate(again).domain == report.domain
+    doc = json.loads(tlsrpt_json(domain=domain))
+    assert parse_tlsrpt(json.dumps(doc).encode()).policies[0].domain == report.domain
+
+
 # ----- TLS-RPT JSON ---------------------------------------------------------------------------
 
 _KEYS = st.sampled_from(
@@ -164,6 +245,7 @@ def _patched_report(draw: st.DrawFn) -> bytes:
 def _check_tls(report: TlsReport) -> None:
     assert report.reporter and report.report_id
     assert report.begin <= report.end
+    assert report.skipped_records >= 0
     for policy in report.policies:
         assert policy.domain and policy.successful >= 0 and policy.failed >= 0
         for failure in policy.failures:
@@ -186,6 +268,67 @@ def test_tlsrpt_parser_raises_only_its_own_error(data: bytes) -> None:
     except TlsReportError:
         return
     _check_tls(report)
+
+
+_DETAIL_ROWS = st.lists(
+    st.tuples(st.booleans(), _JSON)
+    .map(lambda t: {"result-type": "validation-failure", "failed-session-count": t[1]}
+         if t[0] else t[1]),
+    max_size=6,
+)  # fmt: skip
+
+
+@settings(FUZZ)
+@given(_DETAIL_ROWS)
+def test_every_failure_details_row_is_either_read_or_counted_as_skipped(rows: list[Any]) -> None:
+    doc = json.loads(tlsrpt_json())
+    doc["policies"][0]["failure-details"] = rows
+    report = parse_tlsrpt(json.dumps(doc).encode())
+    (policy,) = report.policies
+    assert len(policy.failures) + report.skipped_records == len(rows)
+    assert (policy.successful, policy.failed) == (10, 0)  # the summary is always counted
+
+
+@settings(FUZZ)
+@given(
+    st.lists(
+        st.tuples(
+            st.ip_addresses().map(str) | st.sampled_from(["", "x", "1.2.3", "::g"]),
+            st.integers(-(10**12), 10**12),
+        ),
+        max_size=8,
+    )
+)
+def test_every_aggregate_row_is_either_read_or_counted_as_skipped(
+    rows: list[tuple[str, int]],
+) -> None:
+    xml = aggregate_xml(records=[(ip, n, "none", "pass", "pass") for ip, n in rows])
+    report = parse_aggregate(xml)
+    assert len(report.records) + report.skipped_records == len(rows)
+    assert all(0 <= r.count <= MAX_COUNT for r in report.records)
+
+
+@settings(FUZZ)
+@given(
+    st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9998, 12, 31)),
+    st.sampled_from(["T", "t", " "]),
+    st.sampled_from(["Z", "z", "+00:00", "-00:00", "+05:30", "-11:00"]),
+    st.sampled_from(["", ".0", ".5", ".123456789"]),
+    st.booleans(),
+)
+def test_rfc3339_date_times_are_read_in_every_allowed_spelling(
+    when: datetime, sep: str, zone: str, fraction: str, leap: bool
+) -> None:
+    second = "60" if leap else f"{when.second:02d}"
+    text = f"{when:%Y-%m-%d}{sep}{when:%H:%M}:{second}{fraction}{zone}"
+    doc = json.loads(tlsrpt_json())
+    doc["date-range"] = {"start-datetime": text, "end-datetime": text}
+    report = parse_tlsrpt(json.dumps(doc).encode())
+    offset = 0 if zone in ("Z", "z") else (1 if zone[0] == "-" else -1) * (
+        int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)  # fmt: skip
+    naive = when.replace(second=59 if leap else when.second, microsecond=0, tzinfo=UTC)
+    want = naive.timestamp() + offset + (1 if leap else 0) + float("0" + fraction)
+    assert report.end == pytest.approx(want, abs=1e-5)
 
 
 # ----- archives and MIME ----------------------------------------------------------------------
@@ -213,19 +356,75 @@ def test_archive_readers_raise_only_their_own_error(data: bytes) -> None:
             continue
 
 
+@settings(FUZZ)
+@given(
+    st.lists(st.tuples(st.integers(0, 200_000), st.integers(0, 2**32), st.booleans()),
+             min_size=1, max_size=6),
+    st.binary(max_size=8).filter(lambda b: not b.startswith(b"\x1f\x8b")),
+)  # fmt: skip
+def test_multi_member_gzip_reads_every_member_across_step_boundaries(
+    members: list[tuple[int, int, bool]], padding: bytes
+) -> None:
+    """Members of any size (across the 64 KiB input steps), compressible or not, then padding."""
+    docs = [
+        (b"<a/>" * (size // 4)) if text else random.Random(seed).randbytes(size)
+        for size, seed, text in members
+    ]
+    data = b"".join(gz(d) for d in docs) + padding
+    assert gunzip(data, Limits(ratio=10**6)) == b"".join(docs)
+
+
 _PART_TYPES = st.sampled_from(
     [
         "application/gzip", "application/zip", "text/xml", "application/xml", "text/plain",
         "application/tlsrpt+json", "application/tlsrpt+gzip", "application/octet-stream",
-        "image/png", "message/rfc822", "multipart/mixed", "text/html",
+        "image/png", "message/rfc822", "multipart/mixed", "text/html", "application/eml",
     ]
 )  # fmt: skip
 _NAMES = st.sampled_from(
-    ["", "r.xml", "r.xml.gz", "r.zip", "r.json", "r.json.gz", "x.pdf"]
+    ["", "r.xml", "r.xml.gz", "r.zip", "r.json", "r.json.gz", "x.pdf", "fwd.eml"]
 ) | st.text(_NAME_CHARS, max_size=12)
-_PARTS = st.lists(
-    st.tuples(_NAMES, _PART_TYPES, _DOCS | _ARCHIVES | mutated(_ARCHIVES)), max_size=4
+_MAILS = st.just(report_mail([("r.xml", "text/xml", aggregate_xml())])) | st.just(
+    sample("google.com_smtp_tls_report.eml")
 )
+_PARTS = st.lists(
+    st.tuples(_NAMES, _PART_TYPES, _DOCS | _ARCHIVES | mutated(_ARCHIVES) | mutated(_MAILS)),
+    max_size=4,
+)
+
+
+_FILE_STEMS = st.text(
+    st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp", "Zs"), blacklist_characters='"\\'),
+    min_size=1,
+    max_size=30,
+)
+
+
+@settings(FUZZ)
+@given(_FILE_STEMS, st.sampled_from([".xml", ".xml.gz", ".zip"]),
+       st.sampled_from(["rfc2047-b", "rfc2047-q", "rfc2231"]))  # fmt: skip
+def test_encoded_file_names_are_decoded_and_their_suffix_recognised(
+    stem: str, suffix: str, encoding: str
+) -> None:
+    name = stem + suffix
+    if encoding == "rfc2231":
+        value = "filename*=utf-8''" + urllib.parse.quote(name, safe="")
+    elif encoding == "rfc2047-b":
+        value = f'filename="=?utf-8?b?{base64.b64encode(name.encode()).decode()}?="'
+    else:
+        value = f'filename="{email.quoprimime.header_encode(name.encode(), "utf-8")}"'
+    xml = aggregate_xml()
+    data = gz(xml) if suffix == ".xml.gz" else zipped({"r.xml": xml}) if suffix == ".zip" else xml
+    body = base64.encodebytes(data).decode()
+    raw = (
+        'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        f"--b\r\nContent-Type: application/x-download\r\nContent-Disposition: attachment;"
+        f" {value}\r\nContent-Transfer-Encoding: base64\r\n\r\n{body}\r\n--b--\r\n"
+    ).encode()
+    found = extract(raw)
+    shown = "".join(c for c in name if c.isprintable())
+    want = shown + (":r.xml" if suffix == ".zip" else "")
+    assert [(d.kind, d.name) for d in found.documents] == [("dmarc", want)], found.problems
 
 
 def _mail(parts: list[tuple[str, str, bytes]], body: str) -> bytes:
@@ -237,6 +436,11 @@ def _check_message(raw: bytes) -> None:
         found = parse_message(raw, SMALL)
     except MessageError:
         return
+    # out of time: nothing half counted, and the only way out is still a MessageError
+    hurried = parse_message(raw, dataclasses.replace(SMALL, parse_seconds=0.0))
+    assert hurried.empty
+    if found.dmarc or found.tlsrpt:
+        assert len(hurried.problems) == 1 and "parsing took over" in hurried.problems[0]
     for report in found.dmarc:
         _check_aggregate(report)
     for tls in found.tlsrpt:

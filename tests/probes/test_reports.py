@@ -10,6 +10,7 @@ from __future__ import annotations
 import email
 import imaplib
 import json
+import random
 import shutil
 import time
 from collections.abc import Iterator
@@ -40,7 +41,7 @@ from exporter.runner import Runtime, run_probe
 from exporter.storage import Store
 
 PASSWORD = "reports-S3cret-pw"
-USERS = [f"dmarc{i}@example.test" for i in range(8)]
+USERS = [f"dmarc{i}@example.test" for i in range(11)]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -424,6 +425,144 @@ async def test_recent_reports_sources_findings_and_the_domain_filter(
     assert table.rows[0][1] == "mail.spoofer.example"  # PTR, looked up through the DNS server
     assert table.rows[0][2:6] == ("30", "0/30", "0/30", "30/30")
     assert table.rows[1][2:6] == ("90", "90/90", "90/90", "0/90")
+
+
+async def test_records_skipped_are_shown_and_logged(
+    dns_server: DnsServer, certs: MailCerts, dovecot: Dovecot, store: Store, pwfile: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    user = USERS[7]
+    rows = [("192.0.2.1", 4, "none", "pass", "pass"), ("999.1.1.1", 2, "none", "pass", "pass"),
+            ("192.0.2.2", -3, "none", "pass", "pass")]  # fmt: skip
+    dovecot.append(user, "INBOX", report_mail([("r.xml", "text/xml", aggregate_xml(
+        "sk1", records=rows))], subject="sk1"))  # fmt: skip
+    doc = json.loads(tlsrpt_json("tk1", failures={"certificate-expired": 2}))
+    doc["policies"][0]["failure-details"].append({"result-type": "x", "failed-session-count": -1})
+    tls = json.dumps(doc).encode()
+    dovecot.append(user, "INBOX", report_mail([("t.json", "application/tlsrpt+json", tls)],
+                                              subject="tk1"))  # fmt: skip
+    cfg = config(dns_server, certs, dovecot, user, pwfile)
+    with caplog.at_level("WARNING", logger="exporter.probe.reports"):
+        rec = await run(cfg, dns_server, store)
+    assert rec.success, rec.result.error
+    assert rec.result.details["records_skipped"] == (
+        "3: Reporter sk1 (example.test): 2; Sender Inc. tk1: 1"
+    )
+    assert sum(series(rec, "dmarc_report_messages_total").values()) == 4
+    logged = [r for r in caplog.records if r.getMessage() == "report records skipped"]
+    assert len(logged) == 1 and logged[0].__dict__["records_skipped"] == 3
+    assert subjects(dovecot, user, "Processed") == ["sk1", "tk1"]
+    quiet = await run(cfg, dns_server, store)  # nothing new: nothing skipped
+    assert quiet.result.details["records_skipped"] == "0"
+
+
+async def test_real_world_shapes_end_to_end(
+    dns_server: DnsServer, certs: MailCerts, dovecot: Dovecot, store: Store, pwfile: Path
+) -> None:
+    """Shapes the first versions refused or dropped, through a real IMAP server into the store:
+    one report id reused by one reporter for two domains and two days, a DOCTYPE, UTF-16
+    without a byte order mark, a report mail forwarded as a .eml attachment, an RFC 2047 file
+    name, a TLS-RPT report dated in lower case."""
+    user = USERS[8]
+    row = [("192.0.2.1", 5, "none", "pass", "pass")]
+    same_id = [aggregate_xml("daily", domain=d, end=e, records=row)
+               for d, e in (("example.test", 1_700_086_400), ("sub.example.test", 1_700_086_400),
+                            ("example.test", 1_700_172_800))]  # fmt: skip
+    doctype = aggregate_xml("dt", records=row).replace(
+        b"<feedback>", b"<!DOCTYPE feedback [<!ELEMENT feedback ANY>]><feedback>"
+    )
+    utf16 = aggregate_xml("u16", records=row).decode().replace(
+        'encoding="UTF-8"', 'encoding="UTF-16"').encode("utf-16-le")  # fmt: skip
+    inner = report_mail([("r.xml", "text/xml", aggregate_xml("fwd", records=row))])
+    encoded = gz(aggregate_xml("enc", records=row))
+    tls = tlsrpt_json("lower", success=7).replace(b"T00:00:00Z", b"t00:00:00z").replace(
+        b"T23:59:59Z", b"t23:59:59z")  # fmt: skip
+    for i, xml in enumerate(same_id):
+        dovecot.append(user, "INBOX", report_mail([("r.xml", "text/xml", xml)], subject=f"d{i}"))
+    dovecot.append(user, "INBOX", report_mail([("r.xml", "text/xml", doctype)], subject="dt"))
+    dovecot.append(user, "INBOX", report_mail([("r.xml", "application/xml", utf16)],
+                                              subject="u16"))  # fmt: skip
+    dovecot.append(user, "INBOX", report_mail([("fwd.eml", "application/octet-stream", inner)],
+                                              subject="fwd"))  # fmt: skip
+    raw = report_mail([("placeholder.bin", "application/x-download", encoded)], subject="enc")
+    raw = raw.replace(b'filename="placeholder.bin"',
+                      b'filename="=?utf-8?B?csOpcG9ydC54bWwuZ3o=?="')  # fmt: skip
+    dovecot.append(user, "INBOX", raw)
+    dovecot.append(user, "INBOX", report_mail([("t.json", "application/tlsrpt+json", tls)],
+                                              subject="lower"))  # fmt: skip
+    rec = await run(config(dns_server, certs, dovecot, user, pwfile), dns_server, store)
+    assert rec.success, rec.result.error
+    assert rec.result.details["messages_invalid"] == "0", rec.result.findings
+    assert rec.result.details["reports_counted"] == "dmarc 7, tlsrpt 1"
+    assert rec.result.details["reports_already_counted"] == "0"
+    messages = series(rec, "dmarc_report_messages_total")
+    key = (("disposition", "none"), ("dmarc", "pass"), ("domain", "example.test"),
+           ("reporter", "Reporter"))  # fmt: skip
+    assert messages[key] == 5 * 6  # daily twice, dt, u16, fwd, enc
+    assert messages[(*key[:2], ("domain", "sub.example.test"), key[3])] == 5
+    assert (
+        series(rec, "tlsrpt_sessions_total")[
+            (("domain", "example.test"), ("reporter", "Sender Inc."), ("result", "success"))
+        ]
+        == 7
+    )
+    assert len(subjects(dovecot, user, "Processed")) == 8
+
+
+def _slow_report(records: int) -> bytes:
+    """A mail (gzip) whose report takes seconds of CPU to parse: many tiny records."""
+    rng = random.Random(7)  # varied rows: identical ones compress past the ratio cap
+    rows = b"".join(
+        b"<record><row><source_ip>10.%d.%d.%d</source_ip><count>%d</count></row></record>"
+        % (rng.randrange(256), rng.randrange(256), rng.randrange(256), rng.randrange(10**6))
+        for _ in range(records)
+    )
+    xml = aggregate_xml("slow").replace(b"</feedback>", rows + b"</feedback>")
+    return report_mail([("slow.xml.gz", "application/gzip", gz(xml))], subject="slow")
+
+
+async def test_a_report_too_slow_to_parse_goes_to_invalid_instead_of_wedging_the_folder(
+    dns_server: DnsServer, certs: MailCerts, dovecot: Dovecot, store: Store, pwfile: Path
+) -> None:
+    """A report of 400,000 tiny records (a 7 MB mail) takes over ten seconds of CPU: the run
+    timed out while parsing it, it stayed first in the folder, and every later run did the
+    same, so no report behind it was ever read. Now each message has a parse budget (40% of
+    the timeout) and one over it is moved to the invalid folder."""
+    user = USERS[9]
+    dovecot.append(user, "INBOX", _slow_report(400_000))
+    dovecot.append(user, "INBOX", report_mail([("r.xml", "text/xml", aggregate_xml("after"))],
+                                              subject="after"))  # fmt: skip
+    section = config(dns_server, certs, dovecot, user, pwfile).model_dump(by_alias=True)
+    section["global"]["timeout"] = "4s"
+    rec = await run(parse_config(section), dns_server, store)
+    assert rec.success, rec.result.error
+    assert subjects(dovecot, user, "Invalid") == ["slow"]
+    evidence = next(f.evidence for f in rec.result.findings if f.code == "reports_invalid_messages")
+    assert "slow.xml.gz: parsing took over 1.6 s" in evidence
+    if subjects(dovecot, user, "INBOX"):  # the batch's time was spent: the next run reads it
+        rec = await run(parse_config(section), dns_server, store)
+        assert rec.success, rec.result.error
+    assert subjects(dovecot, user, "INBOX") == []
+    assert subjects(dovecot, user, "Processed") == ["after"]
+
+
+async def test_an_unreadable_part_beside_a_report_is_shown(
+    dns_server: DnsServer, certs: MailCerts, dovecot: Dovecot, store: Store, pwfile: Path
+) -> None:
+    """A message with one good report and one broken attachment: the good one is counted and
+    the message processed; the broken one was dropped without a word."""
+    user = USERS[10]
+    dovecot.append(user, "INBOX", report_mail([
+        ("good.xml", "text/xml", aggregate_xml("good")),
+        ("broken.xml.gz", "application/gzip", gz(aggregate_xml("b"))[:40]),
+    ], subject="mixed"))  # fmt: skip
+    rec = await run(config(dns_server, certs, dovecot, user, pwfile), dns_server, store)
+    assert rec.success, rec.result.error
+    assert subjects(dovecot, user, "Processed") == ["mixed"]
+    assert rec.result.details["reports_counted"] == "dmarc 1, tlsrpt 0"
+    assert rec.result.details["parts_unreadable"].startswith(
+        "1: UID 1: broken.xml.gz: broken.xml.gz: truncated gzip data"
+    )
 
 
 def test_registered() -> None:

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exporter.probes.mailbox import domain_of
 from exporter.probes.ses_events import (
     EVENT_TYPES,
     NO_CODE,
@@ -232,6 +233,17 @@ def test_bytes_body() -> None:
     assert event(json.dumps(fixture("event-send")).encode()).event == "Send"
 
 
+def test_a_byte_order_mark_before_the_json_is_ignored() -> None:
+    """Producers other than SNS (a relay function in .NET or PowerShell) write UTF-8 with a
+    byte order mark; the event was refused as "not JSON" and left for the dead-letter queue."""
+    body = json.dumps(fixture("event-bounce"))
+    assert event("\ufeff" + body).event == "Bounce"
+    assert event(b"\xef\xbb\xbf" + body.encode()).event == "Bounce"
+    envelope = fixture("sns-envelope")
+    envelope["Message"] = "\ufeff" + body
+    assert event("\ufeff" + json.dumps(envelope)).envelope == "sns"
+
+
 # ----- setup messages ----------------------------------------------------------------------------
 
 
@@ -397,6 +409,59 @@ def test_scrub_cuts_addresses_to_their_domain() -> None:
     assert scrub("a\nb\tc\x00d") == "a b c d"
 
 
+@pytest.mark.parametrize(
+    ("text", "address", "locals_", "domain"),
+    [
+        ("smtp; 550 5.1.1 <用户@例子.广告>: mailbox unavailable", "用户@例子.广告", ["用户"],
+         "…@xn--fsqu00a.xn--4rr70v"),
+        ("550 5.1.1 josé.müller@Bücher.DE unknown", "josé.müller@bücher.de",
+         ["josé", "müller"], "…@xn--bcher-kva.de"),
+        ("550 5.1.1 <δοκιμή@παράδειγμα.δοκιμή> does not exist", "δοκιμή@παράδειγμα.δοκιμή",
+         ["δοκιμή@", "δοκιμή>"], "…@xn--hxajbheg2az3al.xn--jxalpdlp"),
+        ("550 5.1.1 Ünïcødé@example.com", "Ünïcødé@example.com", ["Ünïcødé"], "…@example.com"),
+        ('550 5.1.1 "john doe"@example.com unknown', "other@example.com", ["john"],
+         "…@example.com"),
+        ("550 user 用户 is over quota", "用户@例子.广告", ["用户"], "550 user … is over quota"),
+    ],
+)  # fmt: skip
+def test_scrub_cuts_unicode_addresses_like_ascii_ones(
+    text: str, address: str, locals_: list[str], domain: str
+) -> None:
+    out = scrub(text, [address])
+    for local in locals_:
+        assert local not in out, out
+    assert domain in out, out
+
+
+FULLWIDTH_USER = "\uff55\uff53\uff45\uff52"  # "user" in full-width letters
+FULLWIDTH_EXAMPLE = "\uff25\uff38\uff21\uff2d\uff30\uff2c\uff25"
+
+
+def test_unicode_recipients_keep_their_domain_as_a_labels() -> None:
+    data = fixture("event-bounce")
+    rcpt = data["bounce"]["bouncedRecipients"][0]
+    addresses = ["用户@例子.广告", "Jörg <jörg@Bücher.DE>",
+                 FULLWIDTH_USER + "@" + FULLWIDTH_EXAMPLE + ".com", "x@☃.example",
+                 "δοκιμή@παράδειγμα.δοκιμή"]  # fmt: skip
+    data["bounce"]["bouncedRecipients"] = [
+        dict(rcpt, emailAddress=a, diagnosticCode=f"smtp; 550 5.1.1 <{a}> unknown")
+        for a in addresses
+    ]
+    bounce = event(json.dumps(data))
+    assert [r.domain for r in bounce.recipients] == [
+        "xn--fsqu00a.xn--4rr70v",
+        "xn--bcher-kva.de",
+        "example.com",
+        "",  # not a valid IDN: no domain, rather than a Unicode label
+        "xn--hxajbheg2az3al.xn--jxalpdlp",
+    ]
+    for r in bounce.recipients:
+        assert r.domain.isascii(), r
+        assert r.text.replace("…", "").isascii() or "☃" in r.text, r
+        for local in ("用户", "jörg", FULLWIDTH_USER, "δοκιμή@"):
+            assert local not in r.text, r.text
+
+
 # ----- the parser lets out nothing but its own error ---------------------------------------------
 
 
@@ -529,3 +594,29 @@ def test_diagnostic_code_any_text(diagnostic: str, status: str) -> None:
 def test_scrub_any_text(text: str, addresses: list[str]) -> None:
     out = scrub(text, addresses)
     assert len(out) <= 160 and "\n" not in out
+
+
+_LETTERS = st.characters(categories=["Lu", "Ll", "Lo", "Nd"])
+_LOCALS = st.text(_LETTERS | st.sampled_from(".+-_"), min_size=1, max_size=16).filter(
+    lambda t: t.strip(".") == t
+)
+_LABELS = st.text(_LETTERS, min_size=1, max_size=12)
+_DOMAINS = st.lists(_LABELS, min_size=1, max_size=3).map(".".join)
+
+
+@given(_LOCALS, _DOMAINS, st.sampled_from(["<{}>", "{}", "({})", "to={},", "'{}'"]))
+def test_scrub_never_leaves_an_address_in_any_script(local: str, domain: str, shape: str) -> None:
+    address = f"{local}@{domain}"
+    out = scrub(f"smtp; 550 5.1.1 {shape.format(address)} unknown", [])
+    assert f"{local}@" not in out and "…@" in out
+    rcpt = domain_of(address)
+    assert rcpt.isascii() and (rcpt == "" or "@" not in rcpt)
+
+
+@given(st.sampled_from(sorted(EXPECTED)), st.sampled_from(["raw", "sns", "eventbridge"]),
+       st.booleans())  # fmt: skip
+def test_a_byte_order_mark_changes_nothing(name: str, wrap: str, as_bytes: bool) -> None:
+    data = fixture(name)
+    body = {"raw": json.dumps(data), "sns": sns(data), "eventbridge": eventbridge(data)}[wrap]
+    marked = "\ufeff" + body
+    assert parse(marked.encode() if as_bytes else marked) == parse(body)

@@ -197,6 +197,34 @@ async def test_every_event_counted_by_type_and_provider(lab: Lab) -> None:
         assert local not in page
 
 
+async def test_unicode_addresses_are_scrubbed_and_idn_domains_are_a_labels(lab: Lab) -> None:
+    lab.dns.add("xn--bcher-kva.de", "MX", "1 aspmx.l.google.com.")
+    bounce = doc("event-bounce")
+    first = bounce["bounce"]["bouncedRecipients"][0]
+    addresses = ("jörg.müller@Bücher.DE", "用户名@例子.广告", "δοκιμή@παράδειγμα.δοκιμή")
+    bounce["bounce"]["bouncedRecipients"] = [
+        dict(first, emailAddress=a,
+             diagnosticCode=f"smtp; 550 5.1.1 <{a}>: user {a.partition('@')[0]} unknown")
+        for a in addresses
+    ]  # fmt: skip
+    bounce["mail"]["destination"] = list(addresses)
+    lab.publish(json.dumps(bounce))
+    rec = await lab.run()
+    assert rec.success, rec.result.error
+    assert counters(rec)[("ses_bounces_total", "Permanent", "gmail")] == 1  # by the A-label's MX
+    (table,) = rec.result.tables
+    examples = {r[0]: r[4] for r in table.rows}  # one example domain per provider and code
+    assert examples["gmail"] == "xn--bcher-kva.de"
+    assert examples["other"] in ("xn--fsqu00a.xn--4rr70v", "xn--hxajbheg2az3al.xn--jxalpdlp")
+    state = State()
+    state.set_targets([rec.target])
+    state.record(rec)
+    page = status_page(state, True, lab.storage / "config.yml")
+    for local in ("jörg", "müller", "用户名", "δοκιμή@", "Bücher", "例子"):
+        assert local not in everything(rec), local
+        assert local not in page, local
+
+
 async def test_custom_domains_by_their_mx(lab: Lab) -> None:
     lab.dns.add("workspace.example", "MX", "1 aspmx.l.google.com.")
     lab.dns.add("tenant.example", "MX", "0 tenant-example.mail.protection.outlook.com.")

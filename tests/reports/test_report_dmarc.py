@@ -5,10 +5,12 @@ from __future__ import annotations
 import gzip
 
 import pytest
+from reportmail import report_mail
 from reportsamples import sample
 
 from exporter.reports.archive import Limits, gunzip, unzip
 from exporter.reports.dmarc import DmarcReportError, parse_aggregate
+from exporter.reports.mime import parse_message
 
 
 def _report(records: str = "", metadata: str | None = None, published: str | None = None) -> str:
@@ -115,11 +117,34 @@ def test_not_well_formed_sample_is_refused() -> None:
         '<?xml version="1.0"?><!DOCTYPE feedback SYSTEM "http://192.0.2.1/x.dtd"><feedback/>',
         # a parameter entity
         '<!DOCTYPE feedback [<!ENTITY % p SYSTEM "file:///etc/hostname"> %p;]><feedback/>',
+        # an external DTD named by a public identifier
+        '<!DOCTYPE feedback PUBLIC "-//X//DTD X//EN" "http://192.0.2.1/x.dtd"><feedback/>',
+        # an entity declared after harmless declarations, used or not
+        '<!DOCTYPE feedback [<!ELEMENT feedback ANY><!ENTITY e "x">]><feedback/>',
+        # an unparsed entity (NOTATION)
+        '<!DOCTYPE feedback [<!NOTATION n SYSTEM "n"><!ENTITY u SYSTEM "u" NDATA n>]><feedback/>',
     ],
 )
 def test_dtds_and_entities_are_refused(payload: str) -> None:
     with pytest.raises(DmarcReportError, match="refused XML"):
         parse_aggregate(payload.encode())
+
+
+@pytest.mark.parametrize(
+    "doctype",
+    [
+        "<!DOCTYPE feedback>",
+        "<!DOCTYPE feedback []>",
+        "<!DOCTYPE feedback [<!ELEMENT feedback ANY>]>",
+        "<!DOCTYPE feedback [\n  <!-- no entities here -->\n  <!ELEMENT feedback ANY>\n"
+        '  <!ATTLIST feedback version CDATA "1.0">\n  <?pi data?>\n]>',
+    ],
+)
+def test_a_doctype_that_declares_no_entities_is_accepted(doctype: str) -> None:
+    xml = '<?xml version="1.0" encoding="UTF-8"?>\n' + doctype + "\n" + _report(_record())
+    report = parse_aggregate(xml.encode())
+    assert report.key == ("Reporter", "r-1")
+    assert [r.count for r in report.records] == [3]
 
 
 def test_records_are_counted_by_disposition_and_alignment() -> None:
@@ -194,6 +219,35 @@ def test_declared_encoding_is_honoured_and_utf16_with_bom() -> None:
     assert parse_aggregate(_report(_record()).encode("utf-16")).key == ("Reporter", "r-1")
 
 
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+@pytest.mark.parametrize(
+    "declaration",
+    [
+        '<?xml version="1.0" encoding="UTF-16"?>\n',
+        "<?xml version='1.0' encoding='utf-16le'?>",
+        '<?xml version="1.0" encoding="UTF-8"?>',  # a declaration that lies
+        '<?xml version="1.0"?>\r\n',
+        "",
+        "\r\n  ",  # whitespace before the root
+    ],
+)
+def test_utf16_without_bom_is_detected_from_its_byte_pattern(codec: str, declaration: str) -> None:
+    xml = declaration + _report(_record()).replace("Reporter", "Réseau Ω")
+    report = parse_aggregate(xml.encode(codec))
+    assert report.key == ("Réseau Ω", "r-1")
+    assert [r.count for r in report.records] == [3]
+
+
+def test_utf16_without_bom_through_the_message() -> None:
+    xml = ('<?xml version="1.0" encoding="UTF-16"?>' + _report(_record())).encode("utf-16-le")
+    for name, data in (("r.xml", xml), ("r.xml.gz", gzip.compress(xml))):
+        found = parse_message(report_mail([(name, "application/octet-stream", data)]))
+        assert [r.key for r in found.dmarc] == [("Reporter", "r-1")], found.problems
+    for inline_type in ("text/xml", "text/plain"):
+        inline = report_mail(body=xml, inline_type=inline_type)
+        assert [r.key for r in parse_message(inline).dmarc] == [("Reporter", "r-1")], inline_type
+
+
 def test_missing_report_id_gets_a_content_hash() -> None:
     meta = "<org_name>R</org_name><date_range><begin>1</begin><end>2</end></date_range>"
     one = parse_aggregate(_report(_record(), metadata=meta).encode())
@@ -260,3 +314,25 @@ def test_latin1_bytes_without_a_declaration_and_two_declarations() -> None:
 def test_pathological_documents_are_refused(payload: bytes) -> None:
     with pytest.raises(DmarcReportError, match="not well-formed"):
         parse_aggregate(payload)
+
+
+def test_internationalised_domains_are_kept_as_a_labels() -> None:
+    """A reporter writing U-labels (``bücher.de``) and one writing A-labels
+    (``xn--bcher-kva.de``) report on one domain: one spelling, the one the config uses."""
+    extra = (
+        "<auth_results><dkim><domain>Bücher.DE</domain><result>pass</result>"
+        "<selector>s1</selector></dkim><spf><domain>例子.广告</domain><result>pass</result>"
+        "</spf></auth_results>"
+    )
+    xml = _report(
+        _record(extra=extra).replace("<header_from>example.test", "<header_from>BÜCHER.de"),
+        published="<domain>Bücher.DE.</domain><p>reject</p>",
+    )
+    report = parse_aggregate(xml.encode())
+    assert report.domain == "xn--bcher-kva.de"
+    (record,) = report.records
+    assert record.header_from == "xn--bcher-kva.de"
+    assert record.dkim_results[0].domain == "xn--bcher-kva.de"
+    assert record.spf_results[0].domain == "xn--fsqu00a.xn--4rr70v"
+    odd = parse_aggregate(_report(published="<domain>☃.example</domain>").encode())
+    assert odd.domain == "☃.example"  # not a valid IDN: kept as written, still a report

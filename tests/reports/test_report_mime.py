@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from email import message_from_bytes
 from email.message import EmailMessage
@@ -194,3 +195,98 @@ def test_googles_mail_extracts_one_gzip_json_document() -> None:
     (doc,) = extract(sample("google.com_smtp_tls_report.eml")).documents
     assert doc.kind == "tlsrpt" and doc.name.endswith("001.json.gz")
     assert doc.data.startswith(b'{"organization-name":"Google Inc."')
+
+
+@pytest.mark.parametrize(
+    ("filename", "ctype"),
+    [
+        ("report.eml", "application/octet-stream"),
+        ("Report.EML", "application/octet-stream"),
+        ("report.eml", "application/eml"),
+        ("report.eml", "application/x-eml"),
+        ("report.eml", "text/plain"),
+        ("forwarded", "message/rfc822"),
+        ("", "message/rfc822"),
+    ],
+)
+def test_a_report_mail_attached_as_an_eml_file(filename: str, ctype: str) -> None:
+    inner = report_mail(
+        [("r.xml.gz", "application/gzip", gz(XML)), ("s.json", "application/tlsrpt+json", JSON)]
+    )
+    outer = EmailMessage()
+    outer["Subject"] = "Fwd: reports"
+    outer.set_content("forwarded as an attachment")
+    maintype, subtype = ctype.split("/")
+    outer.add_attachment(inner, maintype=maintype, subtype=subtype, filename=filename or None)
+    found = parse_message(outer.as_bytes(policy=SMTP))
+    assert [r.key for r in found.dmarc] == [("Reporter", "r-1")], found.problems
+    assert [r.key for r in found.tlsrpt] == [("Sender Inc.", "t-1")]
+    assert found.problems == ()
+
+
+def test_an_eml_attachment_within_an_eml_attachment_and_the_depth_cap() -> None:
+    raw = report_mail([("r.xml", "text/xml", XML)])
+    for _ in range(3):
+        raw = report_mail([("fwd.eml", "application/octet-stream", raw)], body="fwd")
+    assert [r.key for r in parse_message(raw).dmarc] == [("Reporter", "r-1")]
+    for _ in range(10):
+        raw = report_mail([("fwd.eml", "application/octet-stream", raw)], body="fwd")
+    deep = parse_message(raw)
+    assert deep.empty and any("nesting deeper" in p for p in deep.problems)
+
+
+def test_an_eml_attachment_that_is_not_a_message_is_a_problem_not_a_crash() -> None:
+    for data in (b"", b"\x00\xff" * 100, b"just some words, no headers"):
+        found = parse_message(report_mail([("x.eml", "application/octet-stream", data)]))
+        assert found.empty
+
+
+def _raw_attachment(headers: str, data: bytes) -> bytes:
+    body = base64.encodebytes(data).decode()
+    return (
+        "From: reports@reporter.test\r\nTo: dmarc@example.test\r\nSubject: report\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: text/plain\r\n\r\nreport attached\r\n"
+        f"--b\r\n{headers}\r\nContent-Transfer-Encoding: base64\r\n\r\n{body}\r\n--b--\r\n"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("headers", "name"),
+    [
+        # RFC 2047 encoded-words in the parameters (not allowed there, sent all the same)
+        ('Content-Type: application/x-download; name="=?utf-8?B?csOpcG9ydC54bWwuZ3o=?="',
+         "réport.xml.gz"),
+        ("Content-Type: binary/octet-stream\r\nContent-Disposition: attachment;"
+         ' filename="=?UTF-8?Q?r=C3=A9port=2Exml=2Egz?="', "réport.xml.gz"),
+        ("Content-Type: application/download\r\nContent-Disposition: attachment;\r\n"
+         ' filename="=?utf-8?q?very_long_name_?=\r\n =?utf-8?q?report.xml.gz?="',
+         "very long name report.xml.gz"),
+        ('Content-Type: application/x-download; name="=?utf-8?B?0L7RgtGH0ZHRgi56aXA=?="',
+         "отчёт.zip"),
+        # RFC 2231: charset, language, percent-encoding, continuations
+        ("Content-Type: application/x-download\r\nContent-Disposition: attachment;"
+         " filename*=UTF-8'fr'r%C3%A9port.xml.gz", "réport.xml.gz"),
+        ("Content-Type: application/x-download; name*=iso-8859-1''r%E9port.zip", "réport.zip"),
+        ("Content-Type: application/x-download\r\nContent-Disposition: attachment;\r\n"
+         " filename*0*=utf-8''r%C3%A9port;\r\n filename*1*=.xml.gz", "réport.xml.gz"),
+        ("Content-Type: application/x-download\r\nContent-Disposition: attachment;\r\n"
+         ' filename*0="rep";\r\n filename*1="ort.xml.gz"', "report.xml.gz"),
+        # an unknown charset: the name is still recognised by its ASCII suffix
+        ('Content-Type: application/x-download; name="=?x-bogus?B?cmVwb3J0LnhtbC5neg==?="',
+         "report.xml.gz"),
+    ],
+)  # fmt: skip
+def test_encoded_attachment_names_are_decoded(headers: str, name: str) -> None:
+    data = zipped({"r.xml": aggregate_xml()}) if name.endswith(".zip") else gz(aggregate_xml())
+    found = extract(_raw_attachment(headers, data))
+    want = f"{name}:r.xml" if name.endswith(".zip") else name
+    assert [(d.kind, d.name) for d in found.documents] == [("dmarc", want)], found.problems
+
+
+def test_a_message_past_its_parse_deadline_holds_no_report() -> None:
+    raw = report_mail([("a.xml", "text/xml", XML), ("s.json", "application/tlsrpt+json", JSON)])
+    assert not parse_message(raw, Limits(parse_seconds=30.0)).empty
+    hurried = parse_message(raw, Limits(parse_seconds=0.0))
+    assert hurried.empty
+    assert hurried.problems == ("a.xml: parsing took over 0.0 s",)

@@ -109,9 +109,8 @@ def _bad_count() -> dict[str, Any]:
         (_doc(policies={"a": 1}), "no policies list"),
         (_doc(policies=[["x"]]), "no policy object"),
         (_without_domain(), "no policy-domain"),
-        (_bad_count(), "failed-session-count"),
-        (_doc(policies=[{"policy": {"policy-domain": "a.test"}, "failure-details": [1]}]),
-         "not an object"),
+        (_doc(policies=[{"policy": {"policy-domain": "a.test"},
+                         "summary": {"total-failure-session-count": -1}}]), "failed sessions"),
     ],
 )  # fmt: skip
 def test_broken_reports_are_refused(doc: object, message: str) -> None:
@@ -123,3 +122,52 @@ def test_broken_reports_are_refused(doc: object, message: str) -> None:
 def test_non_json_is_refused(raw: bytes) -> None:
     with pytest.raises(TlsReportError):
         parse_tlsrpt(raw)
+
+
+def test_malformed_failure_details_are_skipped_and_counted() -> None:
+    """A failure-details row that cannot be read (not an object, a negative or absurd count)
+    costs that row, not the report: its summary still counts."""
+    doc = _bad_count()
+    details = doc["policies"][0]["failure-details"]
+    details += [1, "x", {"result-type": "certificate-expired", "failed-session-count": 10**13},
+                {"result-type": "tlsa-invalid", "failed-session-count": True}]  # fmt: skip
+    report = _parse(doc)
+    assert report.skipped_records == 5
+    (policy,) = report.policies
+    assert (policy.successful, policy.failed) == (5326, 303)
+    assert [(f.result_type, f.count) for f in policy.failures] == [
+        ("starttls-not-supported", 200),
+        ("validation-failure", 3),
+    ]
+    assert parse_tlsrpt(sample("rfc8460.json")).skipped_records == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2016-04-01t00:00:00z", 1459468800.0),
+        ("2016-04-01T00:00:00z", 1459468800.0),
+        ("2016-04-01t23:59:59Z", 1459555199.0),
+        ("2016-04-01 00:00:00Z", 1459468800.0),
+        ("2016-04-01t02:00:00+02:00", 1459468800.0),
+        ("2016-04-01T00:00:00.123456789z", 1459468800.123456),
+        ("2016-04-01T23:59:60Z", 1459555200.0),  # a leap second (RFC 3339 section 5.7)
+        ("2016-12-31T23:59:60z", 1483228800.0),
+    ],
+)
+def test_rfc3339_date_times_in_any_case(text: str, expected: float) -> None:
+    doc = _doc(**{"date-range": {"start-datetime": text, "end-datetime": text}})
+    report = _parse(doc)
+    assert report.begin == report.end == pytest.approx(expected, abs=1e-6)
+
+
+def test_internationalised_domains_are_kept_as_a_labels() -> None:
+    doc = _doc()
+    policy = doc["policies"][0]
+    policy["policy"]["policy-domain"] = "Bücher.DE"
+    policy["policy"]["mx-host"] = ["mx.Bücher.de", "*.bücher.de"]
+    policy["failure-details"][0]["receiving-mx-hostname"] = "MX.bücher.de."
+    (p,) = _parse(doc).policies
+    assert p.domain == "xn--bcher-kva.de"
+    assert p.mx_hosts == ("mx.xn--bcher-kva.de", "*.xn--bcher-kva.de")
+    assert p.failures[0].receiving_mx_hostname == "mx.xn--bcher-kva.de"

@@ -1,0 +1,167 @@
+"""The reports probe's store rows on a real SQLite file: what a report adds, and when a report
+counts as one already counted (the de-duplication key), also across a restart."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from reportmail import aggregate_xml, report_mail, tlsrpt_json
+
+from exporter import storage
+from exporter.probes import reports_store as rs
+from exporter.reports.mime import MessageReports, parse_message
+from exporter.storage import Store, Tx
+
+DAY = 86400
+END = 1_700_086_400
+
+
+def _dmarc(report_id: str = "r-1", domain: str = "example.test", end: int = END,
+           count: int = 3) -> MessageReports:  # fmt: skip
+    xml = aggregate_xml(report_id=report_id, domain=domain, end=end,
+                        records=[("192.0.2.1", count, "none", "pass", "fail")])  # fmt: skip
+    found = parse_message(report_mail([("r.xml", "text/xml", xml)]))
+    assert len(found.dmarc) == 1, found.problems
+    return found
+
+
+def _tls(report_id: str = "t-1", day: str = "2024-09-03", success: int = 10) -> MessageReports:
+    raw = tlsrpt_json(report_id=report_id, success=success)
+    raw = raw.replace(b"2024-09-03", day.encode())
+    found = parse_message(report_mail([("s.json", "application/tlsrpt+json", raw)]))
+    assert len(found.tlsrpt) == 1, found.problems
+    return found
+
+
+async def _record(store: Store, found: MessageReports, now: float = END + DAY) -> rs.Outcome:
+    return await store.transact(lambda tx: rs.record_reports(tx, found, lambda d: True, now))
+
+
+async def _total(store: Store, name: str) -> float:
+    return sum(v for _, v in await store.counters(name))
+
+
+async def test_a_report_id_reused_for_another_domain_or_period_is_another_report(
+    tmp_path: Path,
+) -> None:
+    store = await Store.open(tmp_path)
+    try:
+        first = await _record(store, _dmarc("r-1", "example.test", END, count=3))
+        other_domain = await _record(store, _dmarc("r-1", "other.test", END, count=5))
+        other_period = await _record(store, _dmarc("r-1", "example.test", END + DAY, count=7))
+        again = await _record(store, _dmarc("r-1", "example.test", END, count=3))
+        assert (first.dmarc, other_domain.dmarc, other_period.dmarc) == (1, 1, 1)
+        assert (again.dmarc, again.duplicates) == (0, 1)
+        assert await _total(store, rs.DMARC_MESSAGES) == 15
+
+        t1 = await _record(store, _tls("t-1", "2024-09-03", success=10))
+        t2 = await _record(store, _tls("t-1", "2024-09-04", success=20))
+        t_again = await _record(store, _tls("t-1", "2024-09-04", success=20))
+        assert (t1.tlsrpt, t2.tlsrpt, t_again.tlsrpt, t_again.duplicates) == (1, 1, 0, 1)
+        assert await _total(store, rs.TLS_SESSIONS) == 30
+    finally:
+        await store.aclose()
+
+
+async def test_marks_written_before_the_new_key_still_dedupe_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    """A store written by the version keyed by reporter + report id only: the report it counted,
+    read again after the upgrade (a crash between the commit and the move), is not counted
+    again; a report of a later period under the same id is."""
+    counted_at = END + 3600.0
+    store = await Store.open(tmp_path)
+    old = _dmarc("r-1", "example.test", END, count=3)
+
+    def legacy(tx: Tx) -> None:  # what the old version wrote for that report
+        rs.ensure_schema(tx)
+        tx.add(rs.DMARC_MESSAGES, {"domain": "example.test", "reporter": "Reporter",
+                                   "dmarc": "pass", "disposition": "none"}, 3)  # fmt: skip
+        tx.mark_seen(rs.NS_DMARC, "Reporter\x1fr-1", counted_at)
+        tx.mark_seen(rs.NS_TLSRPT, "Sender Inc.\x1ft-1", 1_725_408_000.0)  # 2024-09-04 00:00
+
+    await store.transact(legacy)
+    await store.aclose()
+
+    store = await Store.open(tmp_path)  # the upgraded exporter starts
+    try:
+        again = await _record(store, old, now=END + 2 * DAY)
+        assert (again.dmarc, again.duplicates) == (0, 1)
+        assert await _total(store, rs.DMARC_MESSAGES) == 3
+        later = await _record(store, _dmarc("r-1", "example.test", END + DAY, count=4))
+        assert (later.dmarc, later.duplicates) == (1, 0)
+        # the old mark, once matched, stands for that report only
+        twice = await _record(store, _dmarc("r-1", "example.test", END, count=3))
+        assert twice.duplicates == 1
+        assert await _total(store, rs.DMARC_MESSAGES) == 7
+
+        tls_old = await _record(store, _tls("t-1", "2024-09-03"))
+        tls_new = await _record(store, _tls("t-1", "2024-09-05"))
+        assert (tls_old.duplicates, tls_new.tlsrpt) == (1, 1)
+    finally:
+        await store.aclose()
+
+
+_ID = st.sampled_from(["r-1", "r-2"])
+_DOMAIN = st.sampled_from(["example.test", "other.test"])
+_END = st.sampled_from([END, END + DAY])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(_ID, _DOMAIN, _END, st.integers(1, 50)), max_size=12))
+def test_each_distinct_report_is_counted_exactly_once(
+    reports: list[tuple[str, str, int, int]],
+) -> None:
+    """Whatever order and repetition: one count per (id, domain, period), the first one read."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.executescript(storage._SCHEMA)
+    tx = Tx(conn)
+    want: dict[tuple[str, str, int], int] = {}
+    for report_id, domain, end, count in reports:
+        rs.record_reports(tx, _dmarc(report_id, domain, end, count), lambda d: True, END + 9 * DAY)
+        want.setdefault((report_id, domain, end), count)
+    assert sum(v for _, v in tx.counters(rs.DMARC_MESSAGES)) == sum(want.values())
+    conn.close()
+
+
+async def test_records_skipped_in_counted_reports_are_reported(tmp_path: Path) -> None:
+    bad = aggregate_xml(report_id="s-1", records=[("192.0.2.1", 3, "none", "pass", "fail"),
+                        ("not-an-ip", 1, "none", "pass", "pass"),
+                        ("192.0.2.2", -5, "none", "pass", "pass")])  # fmt: skip
+    found = parse_message(report_mail([("r.xml", "text/xml", bad)]))
+    store = await Store.open(tmp_path)
+    try:
+        first = await _record(store, found)
+        assert (first.dmarc, first.records_skipped) == (1, 2)
+        assert first.skipped_in == ["Reporter s-1 (example.test): 2"]
+        again = await _record(store, found)  # already counted: nothing skipped this time
+        assert (again.duplicates, again.records_skipped, again.skipped_in) == (1, 0, [])
+    finally:
+        await store.aclose()
+
+
+async def test_a_report_dated_in_the_future_is_counted_as_of_when_it_was_read(
+    tmp_path: Path,
+) -> None:
+    """A period ending in 2100 (a reporter's clock, a typo, or on purpose) pinned the newest
+    report's time in the future: the "no report for 3 days" alert could never fire again, and
+    its sources stayed in the 7-day window for decades."""
+    now = 1_760_000_000.0
+    future = 4_102_444_800  # 2100-01-01
+    store = await Store.open(tmp_path)
+    try:
+        await _record(store, _dmarc("f-1", end=future), now=now)
+        await _record(store, _tls("f-2", day="2100-01-01"), now=now)
+        snap = await store.transact(lambda tx: rs.snapshot(tx, now))
+        assert {(d, k): ts for d, k, ts in snap.last} == {
+            ("example.test", "dmarc"): now,
+            ("example.test", "tlsrpt"): now,
+        }
+        assert [s.first_seen for s in snap.sources] == [now]
+        later = await store.transact(lambda tx: rs.snapshot(tx, now + 8 * DAY))
+        assert later.sources == [] and later.tls_failures == []
+    finally:
+        await store.aclose()
