@@ -68,7 +68,8 @@ class QueuedMessage:
     """One entry per recipient that has a ``delay_reason``."""
 
 
-_QUEUE_NAME = re.compile(r"[a-z_]{1,32}")
+MAX_ARRIVAL = 2**40
+"""Beyond any time a queue file can have (year 36812); more is not a Unix time."""
 
 
 def parse_line(line: bytes | str) -> QueuedMessage:
@@ -80,11 +81,16 @@ def parse_line(line: bytes | str) -> QueuedMessage:
     if not isinstance(obj, dict):
         raise PostqueueFormatError("not a JSON object")
     queue = obj.get("queue_name")
-    if not isinstance(queue, str) or not _QUEUE_NAME.fullmatch(queue):
-        raise PostqueueFormatError("queue_name missing or not a queue name")
+    if not isinstance(queue, str) or queue not in QUEUES:
+        # Any other name would become a queue label with a count postqueue never meant.
+        raise PostqueueFormatError("queue_name missing or not one of " + " ".join(QUEUES))
     arrival = obj.get("arrival_time")
-    if isinstance(arrival, bool) or not isinstance(arrival, int | float) or arrival != arrival:
+    if isinstance(arrival, bool) or not isinstance(arrival, int | float):
         raise PostqueueFormatError("arrival_time missing or not a number")
+    # Infinity, NaN and 400-digit integers are valid JSON for Python (the last one crashed
+    # float()); a time_t of Postfix is none of them, nor before 1970.
+    if not 0 <= arrival <= MAX_ARRIVAL:
+        raise PostqueueFormatError("arrival_time is not a Unix time")
     recipients = obj.get("recipients", [])
     if not isinstance(recipients, list):
         raise PostqueueFormatError("recipients is not a list")

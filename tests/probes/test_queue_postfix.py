@@ -38,6 +38,7 @@ from exporter.probes.queue import PROBE
 from exporter.probes.queue_postfix import (
     MAX_REASON_KEYS,
     OTHER,
+    QUEUES,
     PostfixQueue,
     PostqueueError,
     PostqueueFormatError,
@@ -421,7 +422,8 @@ def test_parse_line_raises_only_its_own_error(data: bytes | str) -> None:
 
 
 @given(st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
+    | st.sampled_from([*QUEUES, "bogus"]) | st.integers(min_value=-(10**400), max_value=10**400),
     lambda children: st.lists(children, max_size=4)
     | st.dictionaries(st.sampled_from(["queue_name", "arrival_time", "recipients",
                                        "delay_reason", "address"]), children, max_size=5),
@@ -429,10 +431,91 @@ def test_parse_line_raises_only_its_own_error(data: bytes | str) -> None:
 ))  # fmt: skip
 def test_parse_line_on_json_shapes(value: object) -> None:
     with contextlib.suppress(PostqueueFormatError):
-        parse_line(json.dumps(value))
+        msg = parse_line(json.dumps(value))
+        # What is accepted is a count postqueue meant: a known queue, a real time.
+        assert msg.queue in QUEUES
+        assert 0 <= msg.arrival_time <= 2**40
 
 
 @given(st.text(max_size=400))
 def test_deferral_key_never_raises(reason: str) -> None:
     remote, status = deferral_key(reason)
     assert isinstance(remote, str) and len(status) <= 100
+
+
+# ----- hostile postqueue output: could not tell, never a wrong count ------------------------------
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"queue_name": "deferred", "arrival_time": Infinity, "recipients": []}',
+        '{"queue_name": "deferred", "arrival_time": -Infinity, "recipients": []}',
+        '{"queue_name": "deferred", "arrival_time": 1e400, "recipients": []}',
+        '{"queue_name": "deferred", "arrival_time": 1' + "0" * 400 + ', "recipients": []}',
+        '{"queue_name": "deferred", "arrival_time": -1' + "0" * 400 + ', "recipients": []}',
+        '{"queue_name": "bogus", "arrival_time": 1, "recipients": []}',
+        '{"queue_name": "deferred", "arrival_time": 1, "recipients": [{"delay_reason": ["x"]}]}',
+        '{"queue_name": ["deferred"], "arrival_time": 1}',
+        '"deferred"',
+        "null",
+    ],
+)
+def test_parse_line_refuses_what_postqueue_never_prints(line: str) -> None:
+    with pytest.raises(PostqueueFormatError):
+        parse_line(line)
+
+
+def fake_postqueue(tmp_path: Path, stdout: bytes, status: int = 0, stderr: bytes = b"") -> str:
+    """An executable that prints ``stdout`` (and ``stderr``) as a postqueue would, then exits
+    with ``status``."""
+    (tmp_path / "out").write_bytes(stdout)
+    (tmp_path / "err").write_bytes(stderr)
+    script = tmp_path / "postqueue"
+    script.write_text(f"#!/bin/sh\ncat {tmp_path / 'out'}\ncat {tmp_path / 'err'} >&2\n"
+                      f"exit {status}\n")  # fmt: skip
+    script.chmod(0o755)
+    return str(script)
+
+
+GOOD = json.dumps({"queue_name": "deferred", "arrival_time": 1, "recipients": []}).encode()
+
+
+@pytest.mark.parametrize(
+    ("stdout", "why"),
+    [
+        (GOOD + b"\n" + GOOD[:30], "not JSON"),  # cut mid-object (a killed postqueue)
+        (GOOD + b"\n" + b'{"queue_name": "deferred", "arrival_time": 1' + b"0" * 400 + b"}\n",
+         "arrival_time"),
+        (GOOD + b"\n" + b'{"queue_name": "deferred", "arrival_time": Infinity}\n', "arrival_time"),
+        (GOOD + b"\n" + b'{"queue_name": "shadow", "arrival_time": 1}\n', "queue_name"),
+        (GOOD + b"\n[" * 100_000 + b"\n", "not JSON"),
+        (b"\x00" * 100 + b"\n", "not JSON"),
+    ],
+)  # fmt: skip
+async def test_garbage_from_postqueue_is_could_not_tell(
+    tmp_path: Path, stdout: bytes, why: str
+) -> None:
+    result = await run({"postqueue_path": fake_postqueue(tmp_path, stdout)})
+    assert result.error is not None
+    assert "printed a line that is not a queued message" in result.error, result.error
+    assert why in result.error
+    assert not result.samples and not result.findings
+
+
+@given(
+    st.fixed_dictionaries(
+        {
+            "queue_name": st.sampled_from([*QUEUES, "bogus", "shadow"]) | st.text(max_size=8),
+            "arrival_time": st.floats() | st.integers(min_value=-(10**400), max_value=10**400),
+        },
+        optional={"recipients": st.lists(st.fixed_dictionaries(
+            {}, optional={"address": st.text(max_size=5),
+                          "delay_reason": st.text(max_size=5) | st.integers()}), max_size=3)},
+    )
+)  # fmt: skip
+def test_parse_line_accepts_only_real_queues_and_times(value: dict[str, object]) -> None:
+    with contextlib.suppress(PostqueueFormatError):
+        msg = parse_line(json.dumps(value))
+        assert msg.queue in QUEUES
+        assert 0 <= msg.arrival_time <= 2**40
