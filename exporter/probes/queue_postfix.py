@@ -44,6 +44,11 @@ MAX_REASON_KEYS = 1000
 """Distinct (remote host, status) pairs counted one by one; the rest are counted together."""
 MAX_KNOWN_REASONS = 10_000
 """Reason texts whose (remote host, status) is remembered during one listing (they repeat)."""
+MAX_KNOWN_REASON_CHARS = 1_000_000
+"""... and their characters in all: 10,000 distinct reasons of 16 KB held 228 MiB."""
+MAX_REASON_CHARS = 2048
+"""Of one ``delay_reason`` (a remote server's reply quoted by Postfix: a line of 512 octets in
+RFC 5321, a few lines in practice); the rest is dropped as the line is parsed."""
 OTHER = ("(other)", "(more distinct reasons than counted)")
 
 
@@ -103,7 +108,7 @@ def parse_line(line: bytes | str) -> QueuedMessage:
             continue
         if not isinstance(reason, str):
             raise PostqueueFormatError("delay_reason is not a string")
-        reasons.append(reason)
+        reasons.append(reason[:MAX_REASON_CHARS])
     return QueuedMessage(queue, float(arrival), tuple(reasons))
 
 
@@ -173,6 +178,7 @@ class PostfixQueue:
     _reasons: Counter[tuple[str, str]] = field(default_factory=Counter, init=False, repr=False)
     _examples: dict[tuple[str, str], str] = field(default_factory=dict, init=False, repr=False)
     _keys: dict[str, tuple[str, str]] = field(default_factory=dict, init=False, repr=False)
+    _known_chars: int = field(default=0, init=False, repr=False)
 
     def add(self, msg: QueuedMessage) -> None:
         self.depth[msg.queue] = self.depth.get(msg.queue, 0) + 1
@@ -186,8 +192,12 @@ class PostfixQueue:
             key = self._keys.get(reason)
             if key is None:
                 key = deferral_key(reason)
-                if len(self._keys) < MAX_KNOWN_REASONS:
+                if (
+                    len(self._keys) < MAX_KNOWN_REASONS
+                    and self._known_chars + len(reason) <= MAX_KNOWN_REASON_CHARS
+                ):
                     self._keys[reason] = key
+                    self._known_chars += len(reason)
             if key not in self._reasons and len(self._reasons) >= MAX_REASON_KEYS:
                 key = OTHER
             self._reasons[key] += 1

@@ -20,6 +20,7 @@ import smtplib
 import subprocess
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -36,6 +37,7 @@ from exporter.config import parse_config
 from exporter.net.dnsclient import make_resolver
 from exporter.probes.queue import PROBE
 from exporter.probes.queue_postfix import (
+    MAX_REASON_CHARS,
     MAX_REASON_KEYS,
     OTHER,
     QUEUES,
@@ -519,3 +521,26 @@ def test_parse_line_accepts_only_real_queues_and_times(value: dict[str, object])
         msg = parse_line(json.dumps(value))
         assert msg.queue in QUEUES
         assert 0 <= msg.arrival_time <= 2**40
+
+
+def test_huge_deferral_reasons_are_cut_and_cost_little_memory() -> None:
+    """A hostile (or broken) remote server's replies become Postfix's delay_reason: 2,000
+    distinct reasons of 20 KB held 60 MB before they were cut at 2,048 characters."""
+    long = "host mx.example[192.0.2.1] said: 450 4.7.1 " + "y" * 30_000
+    msg = parse_line(json.dumps({"queue_name": "deferred", "arrival_time": 1,
+                                 "recipients": [{"delay_reason": long}]}))  # fmt: skip
+    assert msg.delay_reasons == (long[:MAX_REASON_CHARS],)
+    tracemalloc.start()
+    try:
+        queue = PostfixQueue()
+        for i in range(2000):
+            reason = f"host mx{i}.example[192.0.2.1] said: 450 4.7.1 " + f"x{i} " * 4000
+            line = {"queue_name": "deferred", "arrival_time": 1,
+                    "recipients": [{"delay_reason": reason}]}  # fmt: skip
+            queue.add(parse_line(json.dumps(line)))
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert held < 4 * 1024 * 1024, held
+    assert queue.deferred_recipients == 2000
+    assert all(len(r.example) <= 300 for r in queue.top_reasons())
