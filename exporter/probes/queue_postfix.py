@@ -29,6 +29,8 @@ import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 
+from exporter.redact import scrub_sasl
+
 QUEUES = ("maildrop", "incoming", "active", "deferred", "hold")
 """The queues ``postqueue -j`` lists (``maildrop``: submitted with sendmail, not yet picked up)."""
 
@@ -134,7 +136,10 @@ _STATUS_MAX = 100
 
 
 def redact(reason: str) -> str:
-    """The reason with every mail address's local part replaced by ``…`` (its domain stays)."""
+    """The reason with every mail address's local part replaced by ``…`` (its domain stays),
+    and any SASL credentials a remote server quoted back (``AUTH PLAIN <base64>``) removed: they
+    are Postfix's relay password, which the exporter never read and so cannot know."""
+    reason = scrub_sasl(reason)
     return _ADDRESS.sub("…@", reason) if "@" in reason else reason
 
 

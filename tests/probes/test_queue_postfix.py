@@ -544,3 +544,36 @@ def test_huge_deferral_reasons_are_cut_and_cost_little_memory() -> None:
     assert held < 4 * 1024 * 1024, held
     assert queue.deferred_recipients == 2000
     assert all(len(r.example) <= 300 for r in queue.top_reasons())
+
+
+async def test_auth_credentials_in_deferral_reasons_never_shown(tmp_path: Path) -> None:
+    """A relay that answers AUTH with a reply quoting the client's AUTH PLAIN line: the base64
+    holds Postfix's SASL user and password (smtp_sasl_password_maps), which the exporter never
+    read, so no registered secret covers it."""
+    token = "AGFsaWNlAHNlY3JldA=="  # "\0alice\0secret"
+    reasons = [
+        f"SASL authentication failed; server relay.test[192.0.2.7] said: 535 5.7.8 AUTH PLAIN"
+        f" {token} rejected",
+        f"host relay.test[192.0.2.7] said: 454 4.7.0 Temporary failure for {token}",
+    ]
+    lines = [json.dumps({"queue_name": "deferred", "arrival_time": 1,
+                         "recipients": [{"address": f"u{i}@x.test", "delay_reason": reason}]})
+             for i, reason in enumerate(reasons * 60)]  # fmt: skip
+    path = fake_postqueue(tmp_path, "\n".join(lines).encode() + b"\n")
+    config = parse_config({"queues": [{"name": "mta", "kind": "postfix", "postqueue_path": path,
+                                       "thresholds": {"deferred": 1}}]})  # fmt: skip
+    (target,) = PROBE.targets(config)
+    rt = Runtime.for_config(config)
+    try:
+        record = await run_probe(PROBE, target, rt)
+    finally:
+        await rt.aclose()
+    assert record.result.error is None and record.result.tables
+    state = State()
+    state.set_targets([target])
+    state.record(record)
+    shown = [repr(record.result), target_page(state, "queue", "mta") or "",
+             status_page(state, True, Path("config.yaml"))]  # fmt: skip
+    for text in shown:
+        assert "AGFsaWNl" not in text and "secret" not in text
+    assert "[redacted]" in shown[1]
