@@ -51,7 +51,7 @@ from exporter.probes.queue_postfix import (
     postqueue_command,
     redact,
 )
-from exporter.results import ProbeResult, State
+from exporter.results import ProbeResult, RunRecord, State
 from exporter.runner import Runtime, run_probe
 from exporter.web import status_page, target_page
 
@@ -145,6 +145,21 @@ async def run(entry: dict[str, Any]) -> ProbeResult:
         await rt.aclose()
 
 
+async def recorded(entry: dict[str, Any]) -> tuple[RunRecord, State]:
+    """One run as the daemon makes it, recorded in a state the status pages are made from."""
+    config = parse_config({"queues": [{"name": "mta", "kind": "postfix", **entry}]})
+    (target,) = PROBE.targets(config)
+    rt = Runtime.for_config(config)
+    try:
+        record = await run_probe(PROBE, target, rt)
+    finally:
+        await rt.aclose()
+    state = State()
+    state.set_targets([target])
+    state.record(record)
+    return record, state
+
+
 def values(result: ProbeResult, metric: str) -> dict[str, float]:
     return {dict(s.labels)["queue"]: s.value for s in result.samples if s.metric == metric}
 
@@ -191,22 +206,7 @@ async def test_deferred_and_held_mail(world: World) -> None:
 
 
 async def test_status_page_shows_the_deferral_reasons(world: World) -> None:
-    config = parse_config(
-        {
-            "queues": [
-                {"name": "mta", "kind": "postfix", "postfix_config_dir": str(world.postfix.dir)}
-            ]
-        }
-    )
-    (target,) = PROBE.targets(config)
-    rt = Runtime.for_config(config)
-    try:
-        record = await run_probe(PROBE, target, rt)
-    finally:
-        await rt.aclose()
-    state = State()
-    state.set_targets([target])
-    state.record(record)
+    _, state = await recorded({"postfix_config_dir": str(world.postfix.dir)})
     page = target_page(state, "queue", "mta")
     assert page is not None
     assert "<h3>Top deferral reasons</h3>" in page
@@ -560,18 +560,8 @@ async def test_auth_credentials_in_deferral_reasons_never_shown(tmp_path: Path) 
                          "recipients": [{"address": f"u{i}@x.test", "delay_reason": reason}]})
              for i, reason in enumerate(reasons * 60)]  # fmt: skip
     path = fake_postqueue(tmp_path, "\n".join(lines).encode() + b"\n")
-    config = parse_config({"queues": [{"name": "mta", "kind": "postfix", "postqueue_path": path,
-                                       "thresholds": {"deferred": 1}}]})  # fmt: skip
-    (target,) = PROBE.targets(config)
-    rt = Runtime.for_config(config)
-    try:
-        record = await run_probe(PROBE, target, rt)
-    finally:
-        await rt.aclose()
+    record, state = await recorded({"postqueue_path": path, "thresholds": {"deferred": 1}})
     assert record.result.error is None and record.result.tables
-    state = State()
-    state.set_targets([target])
-    state.record(record)
     shown = [repr(record.result), target_page(state, "queue", "mta") or "",
              status_page(state, True, Path("config.yaml"))]  # fmt: skip
     for text in shown:
