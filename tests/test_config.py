@@ -369,3 +369,54 @@ def test_start_failures_are_one_clear_line_exit_1(
     assert "Traceback" not in result.stderr
     assert expect in result.stderr
     assert result.returncode == (3 if command == ["check"] else 1), result.stderr
+
+
+# ----- hostile config files: huge numbers, huge files, files that are not files ------------------
+
+DIGITS_400 = "1" + "0" * 400
+DIGITS_5000 = "1" + "0" * 5000  # past Python's 4,300-digit limit for int(str)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (f"global:\n  interval: {DIGITS_400}\n", "global.interval: duration must be at most 365d"),
+        (f"global:\n  interval: {DIGITS_5000}\n",
+         "global.interval: line 2, column 13: integer of 5001 digits"),
+        (f"queues:\n  - name: mta\n    kind: postfix\n"
+         f"    thresholds: {{deferred: {DIGITS_5000}}}\n",
+         "queues[0].thresholds.deferred: line 4, column 28: integer of 5001 digits"),
+        (f"queues:\n  - {{name: mta, kind: postfix, thresholds: {{deferred: {DIGITS_400},"
+         f" deferred_critical: {DIGITS_400}}}}}\n",
+         "queues[0].thresholds.deferred: Input should be less than or equal to 1000000000"),
+        (f"x: [{DIGITS_5000}]\n", "x[0]: line 1, column 5: integer of 5001 digits"),
+    ],
+)  # fmt: skip
+def test_huge_integers_are_problems_with_their_key_path(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert any(p.startswith(problem) or p.startswith(f"{path}: {problem}")
+               for p in info.value.problems), info.value.problems  # fmt: skip
+
+
+def test_config_file_over_8_mib_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"domains: []\n" + b"# padding\n" * (900 * 1024))  # 9.2 MB of comments
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems == [f"{path}: cannot read config: larger than 8 MiB"]
+
+
+def test_hostile_config_files_exit_1_without_a_traceback(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.yaml"
+    huge.write_text(f"global:\n  interval: {DIGITS_5000}\n")
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"# padding\n" * (900 * 1024))
+    for path, expect in ((huge, "global.interval: line 2"), (big, "larger than 8 MiB")):
+        result = run_cli("--config.file", str(path), "--config.check")
+        assert result.returncode == 1, result.stderr
+        assert expect in result.stderr and "Traceback" not in result.stderr

@@ -34,7 +34,10 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration like 30s, 5m or 1h")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer of 309 digits or more
+            raise ValueError("duration must be at most 365d") from None
     elif isinstance(value, str):
         text = value.strip()
         pos = 0
