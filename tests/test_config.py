@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
-from exporter.config import ConfigError, load_config, parse_config, parse_duration
+from exporter.config import ConfigError, load_config, parse_config, parse_duration, read_secret
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -128,9 +132,9 @@ def test_section_overrides_global() -> None:
     assert [config.timeout_of(d) for d in config.domains] == [10, 10]
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "exporter", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "exporter", *args], capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -420,3 +424,67 @@ def test_hostile_config_files_exit_1_without_a_traceback(tmp_path: Path) -> None
         result = run_cli("--config.file", str(path), "--config.check")
         assert result.returncode == 1, result.stderr
         assert expect in result.stderr and "Traceback" not in result.stderr
+
+
+def in_thread(fn: Callable[[], object], timeout: float = 5.0) -> object:
+    """``fn()`` in a daemon thread: its result or exception; 'blocked' if it has not returned
+    within ``timeout`` (the thread is then left blocked: never a hung test run)."""
+    out: list[object] = []
+
+    def call() -> None:
+        try:
+            out.append(fn())
+        except BaseException as exc:
+            out.append(exc)
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return out[0] if out else "blocked"
+
+
+def unblock(fifo: Path) -> None:
+    """Give a reader blocked on opening ``fifo`` a writer that closes at once (EOF)."""
+    with contextlib.suppress(OSError):
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+
+def test_config_or_password_file_that_is_a_fifo_is_refused_at_once(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    try:
+        loaded = in_thread(lambda: load_config(fifo))
+        assert isinstance(loaded, ConfigError), loaded
+        assert loaded.problems == [f"{fifo}: cannot read config: not a regular file (a FIFO)"]
+        secret = in_thread(lambda: read_secret(None, str(fifo), "queues[mta]"))
+        assert isinstance(secret, ValueError), secret
+        assert str(secret) == (
+            f"queues[mta]: cannot read password_file {fifo}: not a regular file (a FIFO)"
+        )
+        directory = in_thread(lambda: read_secret(None, str(tmp_path), "queues[mta]"))
+        assert isinstance(directory, ValueError) and "not a regular file" in str(directory)
+    finally:
+        unblock(fifo)
+        unblock(fifo)
+
+
+def test_password_file_over_64_kib_is_refused_unshown(tmp_path: Path) -> None:
+    path = tmp_path / "password"
+    path.write_bytes(b"hunter2-" * 9000)  # 72,000 bytes
+    with pytest.raises(ValueError) as info:
+        read_secret(None, str(path), "queues[mta]")
+    assert str(info.value) == f"queues[mta]: cannot read password_file {path}: larger than 64 KiB"
+    path.write_bytes(b"p" * 65535 + b"\n")  # 64 KiB with its newline
+    assert read_secret(None, str(path), "queues[mta]") == "p" * 65535
+
+
+def test_config_fifo_from_the_command_line_exits_1(tmp_path: Path) -> None:
+    fifo = tmp_path / "config.yaml"
+    os.mkfifo(fifo)
+    try:
+        result = run_cli("--config.file", str(fifo), "--config.check", timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail("--config.check blocked on a FIFO")
+    finally:
+        unblock(fifo)
+    assert result.returncode == 1 and "not a regular file (a FIFO)" in result.stderr

@@ -16,7 +16,6 @@ line and column.
 
 from __future__ import annotations
 
-import errno
 from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,8 @@ from typing import Any
 import yaml
 from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from exporter.config.files import read_regular_file
 
 _Base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _MERGE = "tag:yaml.org,2002:merge"
@@ -77,10 +78,7 @@ class YamlError(ValueError):
 
 def load_yaml(path: str | Path) -> Any:
     """Read ``path`` (UTF-8) and parse it; raise :class:`OSError` or :class:`YamlError`."""
-    with Path(path).open("rb") as f:
-        raw = f.read(MAX_FILE_BYTES + 1)
-    if len(raw) > MAX_FILE_BYTES:
-        raise OSError(errno.EFBIG, f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+    raw = read_regular_file(path, MAX_FILE_BYTES)  # never blocks on a FIFO
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
