@@ -58,6 +58,10 @@ MAX_SCAN_CALLS = 200
 KOMBU_SEP = "\x06\x16"
 KOMBU_PRIORITIES = range(1, 10)
 RQ_TIME_FORMATS = ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ")
+RQ_EPOCH = dt.datetime(2011, 1, 1, tzinfo=dt.UTC).timestamp()
+"""No RQ job is older than RQ (first released in 2011)."""
+MAX_CLOCK_SKEW = 86400.0
+"""How far in the future an ``enqueued_at`` may be (the application's clock ahead of ours)."""
 
 
 class QueueReadError(Exception):
@@ -110,16 +114,21 @@ def _text(value: Any) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
-def parse_rq_time(value: Any) -> float | None:
-    """RQ's ``enqueued_at``/``created_at`` text as Unix time; None when absent or malformed."""
+def parse_rq_time(value: Any, now: float | None = None) -> float | None:
+    """RQ's ``enqueued_at``/``created_at`` text as Unix time; None when absent, malformed or
+    absurd: before RQ existed (:data:`RQ_EPOCH`), or more than a day after ``now`` (when given).
+    A forged or broken job would otherwise be "waiting for 50 years", a critical page."""
     if not isinstance(value, bytes | str):
         return None
     text = _text(value)
     for fmt in RQ_TIME_FORMATS:
         try:
-            return dt.datetime.strptime(text, fmt).replace(tzinfo=dt.UTC).timestamp()
+            when = dt.datetime.strptime(text, fmt).replace(tzinfo=dt.UTC).timestamp()
         except ValueError:
             continue
+        if when < RQ_EPOCH or (now is not None and when > now + MAX_CLOCK_SKEW):
+            return None
+        return when
     return None
 
 
@@ -226,7 +235,9 @@ async def read_rq(client: Redis, prefix: str, names: list[str] | None, now: floa
         for _ in head:
             reply = next(times)
             if isinstance(reply, list):
-                when = parse_rq_time(reply[0]) or parse_rq_time(reply[1])
+                when = parse_rq_time(reply[0], now)
+                if when is None:
+                    when = parse_rq_time(reply[1], now)
                 if when is not None and (oldest is None or when < oldest):
                     oldest = when
         out.queues.append(RedisQueue(
