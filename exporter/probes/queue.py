@@ -20,8 +20,10 @@ resources, keeps it (with the Redis clients) for as long as the config is loaded
 runs once, so it never reports growth.
 
 Could not tell (``probe_success`` 0, the reason and its fix in the error): postqueue missing,
-not allowed, failing or too slow; Redis unreachable, refusing the password, or a queue key of
-another type.
+not allowed, failing, too slow or printing what is not a queued message; Redis unreachable,
+refusing the password, sending replies of a shape Redis never sends, a key of another type
+(queue, worker set or hash, job hash, kombu binding), or a Celery list whose next message is
+not a kombu message.
 """
 
 from __future__ import annotations

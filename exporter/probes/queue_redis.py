@@ -35,6 +35,7 @@ enqueue time and Celery workers register nothing in Redis, so neither age nor wo
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,12 +151,40 @@ def describe(exc: RedisError, what: str) -> QueueReadError:
     return QueueReadError(f"{text}; fix: {fix}")
 
 
+_NOT_REDIS = "fix: check that redis_url points at a Redis server, not a proxy or another service"
+_REPLY_ERRORS = (ValueError, TypeError, IndexError, KeyError, AttributeError)
+"""What redis-py's reply callbacks raise on a reply of the wrong shape (``int(b"next")``)."""
+
+
+def _unexpected(reply: Any, what: str) -> QueueReadError:
+    shape = type(reply).__name__
+    if isinstance(reply, bytes | int):
+        shape += f" {reply[:40]!r}" if isinstance(reply, bytes) else f" {str(reply)[:40]}"
+    return QueueReadError(f"{what}: unexpected reply ({shape}); {_NOT_REDIS}")
+
+
 async def _run(pipe: Any, what: str) -> list[Any]:
     """Execute a pipeline; a reply that is an error (WRONGTYPE) stays in the list."""
     try:
         return list(await pipe.execute(raise_on_error=False))
     except RedisError as exc:
         raise describe(exc, what) from None
+    except _REPLY_ERRORS as exc:
+        raise QueueReadError(f"{what}: unexpected reply ({exc}); {_NOT_REDIS}") from None
+
+
+def _count(reply: Any, what: str) -> int:
+    """A count as Redis sends it: an integer from 0 to 2^63 - 1."""
+    if isinstance(reply, int) and not isinstance(reply, bool) and 0 <= reply < 2**63:
+        return reply
+    raise _unexpected(reply, what)
+
+
+def _strings(reply: Any, what: str) -> list[bytes]:
+    """The members of a set or the items of a list: bulk strings."""
+    if isinstance(reply, list | set | tuple) and all(isinstance(x, bytes) for x in reply):
+        return list(reply)
+    raise _unexpected(reply, what)
 
 
 def _wrong_type(reply: Any, key: str, problems: list[str]) -> bool:
@@ -165,7 +194,20 @@ def _wrong_type(reply: Any, key: str, problems: list[str]) -> bool:
     return False
 
 
-async def _live_workers(client: Redis, keys: set[str]) -> set[str]:
+def _fields(reply: Any, n: int, what: str) -> list[bytes | None]:
+    """An HMGET reply of ``n`` fields."""
+    if (
+        isinstance(reply, list)
+        and len(reply) == n
+        and all(x is None or isinstance(x, bytes) for x in reply)
+    ):
+        return reply
+    raise _unexpected(reply, what)
+
+
+async def _live_workers(client: Redis, keys: set[str], problems: list[str]) -> set[str] | None:
+    """The worker keys among ``keys`` whose hash says the worker is alive; None when a worker
+    key cannot be read (then no worker count is known)."""
     if not keys:
         return set()
     ordered = sorted(keys)
@@ -173,76 +215,91 @@ async def _live_workers(client: Redis, keys: set[str]) -> set[str]:
     for key in ordered:
         pipe.hmget(key, ["birth", "death"])
     replies = await _run(pipe, "reading RQ workers")
-    return {
-        key
-        for key, reply in zip(ordered, replies, strict=True)
-        if isinstance(reply, list) and reply[0] is not None and reply[1] is None
-    }
+    live: set[str] | None = set()
+    for key, reply in zip(ordered, replies, strict=True):
+        if _wrong_type(reply, key, problems):
+            live = None
+            continue
+        birth, death = _fields(reply, 2, f"HMGET {key}")
+        if live is not None and birth is not None and death is None:
+            live.add(key)
+    return live
 
 
 async def read_rq(client: Redis, prefix: str, names: list[str] | None, now: float) -> RedisQueues:
     """The RQ queues ``names`` (all of ``<prefix>:queues`` when None)."""
     out = RedisQueues()
     queues_key, queue_prefix = f"{prefix}:queues", f"{prefix}:queue:"
+    workers_key = f"{prefix}:workers"
     pipe = client.pipeline(transaction=False)
     pipe.smembers(queues_key)
-    pipe.smembers(f"{prefix}:workers")
+    pipe.smembers(workers_key)
     existing, all_workers = await _run(pipe, "reading RQ's queue and worker sets")
     if _wrong_type(existing, queues_key, out.problems) or _wrong_type(
-        all_workers, f"{prefix}:workers", out.problems
+        all_workers, workers_key, out.problems
     ):
         return out
-    known = {
-        _text(k).removeprefix(queue_prefix) for k in existing if _text(k).startswith(queue_prefix)
-    }
+    queue_keys = [_text(k) for k in _strings(existing, f"SMEMBERS {queues_key}")]
+    registered = {_text(k) for k in _strings(all_workers, f"SMEMBERS {workers_key}")}
+    worker_keys = set(registered)
+    known = {k.removeprefix(queue_prefix) for k in queue_keys if k.startswith(queue_prefix)}
     if names is None:
         found = sorted(known)
         out.discovered_more = max(0, len(found) - MAX_QUEUES)
         names = found[:MAX_QUEUES]
     pipe = client.pipeline(transaction=False)
     for name in names:
-        failed = f"{prefix}:failed:{name}"
         pipe.llen(queue_prefix + name)
         pipe.lrange(queue_prefix + name, 0, OLDEST_SAMPLE - 1)
-        pipe.zcount(failed, "-inf", "(0")
-        pipe.zcount(failed, f"({now!r}", "+inf")
+        pipe.zcount(f"{prefix}:failed:{name}", "-inf", "(0")
+        pipe.zcount(f"{prefix}:failed:{name}", f"({now!r}", "+inf")
         pipe.smembers(f"{prefix}:workers:{name}")
     replies = await _run(pipe, "reading RQ queues")
-    per_queue: list[tuple[str, list[Any]]] = []
+    per_queue: list[tuple[str, int, list[str], int, set[str] | None]] = []
     for i, name in enumerate(names):
         depth, head, never, later, workers = replies[5 * i : 5 * i + 5]
-        keys = (queue_prefix + name, queue_prefix + name, f"{prefix}:failed:{name}")
+        key, failed_key = queue_prefix + name, f"{prefix}:failed:{name}"
+        keys = (key, key, failed_key, failed_key)
         if any(
-            _wrong_type(r, k, out.problems) for r, k in zip((depth, head, never), keys, strict=True)
+            _wrong_type(r, k, out.problems)
+            for r, k in zip((depth, head, never, later), keys, strict=True)
         ):
             continue
-        if _wrong_type(workers, f"{prefix}:workers:{name}", out.problems):
-            workers = set()
-        per_queue.append((name, [depth, head, int(never) + int(later), workers]))
-    worker_keys = {_text(k) for k in all_workers}
-    for _, (_, _, _, members) in per_queue:
-        worker_keys |= {_text(k) for k in members}
-    live = await _live_workers(client, set(sorted(worker_keys)[:MAX_WORKERS]))
-    out.workers = len({_text(k) for k in all_workers} & live)
+        members: set[str] | None = None
+        if not _wrong_type(workers, f"{prefix}:workers:{name}", out.problems):
+            members = {_text(k) for k in _strings(workers, f"SMEMBERS {prefix}:workers:{name}")}
+            worker_keys |= members
+        per_queue.append((
+            name, _count(depth, f"LLEN {key}"),
+            [_text(job) for job in _strings(head, f"LRANGE {key}")[:OLDEST_SAMPLE]],
+            _count(never, f"ZCOUNT {failed_key}") + _count(later, f"ZCOUNT {failed_key}"),
+            members,
+        ))  # fmt: skip
+    live = await _live_workers(client, set(sorted(worker_keys)[:MAX_WORKERS]), out.problems)
+    out.workers = None if live is None else len(registered & live)
     pipe = client.pipeline(transaction=False)
-    heads = [[_text(job) for job in head] for _, (_, head, _, _) in per_queue]
-    for head in heads:
+    for _, _, head, _, _ in per_queue:
         for job in head:
             pipe.hmget(f"{prefix}:job:{job}", ["enqueued_at", "created_at"])
-    times = iter(await _run(pipe, "reading RQ jobs") if any(heads) else [])
-    for (name, (depth, _, failed, members)), head in zip(per_queue, heads, strict=True):
+    times = iter(await _run(pipe, "reading RQ jobs") if any(q[2] for q in per_queue) else [])
+    for name, depth, head, failed, members in per_queue:
         oldest: float | None = None
-        for _ in head:
+        unreadable = False
+        for job in head:
             reply = next(times)
-            if isinstance(reply, list):
-                when = parse_rq_time(reply[0], now)
-                if when is None:
-                    when = parse_rq_time(reply[1], now)
-                if when is not None and (oldest is None or when < oldest):
-                    oldest = when
+            if _wrong_type(reply, f"{prefix}:job:{job}", out.problems):
+                unreadable = True  # the oldest may be that one: no age rather than a wrong one
+                continue
+            enqueued, created = _fields(reply, 2, f"HMGET {prefix}:job:{job}")
+            when = parse_rq_time(enqueued, now)
+            if when is None:
+                when = parse_rq_time(created, now)
+            if when is not None and (oldest is None or when < oldest):
+                oldest = when
         out.queues.append(RedisQueue(
-            name, int(depth), name in known, oldest_enqueued=oldest, failed=failed,
-            workers=len({_text(k) for k in members} & live),
+            name, depth, name in known, oldest_enqueued=None if unreadable else oldest,
+            failed=failed,
+            workers=None if members is None or live is None else len(members & live),
         ))  # fmt: skip
     return out
 
@@ -251,7 +308,7 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
-async def discover_celery(client: Redis, prefix: str) -> list[str]:
+async def discover_celery(client: Redis, prefix: str, problems: list[str]) -> list[str]:
     """Queue names bound in kombu's ``_kombu.binding.*`` sets, plus ``celery``."""
     names = {"celery"}
     binding = f"{prefix}_kombu.binding."
@@ -261,21 +318,26 @@ async def discover_celery(client: Redis, prefix: str) -> list[str]:
         for _ in range(MAX_SCAN_CALLS):
             cursor, batch = await client.scan(cursor, match=_glob_escape(binding) + "*",
                                               count=SCAN_BATCH)  # fmt: skip
-            keys.extend(_text(k) for k in batch)
-            if int(cursor) == 0:
+            keys.extend(_text(k) for k in _strings(batch, "SCAN"))
+            if _count(cursor, "SCAN") == 0:
                 break
     except RedisError as exc:
         raise describe(exc, "scanning kombu's bindings") from None
+    except _REPLY_ERRORS as exc:
+        raise QueueReadError(f"SCAN: unexpected reply ({exc}); {_NOT_REDIS}") from None
     exchanges = sorted(k for k in set(keys) if not _control_exchange(k.removeprefix(binding)))
     pipe = client.pipeline(transaction=False)
     for key in exchanges:
         pipe.smembers(key)
-    for members in await _run(pipe, "reading kombu's bindings") if exchanges else []:
-        if isinstance(members, set):
-            for member in members:
-                queue = _text(member).split(KOMBU_SEP)[-1]
-                if queue and not _control_exchange(queue):
-                    names.add(queue)
+    replies = await _run(pipe, "reading kombu's bindings") if exchanges else []
+    for key, members in zip(exchanges, replies, strict=True):
+        # A binding of another type hides the queues it binds: could not tell, not "none".
+        if _wrong_type(members, key, problems):
+            continue
+        for member in _strings(members, f"SMEMBERS {key}"):
+            queue = _text(member).split(KOMBU_SEP)[-1]
+            if queue and not _control_exchange(queue):
+                names.add(queue)
     return sorted(names)
 
 
@@ -283,11 +345,22 @@ def _control_exchange(name: str) -> bool:
     return name.endswith(".pidbox") or name == "celeryev" or name.startswith("celeryev.")
 
 
+def _kombu_message(raw: bytes) -> bool:
+    """A kombu message as its Redis transport stores it: a JSON object with a body and its
+    properties."""
+    try:
+        message = json.loads(raw)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(message, dict) and "body" in message and "properties" in message
+
+
 async def read_celery(client: Redis, prefix: str, names: list[str] | None) -> RedisQueues:
-    """The Celery queues ``names`` (discovered when None): each list and its priority lists."""
+    """The Celery queues ``names`` (discovered when None): each list and its priority lists,
+    and the next message of the list, which must be a kombu message."""
     out = RedisQueues()
     if names is None:
-        found = await discover_celery(client, prefix)
+        found = await discover_celery(client, prefix, out.problems)
         out.discovered_more = max(0, len(found) - MAX_QUEUES)
         names = found[:MAX_QUEUES]
     pipe = client.pipeline(transaction=False)
@@ -296,15 +369,26 @@ async def read_celery(client: Redis, prefix: str, names: list[str] | None) -> Re
         for step in KOMBU_PRIORITIES:
             pipe.llen(f"{prefix}{name}{KOMBU_SEP}{step}")
         pipe.exists(f"{prefix}_kombu.binding.{name}")
+        pipe.lrange(prefix + name, -1, -1)  # kombu takes from the tail (BRPOP)
     replies = await _run(pipe, "reading Celery queues")
-    width = 2 + len(KOMBU_PRIORITIES)
+    width = 3 + len(KOMBU_PRIORITIES)
     for i, name in enumerate(names):
-        lengths, bound = replies[width * i : width * i + width - 1], replies[width * i + width - 1]
-        bad = [r for r in lengths if isinstance(r, ResponseError)]
+        row = replies[width * i : width * i + width]
+        lengths, bound, tail = row[:-2], row[-2], row[-1]
+        bad = [r for r in (*lengths, tail) if isinstance(r, ResponseError)]
         if bad:
             out.problems.append(f"{prefix}{name}: {str(bad[0])[:200]}")
             continue
-        depth = sum(int(n) for n in lengths)
-        known = depth > 0 or (not isinstance(bound, Exception) and int(bound) > 0)
+        depth = sum(_count(n, f"LLEN {prefix}{name}") for n in lengths)
+        nxt = _strings(tail, f"LRANGE {prefix}{name}")
+        if nxt and not _kombu_message(nxt[0]):
+            out.problems.append(
+                f"{prefix}{name}: the next message is not a kombu message (not a JSON object"
+                " with body and properties): is this list Celery's queue?"
+            )
+            continue
+        known = depth > 0 or (
+            not isinstance(bound, ResponseError) and _count(bound, f"EXISTS {prefix}{name}") > 0
+        )
         out.queues.append(RedisQueue(name, depth, known))
     return out

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ import trustme
 from celery import Celery
 from hypothesis import given
 from hypothesis import strategies as st
+from redisdb import fresh_db, lab_redis
 
 from exporter.config import parse_config
 from exporter.lab.redis import LabRedis
@@ -34,24 +34,16 @@ from exporter.runner import Runtime, run_probe
 
 PASSWORD = "s3cret-Redis-pw"
 NOW = 1_800_000_000.0  # 2027-01-15
-_dbs = itertools.cycle(range(16))
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[LabRedis]:
-    lab = LabRedis().start()
-    try:
-        yield lab
-    finally:
-        lab.stop()
+    yield from lab_redis()
 
 
 @pytest.fixture
 def url(server: LabRedis) -> str:
-    """A fresh database of the module's server: redis://127.0.0.1:PORT/N."""
-    db = next(_dbs)
-    redis.Redis(port=server.port, db=db).flushdb()
-    return f"redis://127.0.0.1:{server.port}/{db}"
+    return fresh_db(server)
 
 
 def conn(url: str) -> redis.Redis:

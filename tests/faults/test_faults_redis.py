@@ -1,0 +1,225 @@
+"""The ``queue`` probe (RQ and Celery) against a Redis holding wrong-shaped data, and against a
+fake Redis (``tests/faults/redisfault.py``, real RESP on loopback) for replies no real
+``redis-server`` sends.
+
+For every fault: the run is "could not tell" (an error naming the key or the reply), never a
+wrong count nor a finding drawn from data it could not read; a run against healthy data at the
+same place succeeds; and repeated faulted runs leave no connection open and nothing growing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import redis
+import rq
+from faults.leakcheck import repeat_flat, settle
+from faults.redisfault import Answer, Cut, FakeRedis, array, bulk, error, integer
+from redisdb import fresh_db, lab_redis
+
+from exporter.config import parse_config
+from exporter.lab.redis import LabRedis
+from exporter.net.dnsclient import make_resolver
+from exporter.probes.queue import PROBE
+from exporter.results import ProbeResult
+from exporter.runner import Runtime, run_probe
+
+STAMP = "2026-01-02T03:04:05.250000Z"
+BINDING = "emails\x06\x16\x06\x16emails"
+
+
+async def run(entry: dict[str, Any], limit: str = "5s") -> ProbeResult:
+    config = parse_config({"global": {"timeout": limit},
+                           "queues": [{"name": "app", **entry}]})  # fmt: skip
+    (target,) = PROBE.targets(config)
+    own = Runtime(make_resolver(["127.0.0.1:9"], attempt_timeout=0.5, lifetime=0.5), config)
+    try:
+        return (await run_probe(PROBE, target, own)).result
+    finally:
+        await own.aclose()
+
+
+def depths(result: ProbeResult) -> dict[str, float]:
+    return {dict(s.labels)["queue"]: s.value for s in result.samples if s.metric == "queue_depth"}
+
+
+# ----- a fake Redis: replies redis-server never sends ---------------------------------------------
+
+
+def healthy(command: list[bytes]) -> bytes:
+    """An RQ queue ``mail`` of two jobs and a Celery queue ``emails`` bound in kombu's set."""
+    name, key = command[0].upper(), (command[1] if len(command) > 1 else b"")
+    members = {b"rq:queues": [bulk("rq:queue:mail")], b"_kombu.binding.emails": [bulk(BINDING)]}
+    if name == b"SMEMBERS":
+        return array(members.get(key, []))
+    if name == b"SSCAN":
+        return array([bulk("0"), array(members.get(key, []))])
+    if name == b"SCAN":
+        return array([bulk("0"), array([bulk("_kombu.binding.emails")])])
+    if name == b"LLEN":
+        return integer(2 if key in (b"rq:queue:mail", b"emails") else 0)
+    if name == b"LRANGE":
+        if key == b"emails":
+            return array([bulk(json.dumps({"body": "e30=", "properties": {}, "headers": {}}))])
+        return array([bulk("j1"), bulk("j2")] if key == b"rq:queue:mail" else [])
+    if name == b"ZCOUNT":
+        return integer(0)
+    if name == b"HMGET":
+        return array([bulk(STAMP), bulk(STAMP)])
+    if name == b"EXISTS":
+        return integer(1)
+    return error(f"ERR unknown command '{name.decode()}'")
+
+
+def faulty(names: tuple[bytes, ...], reply: bytes | None) -> Answer:
+    return lambda command: reply if command[0].upper() in names else healthy(command)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeRedis]:
+    server = await FakeRedis(healthy).start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+SETS = (b"SMEMBERS", b"SSCAN")
+FAKE_FAULTS = [
+    ("llen_text", "rq", (b"LLEN",), bulk("many"), "unexpected reply"),
+    ("llen_negative", "rq", (b"LLEN",), integer(-5), "unexpected reply"),
+    ("llen_beyond_64_bits", "rq", (b"LLEN",), integer(2**70), "unexpected reply"),
+    ("lrange_integer", "rq", (b"LRANGE",), integer(3), "unexpected reply"),
+    ("lrange_nested", "rq", (b"LRANGE",), array([array([bulk("j1")])]), "unexpected reply"),
+    ("zcount_text", "rq", (b"ZCOUNT",), bulk("none"), "unexpected reply"),
+    ("set_integer", "rq", SETS, integer(7), "unexpected reply"),
+    ("hmget_short", "rq", (b"HMGET",), array([bulk(STAMP)]), "unexpected reply"),
+    ("hmget_integer", "rq", (b"HMGET",), integer(1), "unexpected reply"),
+    ("scan_cursor_text", "celery", (b"SCAN",), array([bulk("next"), array([])]),
+     "unexpected reply"),
+    ("scan_flat", "celery", (b"SCAN",), array([bulk("0")]), "unexpected reply"),
+    ("binding_integer", "celery", SETS, integer(7), "unexpected reply"),
+    ("exists_text", "celery", (b"EXISTS",), bulk("yes"), "unexpected reply"),
+    ("celery_llen_text", "celery", (b"LLEN",), bulk("2"), "unexpected reply"),
+    ("not_resp", "rq", SETS, b"HTTP/1.1 400 Bad Request\r\n\r\n", "Protocol"),
+    ("cut_mid_reply", "rq", (b"LRANGE",), Cut(b"*2\r\n$2\r\nj1\r\n$2\r\nj"), "Connection"),
+    ("closed", "celery", (b"SCAN",), None, "Connection"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("kind", "names", "reply", "reason"),
+    [f[1:] for f in FAKE_FAULTS],
+    ids=[f[0] for f in FAKE_FAULTS],
+)
+async def test_replies_no_redis_sends_are_could_not_tell(
+    fake: FakeRedis, kind: str, names: tuple[bytes, ...], reply: bytes | None, reason: str
+) -> None:
+    entry = {"kind": kind, "redis_url": fake.url}
+    good = await run(entry)
+    assert good.error is None, good.error
+    assert depths(good) == ({"mail": 2} if kind == "rq" else {"celery": 0, "emails": 2})
+    fake.answer = faulty(names, reply)
+    bad = await run(entry)
+    assert bad.error is not None and reason in bad.error, bad.error
+    assert bad.error.startswith(f"redis://127.0.0.1:{fake.port}/0: ")
+    assert not bad.findings
+    assert not [s for s in bad.samples if s.value < 0 or s.value > 2**63]
+    assert depths(bad) in ({}, depths(good))  # nothing, or what was read right
+
+
+async def test_a_redis_that_never_answers_is_could_not_tell(fake: FakeRedis) -> None:
+    fake.answer = faulty((b"LLEN",), b"")
+    result = await run({"kind": "rq", "redis_url": fake.url}, limit="1s")
+    assert result.error is not None and "no answer within 0.9s" in result.error
+    assert not result.samples and not result.findings
+
+
+async def test_garbage_replies_leak_nothing(fake: FakeRedis) -> None:
+    fake.answer = faulty((b"LLEN",), bulk("many"))
+    entry = {"kind": "rq", "redis_url": fake.url}
+
+    async def once() -> None:
+        result = await run(entry)
+        assert result.error is not None and "unexpected reply" in result.error
+
+    await repeat_flat(once, warmup=10, repeat=100, batch=10)
+    await settle()
+    assert fake.open == 0, "the probe left Redis connections open"
+
+
+# ----- a real redis-server holding wrong-shaped data --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LabRedis]:
+    yield from lab_redis()
+
+
+@pytest.fixture
+def url(server: LabRedis) -> str:
+    return fresh_db(server)
+
+
+def enqueue(url: str, queue: str, n: int = 1) -> list[rq.job.Job]:
+    q = rq.Queue(queue, connection=redis.Redis.from_url(url))
+    return [q.enqueue("os.getcwd") for _ in range(n)]
+
+
+async def test_rq_worker_set_of_another_type_is_no_proof_of_no_worker(url: str) -> None:
+    """rq:workers:mail holding a string was read as "no worker listens on mail": a warning
+    (critical once the queue grew) drawn from data that could not be read."""
+    enqueue(url, "mail", 2)
+    redis.Redis.from_url(url).set("rq:workers:mail", "garbage")
+    result = await run({"kind": "rq", "redis_url": url})
+    assert result.error is not None and "rq:workers:mail: WRONGTYPE" in result.error
+    assert ("queue_no_workers", "mail") not in {(f.code, f.subject) for f in result.findings}
+    assert depths(result) == {"mail": 2}
+
+
+async def test_rq_worker_or_job_key_of_another_type_is_could_not_tell(url: str) -> None:
+    c = redis.Redis.from_url(url)
+    (job,) = enqueue(url, "mail")
+    c.sadd("rq:workers", "rq:worker:w1")
+    c.set("rq:worker:w1", "not a hash")
+    workers = await run({"kind": "rq", "redis_url": url})
+    assert workers.error is not None and "rq:worker:w1: WRONGTYPE" in workers.error
+    assert not [s for s in workers.samples if s.metric == "queue_workers"]
+    c.delete("rq:workers", "rq:worker:w1")
+    c.delete(f"rq:job:{job.id}")
+    c.rpush(f"rq:job:{job.id}", "a list, not a hash")
+    jobs = await run({"kind": "rq", "redis_url": url})
+    assert jobs.error is not None and f"rq:job:{job.id}: WRONGTYPE" in jobs.error
+
+
+async def test_kombu_binding_of_another_type_is_could_not_tell(url: str) -> None:
+    c = redis.Redis.from_url(url)
+    c.lpush("emails", json.dumps({"body": "", "properties": {}, "headers": {}}))
+    c.sadd("_kombu.binding.emails", BINDING)
+    assert depths(await run({"kind": "celery", "redis_url": url})) == {"celery": 0, "emails": 1}
+    c.delete("_kombu.binding.emails")
+    c.set("_kombu.binding.emails", BINDING)  # a string: the bound queues cannot be read
+    result = await run({"kind": "celery", "redis_url": url})
+    assert result.error is not None and "_kombu.binding.emails: WRONGTYPE" in result.error
+
+
+@pytest.mark.parametrize("payload", [b"\xff\x00garbage", b"not json", b"[1, 2]", b'"a string"'])
+async def test_celery_queue_of_non_kombu_messages_is_could_not_tell(
+    url: str, payload: bytes
+) -> None:
+    """A list under the queue's name whose next message is no kombu message (not a JSON object):
+    another application's key, or a broken producer; its length is not Celery's backlog."""
+    c = redis.Redis.from_url(url)
+    c.lpush("emails", json.dumps({"body": "", "properties": {}, "headers": {}}))
+    c.lpush("webhooks", json.dumps({"body": "", "properties": {}, "headers": {}}))
+    entry = {"kind": "celery", "redis_url": url, "queues": ["emails", "webhooks"]}
+    assert (await run(entry)).error is None
+    c.rpush("emails", payload)  # the tail is what kombu's BRPOP takes next
+    result = await run(entry)
+    assert result.error is not None and "emails: the next message is not a kombu message" in (
+        result.error
+    )
+    assert depths(result) == {"webhooks": 1}
