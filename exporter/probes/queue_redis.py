@@ -3,7 +3,12 @@
 Read only: nothing here writes to the Redis, not even the clean-ups RQ's own readers do on the
 way (``Queue.count`` is a plain ``LLEN``, but ``FailedJobRegistry.count`` first deletes expired
 entries; here they are counted out with ``ZCOUNT`` instead). Every step is one pipeline, so a
-run costs three round trips whatever the number of queues.
+run costs about five round trips whatever the number of queues (sets are read with ``SSCAN``,
+all of a step's sets in each round trip: one for sets under 1,000 members).
+
+Bounded, whatever the Redis holds: a set is read up to :data:`MAX_MEMBERS` members (then "could
+not tell"), at most :data:`MAX_BINDINGS` kombu binding sets, :data:`MAX_SCAN_CALLS` SCAN calls.
+A reply of a shape Redis never sends is :class:`QueueReadError` (could not tell), never a count.
 
 RQ (1.0 and later; key names from RQ's ``queue.py``, ``registry.py``, ``worker_registration.py``
 and ``worker/base.py``; ``rq`` is ``RQ_KEY_PREFIX``, the entry's ``key_prefix``):
@@ -53,9 +58,16 @@ OLDEST_SAMPLE = 10
 MAX_QUEUES = 100
 """Queues found by discovery that are reported (sorted by name); configure ``queues`` for more."""
 MAX_WORKERS = 10_000
+MAX_MEMBERS = 10_000
+"""Members read of one set (``rq:queues``, ``rq:workers``, a kombu binding): SSCAN stops at the
+10,001st and the set is "could not tell" (a hostile Redis with a million-member set took
+357 MiB and 14 s a run)."""
+MAX_BINDINGS = 1000
+"""kombu binding sets (``_kombu.binding.*``, one per exchange) read to discover queues."""
 SCAN_BATCH = 1000
 MAX_SCAN_CALLS = 200
-"""SCAN calls for kombu's bindings: up to 200,000 keys looked at; configure ``queues`` beyond."""
+"""SCAN calls for kombu's bindings: up to 200,000 keys looked at; configure ``queues`` beyond.
+Also the most SSCAN rounds for the sets of one run."""
 KOMBU_SEP = "\x06\x16"
 KOMBU_PRIORITIES = range(1, 10)
 RQ_TIME_FORMATS = ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ")
@@ -205,6 +217,51 @@ def _fields(reply: Any, n: int, what: str) -> list[bytes | None]:
     raise _unexpected(reply, what)
 
 
+def _scan_reply(reply: Any, what: str) -> tuple[int, list[bytes]]:
+    """A SCAN/SSCAN reply as redis-py parses it: (cursor, members)."""
+    if isinstance(reply, list | tuple) and len(reply) == 2:
+        return _count(reply[0], what), _strings(reply[1], what)
+    raise _unexpected(reply, what)
+
+
+async def read_sets(
+    client: Redis, keys: list[str], problems: list[str], what: str
+) -> dict[str, set[str] | None]:
+    """The members of each set in ``keys``, by SSCAN, all sets a round trip at a time; None for
+    a set that cannot be read whole: of another type, or more than :data:`MAX_MEMBERS` members
+    (the read stops there), each with its problem."""
+    out: dict[str, set[str] | None] = {}
+    found: dict[str, set[bytes]] = {key: set() for key in keys}
+    cursors = dict.fromkeys(keys, 0)
+    for _ in range(MAX_SCAN_CALLS):
+        if not cursors:
+            break
+        pipe = client.pipeline(transaction=False)
+        for key, cursor in cursors.items():
+            pipe.sscan(key, cursor, count=SCAN_BATCH)
+        for (key, _), reply in zip(list(cursors.items()), await _run(pipe, what), strict=True):
+            if _wrong_type(reply, key, problems):
+                out[key] = None
+                del cursors[key]
+                continue
+            cursor, batch = _scan_reply(reply, f"SSCAN {key}")
+            found[key].update(batch)
+            if len(found[key]) > MAX_MEMBERS:
+                problems.append(f"{key}: more than {MAX_MEMBERS} members; not read further")
+                out[key] = None
+                del cursors[key]
+                found[key] = set()
+            elif cursor == 0:
+                out[key] = {_text(m) for m in found.pop(key)}
+                del cursors[key]
+            else:
+                cursors[key] = cursor
+    for key in cursors:
+        problems.append(f"{key}: not read whole in {MAX_SCAN_CALLS} SSCAN calls")
+        out[key] = None
+    return out
+
+
 async def _live_workers(client: Redis, keys: set[str], problems: list[str]) -> set[str] | None:
     """The worker keys among ``keys`` whose hash says the worker is alive; None when a worker
     key cannot be read (then no worker count is known)."""
@@ -231,16 +288,11 @@ async def read_rq(client: Redis, prefix: str, names: list[str] | None, now: floa
     out = RedisQueues()
     queues_key, queue_prefix = f"{prefix}:queues", f"{prefix}:queue:"
     workers_key = f"{prefix}:workers"
-    pipe = client.pipeline(transaction=False)
-    pipe.smembers(queues_key)
-    pipe.smembers(workers_key)
-    existing, all_workers = await _run(pipe, "reading RQ's queue and worker sets")
-    if _wrong_type(existing, queues_key, out.problems) or _wrong_type(
-        all_workers, workers_key, out.problems
-    ):
+    sets = await read_sets(client, [queues_key, workers_key], out.problems,
+                           "reading RQ's queue and worker sets")  # fmt: skip
+    queue_keys, registered = sets[queues_key], sets[workers_key]
+    if queue_keys is None or registered is None:
         return out
-    queue_keys = [_text(k) for k in _strings(existing, f"SMEMBERS {queues_key}")]
-    registered = {_text(k) for k in _strings(all_workers, f"SMEMBERS {workers_key}")}
     worker_keys = set(registered)
     known = {k.removeprefix(queue_prefix) for k in queue_keys if k.startswith(queue_prefix)}
     if names is None:
@@ -253,11 +305,12 @@ async def read_rq(client: Redis, prefix: str, names: list[str] | None, now: floa
         pipe.lrange(queue_prefix + name, 0, OLDEST_SAMPLE - 1)
         pipe.zcount(f"{prefix}:failed:{name}", "-inf", "(0")
         pipe.zcount(f"{prefix}:failed:{name}", f"({now!r}", "+inf")
-        pipe.smembers(f"{prefix}:workers:{name}")
     replies = await _run(pipe, "reading RQ queues")
+    listeners = await read_sets(client, [f"{prefix}:workers:{name}" for name in names],
+                                out.problems, "reading RQ's worker sets")  # fmt: skip
     per_queue: list[tuple[str, int, list[str], int, set[str] | None]] = []
     for i, name in enumerate(names):
-        depth, head, never, later, workers = replies[5 * i : 5 * i + 5]
+        depth, head, never, later = replies[4 * i : 4 * i + 4]
         key, failed_key = queue_prefix + name, f"{prefix}:failed:{name}"
         keys = (key, key, failed_key, failed_key)
         if any(
@@ -265,10 +318,8 @@ async def read_rq(client: Redis, prefix: str, names: list[str] | None, now: floa
             for r, k in zip((depth, head, never, later), keys, strict=True)
         ):
             continue
-        members: set[str] | None = None
-        if not _wrong_type(workers, f"{prefix}:workers:{name}", out.problems):
-            members = {_text(k) for k in _strings(workers, f"SMEMBERS {prefix}:workers:{name}")}
-            worker_keys |= members
+        members = listeners[f"{prefix}:workers:{name}"]
+        worker_keys |= members or set()
         per_queue.append((
             name, _count(depth, f"LLEN {key}"),
             [_text(job) for job in _strings(head, f"LRANGE {key}")[:OLDEST_SAMPLE]],
@@ -312,30 +363,35 @@ async def discover_celery(client: Redis, prefix: str, problems: list[str]) -> li
     """Queue names bound in kombu's ``_kombu.binding.*`` sets, plus ``celery``."""
     names = {"celery"}
     binding = f"{prefix}_kombu.binding."
-    keys: list[str] = []
     cursor: Any = 0
+    keys: set[str] = set()
     try:
         for _ in range(MAX_SCAN_CALLS):
             cursor, batch = await client.scan(cursor, match=_glob_escape(binding) + "*",
                                               count=SCAN_BATCH)  # fmt: skip
-            keys.extend(_text(k) for k in _strings(batch, "SCAN"))
+            keys.update(_text(k) for k in _strings(batch, "SCAN"))
+            if len(keys) > MAX_BINDINGS:
+                raise QueueReadError(
+                    f"more than {MAX_BINDINGS} kombu binding sets ({binding}*); fix: list the"
+                    " queues to watch in queues"
+                )
             if _count(cursor, "SCAN") == 0:
                 break
+        else:
+            raise QueueReadError(
+                f"kombu's bindings not all found in {MAX_SCAN_CALLS} SCAN calls"
+                f" ({MAX_SCAN_CALLS * SCAN_BATCH} keys); fix: list the queues to watch in queues"
+            )
     except RedisError as exc:
         raise describe(exc, "scanning kombu's bindings") from None
     except _REPLY_ERRORS as exc:
         raise QueueReadError(f"SCAN: unexpected reply ({exc}); {_NOT_REDIS}") from None
-    exchanges = sorted(k for k in set(keys) if not _control_exchange(k.removeprefix(binding)))
-    pipe = client.pipeline(transaction=False)
+    exchanges = sorted(k for k in keys if not _control_exchange(k.removeprefix(binding)))
+    # A binding of another type, or too large, hides the queues it binds: could not tell.
+    bound = await read_sets(client, exchanges, problems, "reading kombu's bindings")
     for key in exchanges:
-        pipe.smembers(key)
-    replies = await _run(pipe, "reading kombu's bindings") if exchanges else []
-    for key, members in zip(exchanges, replies, strict=True):
-        # A binding of another type hides the queues it binds: could not tell, not "none".
-        if _wrong_type(members, key, problems):
-            continue
-        for member in _strings(members, f"SMEMBERS {key}"):
-            queue = _text(member).split(KOMBU_SEP)[-1]
+        for member in bound[key] or ():
+            queue = member.split(KOMBU_SEP)[-1]
             if queue and not _control_exchange(queue):
                 names.add(queue)
     return sorted(names)

@@ -223,3 +223,51 @@ async def test_celery_queue_of_non_kombu_messages_is_could_not_tell(
         result.error
     )
     assert depths(result) == {"webhooks": 1}
+
+
+# ----- sizes: a hostile or huge Redis cannot make a run hold it all -------------------------------
+
+
+def fill_set(url: str, key: str, n: int, member: str = "m{}") -> None:
+    c = redis.Redis.from_url(url)
+    for start in range(0, n, 5000):
+        c.sadd(key, *(member.format(i) for i in range(start, min(n, start + 5000))))
+
+
+async def test_rq_sets_are_read_up_to_10000_members(url: str) -> None:
+    enqueue(url, "mail", 1)
+    fill_set(url, "rq:workers", 10_000, "rq:worker:w{}")
+    at_cap = await run({"kind": "rq", "redis_url": url, "queues": ["mail"]})
+    assert at_cap.error is None, at_cap.error
+    assert [s.value for s in at_cap.samples if s.metric == "queue_workers"] == [0]
+    fill_set(url, "rq:workers", 20_000, "rq:worker:w{}")
+    over = await run({"kind": "rq", "redis_url": url, "queues": ["mail"]})
+    assert over.error is not None and "rq:workers: more than 10000 members" in over.error
+    assert not [s for s in over.samples if s.metric == "queue_workers"]
+    fill_set(url, "rq:workers:mail", 10_001, "rq:worker:x{}")
+    redis.Redis.from_url(url).delete("rq:workers")
+    per_queue = await run({"kind": "rq", "redis_url": url, "queues": ["mail"]})
+    assert per_queue.error is not None
+    assert "rq:workers:mail: more than 10000 members" in per_queue.error
+    assert ("queue_no_workers", "mail") not in {(f.code, f.subject) for f in per_queue.findings}
+
+
+async def test_at_most_1000_kombu_binding_sets(url: str) -> None:
+    c = redis.Redis.from_url(url)
+    c.lpush("emails", json.dumps({"body": "", "properties": {}, "headers": {}}))
+    pipe = c.pipeline(transaction=False)
+    for i in range(1000):
+        pipe.sadd(f"_kombu.binding.exchange{i}", f"q{i}\x06\x16\x06\x16q{i}")
+    pipe.execute()
+    at_cap = await run({"kind": "celery", "redis_url": url})
+    assert at_cap.error is None, at_cap.error
+    c.sadd("_kombu.binding.one-more", "x\x06\x16\x06\x16x")
+    over = await run({"kind": "celery", "redis_url": url})
+    assert over.error is not None and "more than 1000 kombu binding sets" in over.error
+    assert "list the queues to watch in queues" in over.error
+    assert not over.samples
+    fill_set(url, "_kombu.binding.emails", 10_001, "k{}\x06\x16\x06\x16emails")
+    c.delete(*(f"_kombu.binding.exchange{i}" for i in range(1000)), "_kombu.binding.one-more")
+    huge = await run({"kind": "celery", "redis_url": url})
+    assert huge.error is not None
+    assert "_kombu.binding.emails: more than 10000 members" in huge.error
