@@ -269,6 +269,11 @@ def redis_result(
         result.details["not shown"] = (
             f"{data.discovered_more} more queues were found; list the ones to watch in queues"
         )
+    if data.left_out:
+        result.details["names left out"] = (
+            f"{_n(data.left_out, 'queue name')} with control characters, over 200 characters"
+            " or not UTF-8"
+        )
     if data.problems:
         result.error = "could not read " + "; ".join(data.problems)
     return result

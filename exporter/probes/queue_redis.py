@@ -62,6 +62,8 @@ MAX_MEMBERS = 10_000
 """Members read of one set (``rq:queues``, ``rq:workers``, a kombu binding): SSCAN stops at the
 10,001st and the set is "could not tell" (a hostile Redis with a million-member set took
 357 MiB and 14 s a run)."""
+MAX_NAME = 200
+"""Characters of a queue name (as ``queues`` in the config): longer ones are left out."""
 MAX_BINDINGS = 1000
 """kombu binding sets (``_kombu.binding.*``, one per exchange) read to discover queues."""
 SCAN_BATCH = 1000
@@ -100,6 +102,8 @@ class RedisQueues:
     """RQ: live workers registered (any queue)."""
     discovered_more: int = 0
     """Queues found beyond :data:`MAX_QUEUES` and not reported."""
+    left_out: int = 0
+    """Queue names found that are unfit for a label (:func:`queue_name`), not reported."""
     problems: list[str] = field(default_factory=list)
     """Queues that could not be read (a key of another type): could not tell."""
 
@@ -206,6 +210,17 @@ def _wrong_type(reply: Any, key: str, problems: list[str]) -> bool:
     return False
 
 
+def queue_name(raw: bytes) -> str | None:
+    """A discovered queue name fit to be a label value and a key again: UTF-8 (a name decoded
+    with replacement characters would read another key: a wrong depth), 1-200 characters, none
+    of them a control character; None otherwise."""
+    try:
+        name = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return name if 0 < len(name) <= MAX_NAME and name.isprintable() else None
+
+
 def _fields(reply: Any, n: int, what: str) -> list[bytes | None]:
     """An HMGET reply of ``n`` fields."""
     if (
@@ -226,11 +241,11 @@ def _scan_reply(reply: Any, what: str) -> tuple[int, list[bytes]]:
 
 async def read_sets(
     client: Redis, keys: list[str], problems: list[str], what: str
-) -> dict[str, set[str] | None]:
+) -> dict[str, set[bytes] | None]:
     """The members of each set in ``keys``, by SSCAN, all sets a round trip at a time; None for
     a set that cannot be read whole: of another type, or more than :data:`MAX_MEMBERS` members
     (the read stops there), each with its problem."""
-    out: dict[str, set[str] | None] = {}
+    out: dict[str, set[bytes] | None] = {}
     found: dict[str, set[bytes]] = {key: set() for key in keys}
     cursors = dict.fromkeys(keys, 0)
     for _ in range(MAX_SCAN_CALLS):
@@ -252,7 +267,7 @@ async def read_sets(
                 del cursors[key]
                 found[key] = set()
             elif cursor == 0:
-                out[key] = {_text(m) for m in found.pop(key)}
+                out[key] = found.pop(key)
                 del cursors[key]
             else:
                 cursors[key] = cursor
@@ -290,11 +305,19 @@ async def read_rq(client: Redis, prefix: str, names: list[str] | None, now: floa
     workers_key = f"{prefix}:workers"
     sets = await read_sets(client, [queues_key, workers_key], out.problems,
                            "reading RQ's queue and worker sets")  # fmt: skip
-    queue_keys, registered = sets[queues_key], sets[workers_key]
-    if queue_keys is None or registered is None:
+    queue_keys, workers = sets[queues_key], sets[workers_key]
+    if queue_keys is None or workers is None:
         return out
+    registered = {_text(k) for k in workers}
     worker_keys = set(registered)
-    known = {k.removeprefix(queue_prefix) for k in queue_keys if k.startswith(queue_prefix)}
+    known: set[str] = set()
+    for member in queue_keys:
+        if member.startswith(queue_prefix.encode()):
+            name = queue_name(member[len(queue_prefix.encode()) :])
+            if name is None:
+                out.left_out += 1
+            else:
+                known.add(name)
     if names is None:
         found = sorted(known)
         out.discovered_more = max(0, len(found) - MAX_QUEUES)
@@ -318,7 +341,8 @@ async def read_rq(client: Redis, prefix: str, names: list[str] | None, now: floa
             for r, k in zip((depth, head, never, later), keys, strict=True)
         ):
             continue
-        members = listeners[f"{prefix}:workers:{name}"]
+        listening = listeners[f"{prefix}:workers:{name}"]
+        members = None if listening is None else {_text(k) for k in listening}
         worker_keys |= members or set()
         per_queue.append((
             name, _count(depth, f"LLEN {key}"),
@@ -359,8 +383,9 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
-async def discover_celery(client: Redis, prefix: str, problems: list[str]) -> list[str]:
-    """Queue names bound in kombu's ``_kombu.binding.*`` sets, plus ``celery``."""
+async def discover_celery(client: Redis, prefix: str, problems: list[str]) -> tuple[list[str], int]:
+    """Queue names bound in kombu's ``_kombu.binding.*`` sets, plus ``celery``; and how many
+    names were left out as unfit for a label (:func:`queue_name`)."""
     names = {"celery"}
     binding = f"{prefix}_kombu.binding."
     cursor: Any = 0
@@ -389,12 +414,18 @@ async def discover_celery(client: Redis, prefix: str, problems: list[str]) -> li
     exchanges = sorted(k for k in keys if not _control_exchange(k.removeprefix(binding)))
     # A binding of another type, or too large, hides the queues it binds: could not tell.
     bound = await read_sets(client, exchanges, problems, "reading kombu's bindings")
+    left_out = 0
     for key in exchanges:
         for member in bound[key] or ():
-            queue = member.split(KOMBU_SEP)[-1]
-            if queue and not _control_exchange(queue):
+            raw = member.split(KOMBU_SEP.encode())[-1]
+            if not raw:
+                continue
+            queue = queue_name(raw)
+            if queue is None:
+                left_out += 1
+            elif not _control_exchange(queue):
                 names.add(queue)
-    return sorted(names)
+    return sorted(names), left_out
 
 
 def _control_exchange(name: str) -> bool:
@@ -416,7 +447,7 @@ async def read_celery(client: Redis, prefix: str, names: list[str] | None) -> Re
     and the next message of the list, which must be a kombu message."""
     out = RedisQueues()
     if names is None:
-        found = await discover_celery(client, prefix, out.problems)
+        found, out.left_out = await discover_celery(client, prefix, out.problems)
         out.discovered_more = max(0, len(found) - MAX_QUEUES)
         names = found[:MAX_QUEUES]
     pipe = client.pipeline(transaction=False)

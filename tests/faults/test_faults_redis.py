@@ -18,12 +18,15 @@ import redis
 import rq
 from faults.leakcheck import repeat_flat, settle
 from faults.redisfault import Answer, Cut, FakeRedis, array, bulk, error, integer
+from hypothesis import given
+from hypothesis import strategies as st
 from redisdb import fresh_db, lab_redis
 
 from exporter.config import parse_config
 from exporter.lab.redis import LabRedis
 from exporter.net.dnsclient import make_resolver
 from exporter.probes.queue import PROBE
+from exporter.probes.queue_redis import queue_name
 from exporter.results import ProbeResult
 from exporter.runner import Runtime, run_probe
 
@@ -271,3 +274,38 @@ async def test_at_most_1000_kombu_binding_sets(url: str) -> None:
     huge = await run({"kind": "celery", "redis_url": url})
     assert huge.error is not None
     assert "_kombu.binding.emails: more than 10000 members" in huge.error
+
+
+ODD_NAMES = [b"bad\x00name", b"x" * 300, b"caf\xe9", b"tab\tname", b"new\nline", b"\x1b[31m", b""]
+
+
+async def test_rq_queue_names_unfit_for_labels_are_left_out_and_counted(url: str) -> None:
+    enqueue(url, "mail", 2)
+    c = redis.Redis.from_url(url)
+    c.sadd("rq:queues", *(b"rq:queue:" + name for name in ODD_NAMES))
+    for name in ODD_NAMES:
+        c.rpush(b"rq:queue:" + name, b"job")
+    result = await run({"kind": "rq", "redis_url": url})
+    assert result.error is None, result.error
+    assert depths(result) == {"mail": 2}
+    assert result.details["names left out"] == (
+        "7 queue names with control characters, over 200 characters or not UTF-8"
+    )
+
+
+async def test_celery_queue_names_unfit_for_labels_are_left_out_and_counted(url: str) -> None:
+    c = redis.Redis.from_url(url)
+    c.sadd("_kombu.binding.emails", BINDING, *(b"rk\x06\x16\x06\x16" + n for n in ODD_NAMES))
+    c.lpush("emails", json.dumps({"body": "", "properties": {}, "headers": {}}))
+    result = await run({"kind": "celery", "redis_url": url})
+    assert result.error is None, result.error
+    assert depths(result) == {"celery": 0, "emails": 1}
+    assert result.details["names left out"].startswith("6 queue names")  # the empty one is none
+
+
+@given(st.binary(max_size=300) | st.text(max_size=250).map(str.encode))
+def test_queue_name_is_a_label_and_the_same_key(raw: bytes) -> None:
+    name = queue_name(raw)
+    if name is not None:
+        assert name.encode() == raw  # read back under the very key it was found as
+        assert 0 < len(name) <= 200 and name.isprintable()
