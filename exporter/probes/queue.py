@@ -301,7 +301,11 @@ async def run_redis(
                 data = await read_celery(client, entry.key_prefix or "", entry.queues)
     except (QueueReadError, TimeoutError) as exc:
         await resources.drop_client(entry.name)
-        message = str(exc) or f"no answer within {time_limit * 0.9:g}s"
+        message = str(exc) or (
+            f"no answer within {time_limit * 0.9:g}s; fix: check that Redis answers at this"
+            " address (with rediss://, that it speaks TLS on this port), or raise the entry's"
+            " timeout"
+        )
         if password:
             message = message.replace(password, "***")
         return ProbeResult(error=f"{where}: {message}")

@@ -47,7 +47,18 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import AuthenticationError, RedisError, ResponseError
+from redis.exceptions import (
+    AskError,
+    AuthenticationError,
+    ClusterCrossSlotError,
+    ClusterDownError,
+    MasterDownError,
+    MovedError,
+    NoPermissionError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -149,11 +160,38 @@ def parse_rq_time(value: Any, now: float | None = None) -> float | None:
     return None
 
 
+_CODES: tuple[tuple[type[ResponseError], str], ...] = (
+    (MovedError, "MOVED"), (AskError, "ASK"), (ClusterDownError, "CLUSTERDOWN"),
+    (ClusterCrossSlotError, "CROSSSLOT"), (TryAgainError, "TRYAGAIN"),
+    (MasterDownError, "MASTERDOWN"), (NoPermissionError, "NOPERM"),
+)  # fmt: skip
+"""Error replies redis-py turns into classes, dropping the code from the text."""
+_CLUSTER = (MovedError, AskError, ClusterDownError, ClusterCrossSlotError, TryAgainError)
+_CLUSTER_FIX = (
+    "Redis Cluster is not supported (one node holds only some of the keys): point redis_url at"
+    " a standalone Redis, or the primary of a replicated one"
+)
+_ACL_FIX = (
+    "give the Redis user of redis_url read access to the queue keys (ACL, e.g."
+    " '+@read +@connection ~*'), or use a user that has it"
+)
+
+
+def _error_text(exc: ResponseError) -> str:
+    code = next((code for cls, code in _CODES if isinstance(exc, cls)), "")
+    return f"{code} {str(exc)[:200]}" if code else str(exc)[:200]
+
+
 def describe(exc: RedisError, what: str) -> QueueReadError:
     """The error as a reason and a fix (could not tell)."""
-    text = f"{what}: {type(exc).__name__}: {str(exc)[:300]}"
+    shown = _error_text(exc) if isinstance(exc, ResponseError) else str(exc)[:300]
+    text = f"{what}: {type(exc).__name__}: {shown}"
     low = text.lower()
-    if isinstance(exc, AuthenticationError) or "noauth" in low or "wrongpass" in low:
+    if isinstance(exc, _CLUSTER):
+        fix = _CLUSTER_FIX
+    elif isinstance(exc, NoPermissionError):
+        fix = _ACL_FIX
+    elif isinstance(exc, AuthenticationError) or "noauth" in low or "wrongpass" in low:
         fix = ("give the Redis password in password_env or password_file (and, with Redis ACLs,"
                " the user name in redis_url as redis://USER@host)")  # fmt: skip
     elif "certificate" in low or "ssl" in low:
@@ -204,8 +242,13 @@ def _strings(reply: Any, what: str) -> list[bytes]:
 
 
 def _wrong_type(reply: Any, key: str, problems: list[str]) -> bool:
+    """Whether ``reply`` is an error reply: a key of another type is a problem of that key (the
+    others are still read); a cluster redirect or a missing permission makes the whole run
+    could not tell (:class:`QueueReadError`)."""
+    if isinstance(reply, (*_CLUSTER, NoPermissionError)):
+        raise describe(reply, key)
     if isinstance(reply, ResponseError):
-        problems.append(f"{key}: {str(reply)[:200]}")
+        problems.append(f"{key}: {_error_text(reply)}")
         return True
     return False
 
@@ -462,9 +505,7 @@ async def read_celery(client: Redis, prefix: str, names: list[str] | None) -> Re
     for i, name in enumerate(names):
         row = replies[width * i : width * i + width]
         lengths, bound, tail = row[:-2], row[-2], row[-1]
-        bad = [r for r in (*lengths, tail) if isinstance(r, ResponseError)]
-        if bad:
-            out.problems.append(f"{prefix}{name}: {str(bad[0])[:200]}")
+        if any(_wrong_type(r, f"{prefix}{name}", out.problems) for r in (*lengths, tail)):
             continue
         depth = sum(_count(n, f"LLEN {prefix}{name}") for n in lengths)
         nxt = _strings(tail, f"LRANGE {prefix}{name}")

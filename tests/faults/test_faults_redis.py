@@ -10,6 +10,7 @@ same place succeeds; and repeated faulted runs leave no connection open and noth
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -309,3 +310,78 @@ def test_queue_name_is_a_label_and_the_same_key(raw: bytes) -> None:
     if name is not None:
         assert name.encode() == raw  # read back under the very key it was found as
         assert 0 < len(name) <= 200 and name.isprintable()
+
+
+# ----- cluster, ACL, a server that stops or dies, TLS on a plain port ----------------------------
+
+
+async def test_redis_cluster_redirects_are_could_not_tell_with_the_fix(fake: FakeRedis) -> None:
+    """A Redis Cluster node answers MOVED for keys of other nodes: depths read from one node are
+    not the queue's; nothing is counted and the error says cluster mode is not supported."""
+    names = (b"SSCAN", b"LLEN", b"LRANGE", b"ZCOUNT", b"HMGET", b"SCAN", b"EXISTS")
+    fake.answer = faulty(names, error("MOVED 3999 127.0.0.1:7001"))
+    for kind in ("rq", "celery"):
+        result = await run({"kind": kind, "redis_url": fake.url})
+        assert result.error is not None and "MOVED 3999" in result.error, result.error
+        assert "Redis Cluster is not supported" in result.error
+        assert not result.samples and not result.findings
+
+
+async def test_acl_user_without_a_permission_is_could_not_tell_with_the_fix(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    enqueue(url, "mail", 1)
+    c = redis.Redis.from_url(url)
+    c.acl_setuser("exporter", enabled=True, passwords=["+exporter-pw-1"], keys=["*"],
+                  commands=["+llen", "+lrange", "+zcount", "+hmget", "+client", "+select",
+                            "+ping", "+hello", "+auth"])  # fmt: skip
+    try:
+        monkeypatch.setenv("QUEUE_PW", "exporter-pw-1")
+        result = await run({"kind": "rq", "password_env": "QUEUE_PW",
+                            "redis_url": url.replace("redis://", "redis://exporter@")})  # fmt: skip
+        assert result.error is not None and "NOPERM" in result.error, result.error
+        assert "ACL" in result.error and "exporter-pw-1" not in result.error
+        assert not result.samples
+    finally:
+        c.acl_deluser("exporter")
+
+
+async def test_redis_stopped_then_killed_mid_run(tmp_path: Any) -> None:
+    """One runtime (its pooled connection kept between runs): a redis-server that stops
+    answering (SIGSTOP) is a timeout, the next run after it resumes succeeds; one killed
+    (SIGKILL) is a connection error, and nothing is left open."""
+    lab = LabRedis().start()
+    try:
+        assert lab.proc is not None
+        url = f"redis://127.0.0.1:{lab.port}/0"
+        enqueue(url, "mail", 1)
+        entry = {"name": "app", "kind": "rq", "redis_url": url}
+        config = parse_config({"global": {"timeout": "1s"}, "queues": [entry]})
+        (target,) = PROBE.targets(config)
+        rt = Runtime(make_resolver(["127.0.0.1:9"], attempt_timeout=0.5, lifetime=0.5), config)
+        try:
+            assert (await run_probe(PROBE, target, rt)).result.error is None
+            lab.proc.send_signal(signal.SIGSTOP)
+            stalled = (await run_probe(PROBE, target, rt)).result
+            assert stalled.error is not None and "no answer within 0.9s" in stalled.error
+            assert "check that Redis answers at this address" in stalled.error
+            lab.proc.send_signal(signal.SIGCONT)
+            again = (await run_probe(PROBE, target, rt)).result
+            assert again.error is None and depths(again) == {"mail": 1}
+            lab.proc.kill()
+            lab.proc.wait(10)
+            dead = (await run_probe(PROBE, target, rt)).result
+            assert dead.error is not None and "Connection" in dead.error, dead.error
+            assert not dead.samples
+        finally:
+            await rt.aclose()
+    finally:
+        lab.stop()
+
+
+async def test_rediss_url_to_a_plain_port_says_so(server: LabRedis) -> None:
+    result = await run(
+        {"kind": "rq", "redis_url": f"rediss://127.0.0.1:{server.port}/0"}, limit="1s"
+    )
+    assert result.error is not None
+    assert "with rediss://, that it speaks TLS on this port" in result.error
