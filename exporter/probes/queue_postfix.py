@@ -143,12 +143,21 @@ def redact(reason: str) -> str:
     return _ADDRESS.sub("…@", reason) if "@" in reason else reason
 
 
+def printable_reason(reason: str) -> str:
+    """The reason as it may be shown: :func:`redact`-ed, every control character (an escape
+    sequence from a remote server's reply would reach the terminal ``check`` prints to) and
+    run of white space made one space."""
+    text = redact(reason)
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else " " for c in text)
+    return " ".join(text.split())
+
+
 def deferral_key(reason: str) -> tuple[str, str]:
     """(remote host, status) of one ``delay_reason``: the host as Postfix names it (its address
     when it has no name), the status as the SMTP code and enhanced code, the connection error,
     or the DNS error; ``("", text)`` for a reason of no known form."""
-    text = " ".join(redact(reason).split())
-    text = text.removeprefix("delivery temporarily suspended: ")
+    text = printable_reason(reason).removeprefix("delivery temporarily suspended: ")
     for pattern, status in _FORMS:
         m = pattern.match(text)
         if m is None:
@@ -207,7 +216,7 @@ class PostfixQueue:
                 key = OTHER
             self._reasons[key] += 1
             if key not in self._examples:
-                self._examples[key] = " ".join(redact(reason).split())[:300]
+                self._examples[key] = printable_reason(reason)[:300]
 
     def top_reasons(self, n: int = 10) -> list[DeferralReason]:
         """The ``n`` most frequent deferral reasons of the deferred queue, by recipients."""
@@ -241,6 +250,7 @@ def _failure(command: list[str], returncode: int, stderr: str) -> PostqueueError
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     fatal = next((line for line in lines if "fatal:" in line), lines[-1] if lines else "")
     shown = " ".join(command)
+    fatal = printable_reason(fatal)
     reason = f"{shown} exited with status {returncode}" + (f": {fatal[:300]}" if fatal else "")
     low = fatal.lower()
     if "mail system is down" in low:
@@ -348,5 +358,7 @@ async def list_queue(
             await stderr_task
     if returncode != 0:
         raise _failure(command, returncode, stderr)
-    queue.warnings = [line.strip()[:300] for line in stderr.splitlines() if "warning:" in line][:5]
+    queue.warnings = [
+        printable_reason(line)[:300] for line in stderr.splitlines() if "warning:" in line
+    ][:5]
     return queue

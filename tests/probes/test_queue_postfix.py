@@ -567,3 +567,25 @@ async def test_auth_credentials_in_deferral_reasons_never_shown(tmp_path: Path) 
     for text in shown:
         assert "AGFsaWNl" not in text and "secret" not in text
     assert "[redacted]" in shown[1]
+
+
+def test_control_characters_in_deferral_reasons_never_reach_a_terminal() -> None:
+    """``check`` prints the example reasons to a terminal: an escape sequence in a remote
+    server's reply (clear screen, set the window title) must arrive as harmless text."""
+    queue = PostfixQueue()
+    reason = ("host mx.evil.test[192.0.2.9] said: 450 4.7.1 \x1b[2J\x1b]0;pwned\x07 try"
+              " \x00later\x7f\x9b31m (in reply to RCPT TO command)")  # fmt: skip
+    queue.add(QueuedMessage("deferred", 1.0, (reason,)))
+    (top,) = queue.top_reasons()
+    assert (top.remote, top.status) == ("mx.evil.test", "450 4.7.1")
+    for text in (top.example, top.status, top.remote):
+        assert text.isprintable(), repr(text)
+    assert "try later" in " ".join(top.example.split()).replace(" ", " ")
+
+
+@given(st.text(max_size=300))
+def test_deferral_texts_are_printable(reason: str) -> None:
+    queue = PostfixQueue()
+    queue.add(QueuedMessage("deferred", 1.0, (reason,)))
+    for r in queue.top_reasons():
+        assert r.example.isprintable() and r.status.isprintable() and r.remote.isprintable()
