@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -488,3 +489,24 @@ def test_config_fifo_from_the_command_line_exits_1(tmp_path: Path) -> None:
     finally:
         unblock(fifo)
     assert result.returncode == 1 and "not a regular file (a FIFO)" in result.stderr
+
+
+def test_huge_integer_after_an_alias_bomb_is_found_fast(tmp_path: Path) -> None:
+    """The key path of a huge integer is looked up in the YAML node graph: with aliases its
+    paths are exponentially many (10^9 here); each node is visited once."""
+    lines = ['a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for i in range(8):
+        lines.append(
+            f"b{i}: &b{i} [" + ", ".join([f"*{'a' if i == 0 else f'b{i - 1}'}"] * 10) + "]"
+        )
+    lines.append(f"global:\n  interval: {DIGITS_5000}")
+    path = tmp_path / "c.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert time.monotonic() - started < 5
+    assert (
+        f"{path}: global.interval: line 10, column 13: integer of 5001 digits"
+        in (info.value.problems[0])
+    )

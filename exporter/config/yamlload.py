@@ -110,19 +110,23 @@ def parse_yaml(text: str) -> Any:
         raise YamlError(f"{where}invalid YAML: {problem}") from None
 
 
-def _key_path(node: Node | None, index: int, path: str = "") -> str:
-    """The key path (``queues[0].thresholds.deferred``) of the node that starts at ``index``."""
-    if node is None:
-        return ""
-    if node.start_mark.index == index and isinstance(node, ScalarNode):
-        return path
-    if isinstance(node, MappingNode):
-        for key, value in node.value:
-            name = str(key.value) if isinstance(key, ScalarNode) else "?"
-            if found := _key_path(value, index, f"{path}.{name}" if path else name):
-                return found
-    elif isinstance(node, SequenceNode):
-        for i, item in enumerate(node.value):
-            if found := _key_path(item, index, f"{path}[{i}]"):
-                return found
+def _key_path(node: Node | None, index: int) -> str:
+    """The key path (``queues[0].thresholds.deferred``) of the scalar that starts at ``index``.
+    Each node is visited once: aliases make a graph whose paths can be exponentially many."""
+    seen: set[int] = set()
+    todo: list[tuple[Node, str]] = [] if node is None else [(node, "")]
+    while todo:
+        node, path = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, ScalarNode) and node.start_mark.index == index:
+            return path
+        if isinstance(node, MappingNode):
+            children = [(v, f"{path}.{k.value}" if path else str(k.value)) for k, v in node.value]
+        elif isinstance(node, SequenceNode):
+            children = [(item, f"{path}[{i}]") for i, item in enumerate(node.value)]
+        else:
+            continue
+        todo.extend(reversed(children))  # document order
     return ""
