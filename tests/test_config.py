@@ -507,6 +507,6 @@ def test_huge_integer_after_an_alias_bomb_is_found_fast(tmp_path: Path) -> None:
         load_config(path)
     assert time.monotonic() - started < 5
     assert (
-        f"{path}: global.interval: line 10, column 13: integer of 5001 digits"
+        f"{path}: global.interval: line 11, column 13: integer of 5001 digits"
         in (info.value.problems[0])
     )
