@@ -510,3 +510,18 @@ def test_huge_integer_after_an_alias_bomb_is_found_fast(tmp_path: Path) -> None:
         f"{path}: global.interval: line 11, column 13: integer of 5001 digits"
         in (info.value.problems[0])
     )
+
+
+def test_trust_anchor_file_that_is_a_fifo_is_refused_at_once(tmp_path: Path) -> None:
+    """Validated as the config loads, on reload too: a FIFO blocked --config.check and a
+    reload (the daemon's event loop) until a writer came."""
+    fifo = tmp_path / "anchors"
+    os.mkfifo(fifo)
+    try:
+        loaded = in_thread(lambda: parse_config({"global": {"dnssec_trust_anchors": str(fifo)}}))
+        assert isinstance(loaded, ConfigError), loaded
+        assert "not a regular file (a FIFO)" in loaded.problems[0]
+        assert loaded.problems[0].startswith("global.dnssec_trust_anchors: ")
+    finally:
+        unblock(fifo)
+        unblock(fifo)
