@@ -291,8 +291,8 @@ async def run_redis(
         password = entry.read_secret(f"queues[{entry.name}]")
     except ValueError as exc:
         return ProbeResult(error=str(exc))
-    client = resources.client(entry, password, time_limit)
     try:
+        client = resources.client(entry, password, time_limit)
         # A deadline of our own, inside the runner's, so the error says what was slow.
         async with asyncio.timeout(time_limit * 0.9):
             if entry.kind == "rq":

@@ -63,6 +63,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from exporter.config import QueueConfig
+from exporter.config.files import read_regular_file
 
 OLDEST_SAMPLE = 10
 """Jobs at the head of an RQ queue whose ``enqueued_at`` is read to find the oldest."""
@@ -73,6 +74,8 @@ MAX_MEMBERS = 10_000
 """Members read of one set (``rq:queues``, ``rq:workers``, a kombu binding): SSCAN stops at the
 10,001st and the set is "could not tell" (a hostile Redis with a million-member set took
 357 MiB and 14 s a run)."""
+MAX_CA_FILE = 1 << 20
+"""Of a ``ca_file``: a bundle of a few hundred certificates."""
 MAX_NAME = 200
 """Characters of a queue name (as ``queues`` in the config): longer ones are left out."""
 MAX_BINDINGS = 1000
@@ -120,11 +123,21 @@ class RedisQueues:
 
 
 def make_client(entry: QueueConfig, password: str | None, timeout: float) -> Redis:
-    """A client with a small pool, no retries (the next run is the retry) and timeouts."""
+    """A client with a small pool, no retries (the next run is the retry) and timeouts; raises
+    :class:`QueueReadError` when ``ca_file`` cannot be read."""
     assert entry.redis_url is not None
     extra: dict[str, Any] = {}
     if entry.redis_url.startswith("rediss:") and entry.ca_file:
-        extra["ssl_ca_certs"] = entry.ca_file
+        # Read here, not by ssl as it connects: that read is on the event loop, and a FIFO
+        # there froze the daemon.
+        try:
+            pem = read_regular_file(entry.ca_file, MAX_CA_FILE).decode("utf-8", "replace")
+        except OSError as exc:
+            raise QueueReadError(
+                f"cannot read ca_file {entry.ca_file}: {exc.strerror or exc}; fix: give the PEM"
+                " file of the CA that signed the Redis server's certificate"
+            ) from None
+        extra["ssl_ca_data"] = pem
     return Redis.from_url(
         entry.redis_url,
         password=password,

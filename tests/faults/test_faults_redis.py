@@ -9,8 +9,12 @@ same place succeeds; and repeated faulted runs leave no connection open and noth
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import os
 import signal
+import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -385,3 +389,24 @@ async def test_rediss_url_to_a_plain_port_says_so(server: LabRedis) -> None:
     )
     assert result.error is not None
     assert "with rediss://, that it speaks TLS on this port" in result.error
+
+
+def test_a_ca_file_that_is_a_fifo_never_blocks_the_event_loop(tmp_path: Any) -> None:
+    """ssl reads ca_file as the connection is made, on the event loop: a FIFO there froze the
+    whole daemon (no deadline can interrupt a blocking read), every run."""
+    fifo = tmp_path / "ca.pem"
+    os.mkfifo(fifo)
+    out: list[ProbeResult] = []
+    entry = {"kind": "rq", "redis_url": "rediss://127.0.0.1:9/0", "ca_file": str(fifo)}
+    thread = threading.Thread(target=lambda: out.append(asyncio.run(run(entry))), daemon=True)
+    thread.start()
+    thread.join(10)
+    try:
+        assert out, "the run blocked on the FIFO"
+        (result,) = out
+        assert result.error is not None
+        assert f"cannot read ca_file {fifo}: not a regular file (a FIFO)" in result.error
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(10)
