@@ -26,6 +26,7 @@ import json
 import os
 import re
 import shutil
+import signal
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -251,7 +252,14 @@ def _failure(command: list[str], returncode: int, stderr: str) -> PostqueueError
     fatal = next((line for line in lines if "fatal:" in line), lines[-1] if lines else "")
     shown = " ".join(command)
     fatal = printable_reason(fatal)
-    reason = f"{shown} exited with status {returncode}" + (f": {fatal[:300]}" if fatal else "")
+    if returncode < 0:  # asyncio's way of saying a signal ended it
+        try:
+            how = f"was killed by signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            how = f"was killed by signal {-returncode}"
+    else:
+        how = f"exited with status {returncode}"
+    reason = f"{shown} {how}" + (f": {fatal[:300]}" if fatal else "")
     low = fatal.lower()
     if "mail system is down" in low:
         fix = ("start Postfix ('postfix start'); only root can list the queue of a stopped"

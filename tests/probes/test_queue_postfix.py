@@ -589,3 +589,19 @@ def test_deferral_texts_are_printable(reason: str) -> None:
     queue.add(QueuedMessage("deferred", 1.0, (reason,)))
     for r in queue.top_reasons():
         assert r.example.isprintable() and r.status.isprintable() and r.remote.isprintable()
+
+
+async def test_postqueue_failing_after_printing_counts_nothing(tmp_path: Path) -> None:
+    """Valid lines, then a non-zero exit or death by a signal: the listing may be partial, so
+    nothing of it is counted."""
+    lines = (GOOD + b"\n") * 3
+    fatal = b"postqueue: fatal: read error: Connection reset\n"
+    failed = await run({"postqueue_path": fake_postqueue(tmp_path, lines, 75, fatal)})
+    assert failed.error is not None and "exited with status 75" in failed.error
+    assert "read error" in failed.error and not failed.samples
+    script = tmp_path / "killed"
+    script.write_text(f"#!/bin/sh\ncat {tmp_path / 'out'}\nkill -9 $$\n")
+    script.chmod(0o755)
+    killed = await run({"postqueue_path": str(script)})
+    assert killed.error is not None and "was killed by signal SIGKILL" in killed.error
+    assert not killed.samples
