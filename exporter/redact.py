@@ -38,6 +38,10 @@ from collections.abc import Iterable
 REDACTED = "[redacted]"
 MIN_SECRET = 6
 
+_MECHANISMS = (
+    "plain|login|xoauth2|oauthbearer|cram-md5|digest-md5|ntlm|scram-sha-1|scram-sha-256|external"
+)
+"""SASL mechanisms whose initial response, quoted after ``AUTH <mechanism>``, is redacted."""
 _PATTERNS = re.compile(
     r"(?P<key>(?:AKIA|ASIA|AROA|AIDA|ABIA|ACCA|AGPA|ANPA|ANVA|APKA)[A-Z0-9]{12,})"
     r"|(?P<header>(?i:authorization|proxy-authorization|x-amz-security-token|cookie)"
@@ -46,14 +50,32 @@ _PATTERNS = re.compile(
     r"=)[^\s,;&'\"]+"
     # An SMTP/IMAP AUTH command with its initial response, quoted back by a server (Postfix
     # puts a relay's reply in the deferral reason): the response holds the credentials.
-    r"|(?P<sasl>(?i:\bauth(?:enticate)?\s+(?:plain|login|xoauth2|oauthbearer|cram-md5"
-    r"|digest-md5|ntlm|scram-sha-1|scram-sha-256|external)\s+)(?!(?i:command)\b))[^\s,;'\"()]+"
+    rf"|(?P<sasl>(?ai:\bauth(?:enticate)?\s+(?:{_MECHANISMS})\s+)(?!(?ai:command)\b))"
+    r"[^\s,;'\"()]+"
 )
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{8,}={0,2}")
 _SASL_BASE64 = re.compile(r"[A-Za-z0-9+/]{6,}={0,2}")  # "\0a\0b" is AGEAYg==: 6 and padding
 # Cheap tests before the regular expressions (a result's details run through here every run):
 # the patterns above cannot match a text that contains none of these.
-_TRIGGERS = ("authoriz", "token", "cookie", "credential", "signature", "auth")
+_TRIGGERS = ("authoriz", "token", "cookie", "credential", "signature")
+_SASL_AT = re.compile(rf"auth(?:enticate)?\s+(?:{_MECHANISMS})\s+(?!command\b)[^\s,;'\"()]")
+"""An AUTH command with an initial response, matched (lower case) where "auth" was found:
+"auth" is in many plain texts (Authentication-Results), where running :data:`_PATTERNS` at
+every position costs ten times more."""
+
+
+def _triggered(text: str, low: str) -> bool:
+    """Whether :data:`_PATTERNS` can match ``text`` (``low`` is it in lower case)."""
+    if any(t in low for t in _TRIGGERS) or any(p in text for p in _KEY_PREFIXES):
+        return True
+    at = low.find("auth")
+    while at != -1:
+        if _SASL_AT.match(low, at):
+            return True
+        at = low.find("auth", at + 4)
+    return False
+
+
 _KEY_PREFIXES = ("AKIA", "ASIA", "AROA", "AIDA", "ABIA", "ACCA", "AGPA", "ANPA", "ANVA", "APKA")
 
 
@@ -86,8 +108,7 @@ class Redactor:
         for form in forms:
             if form in text:
                 text = text.replace(form, REDACTED)
-        low = text.lower()
-        if any(t in low for t in _TRIGGERS) or any(p in text for p in _KEY_PREFIXES):
+        if _triggered(text, text.lower()):
             text = _PATTERNS.sub(_replace_pattern, text)
         if secrets:
             shortest = self._shortest
@@ -104,11 +125,7 @@ class Redactor:
         forms, secrets = self._forms, self._secrets
         if any(form in joined for form in forms):
             return False
-        low = joined.lower()
-        # "auth" is in many plain texts (Authentication-Results): search rather than assume.
-        if (
-            any(t in low for t in _TRIGGERS) or any(p in joined for p in _KEY_PREFIXES)
-        ) and _PATTERNS.search(joined):
+        if _triggered(joined, joined.lower()):
             return False
         if secrets:
             shortest = self._shortest

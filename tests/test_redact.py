@@ -94,7 +94,19 @@ def test_a_secret_that_is_not_utf8() -> None:
 
 
 _PIECES = st.sampled_from(
-    [*forms(SECRET), "Cookie: a=b", "AKIAIOSFODNN7EXAMPLE1", "token", "plain", "v=DKIM1; p=MIIB"]
+    [
+        *forms(SECRET),
+        "Cookie: a=b",
+        "AKIAIOSFODNN7EXAMPLE1",
+        "token",
+        "plain",
+        "v=DKIM1; p=MIIB",
+        "AUTH PLAIN AGFsaWNlAHNlY3JldA==",
+        "auth\tLogin ",
+        "Authentication-Results: x; auth=pass",
+        "AUTH PLAIN command",
+        "authenticate XOAUTH2 dXNlcj1h",
+    ]
 )
 
 
