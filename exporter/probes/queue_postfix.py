@@ -117,8 +117,13 @@ def parse_line(line: bytes | str) -> QueuedMessage:
 
 # ----- deferral reasons --------------------------------------------------------------------------
 
-_ADDRESS = re.compile(r"[^\s<>\"'(),;:@\[\]]+@(?=[A-Za-z0-9])")
-_HOST = r"(?P<host>[^\s\[\]]+)\[(?P<addr>[^\]]*)\]"
+# Reasons are remote servers' text: every pattern that is searched (not matched at the start)
+# begins with a look-behind, so that a match is only tried where a token starts. Without it, a
+# 2 KB reason of one long token cost 33 ms (each position scanned to the token's end).
+_LOCAL = r"[^\s<>\"'(),;:@\[\]]"
+_ADDRESS = re.compile(rf"(?<!{_LOCAL}){_LOCAL}+@(?=[A-Za-z0-9])")
+_HOST = r"(?P<host>[^\s\[\]]+)\[(?P<addr>[^\]]{0,100})\]"
+_HOST_ANYWHERE = re.compile(r"(?<![^\s\[\]])" + _HOST)
 _CODE = r"(?P<code>[245]\d\d)(?:[ -](?P<ext>[245]\.\d{1,3}\.\d{1,3}))?"
 _FORMS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(rf"connect to {_HOST}(?::\d+)?: (?P<status>.+)"), "{status}"),
@@ -169,7 +174,7 @@ def deferral_key(reason: str) -> tuple[str, str]:
             host = groups["addr"]
         shown = status.format(**groups).strip().partition(" (in reply to ")[0]
         return host, shown[:_STATUS_MAX]
-    host_match = re.search(_HOST, text)
+    host_match = _HOST_ANYWHERE.search(text)
     return (host_match.group("host") if host_match else ""), text[:_STATUS_MAX]
 
 

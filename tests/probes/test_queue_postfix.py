@@ -605,3 +605,29 @@ async def test_postqueue_failing_after_printing_counts_nothing(tmp_path: Path) -
     killed = await run({"postqueue_path": str(script)})
     assert killed.error is not None and "was killed by signal SIGKILL" in killed.error
     assert not killed.samples
+
+
+def test_hostile_deferral_reasons_cost_linear_time() -> None:
+    """Reasons are remote servers' text: shapes that made the address and host patterns try
+    every start position (quadratic: 33 ms for one 2 KB reason) must cost about as much as
+    plain text, whatever their number."""
+    shapes = ["x" * 2040 + "@!", "host " + "a" * 2040, "a[" * 1020, "b@" * 1020,
+              "TLS is required, but " + " host " * 300, "[" + "c" * 2040]  # fmt: skip
+    queue = PostfixQueue()
+    started = time.process_time()
+    for i in range(300):
+        reason = f"{i} " + shapes[i % len(shapes)]
+        queue.add(QueuedMessage("deferred", 1.0, (reason[:MAX_REASON_CHARS],)))
+    assert time.process_time() - started < 1.5
+    assert queue.deferred_recipients == 300
+
+
+@given(st.text(alphabet="ab@[]: .\x00", max_size=300))
+def test_redact_and_key_agree_with_a_plain_scan(reason: str) -> None:
+    """The linear patterns find what the plain definitions say: every address's local part
+    goes (an '@' followed by a letter or digit keeps only what follows)."""
+    out = redact(reason)
+    for i, ch in enumerate(out):
+        if ch == "@" and i + 1 < len(out) and out[i + 1].isalnum() and i > 0:
+            assert out[i - 1] in "…" + " <>\"'(),;:@[]\x00" or out[i - 1].isspace(), out
+    deferral_key(reason)
