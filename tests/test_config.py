@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from exporter.config import ConfigError, load_config, parse_config, parse_duration, read_secret
+from exporter.net.redisurl import check_redis_url
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -525,3 +530,42 @@ def test_trust_anchor_file_that_is_a_fifo_is_refused_at_once(tmp_path: Path) -> 
     finally:
         unblock(fifo)
         unblock(fifo)
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["ssl_cert_reqs=none", "ssl_check_hostname=false", "ssl_ca_certs=/tmp/fifo",
+     "max_connections=100000", "socket_timeout=0", "health_check_interval=1", "db=3"],
+)  # fmt: skip
+def test_redis_url_query_parameters_are_refused(query: str) -> None:
+    """redis-py's from_url lets a URL's query override every keyword the probe passes:
+    ?ssl_cert_reqs=none turned certificate checks off without a word, ?ssl_ca_certs named a file
+    ssl reads on the event loop, ?max_connections and the timeouts undid the probe's bounds."""
+    url = f"rediss://redis.example:6380/0?{query}"
+    found = problems({"queues": [{"name": "app", "kind": "rq", "redis_url": url}]})
+    assert found == [
+        "queues[0].redis_url: redis_url takes no query parameters (TLS: ca_file; deadlines:"
+        " timeout)"
+    ]
+
+
+def test_unix_redis_url_may_name_its_database() -> None:
+    entry = {"name": "app", "kind": "rq", "redis_url": "unix:///run/redis.sock?db=2"}
+    assert parse_config({"queues": [entry]}).queues[0].redis_url == entry["redis_url"]
+    entry["redis_url"] = "unix:///run/redis.sock?db=2&ssl_cert_reqs=none"
+    assert problems({"queues": [entry]})[0].endswith("the database of a unix:// URL is ?db=N")
+
+
+@given(
+    st.sampled_from(["redis://", "rediss://", "unix://", "redis://h:1/0?", "unix:///s?"]).flatmap(
+        lambda head: st.text(max_size=40).map(lambda tail: head + tail)
+    )
+)
+def test_check_redis_url_raises_only_value_error_and_passes_no_query(url: str) -> None:
+    try:
+        check_redis_url(url)
+    except ValueError as exc:
+        assert url not in str(exc) or len(url) < 10
+        return
+    query = urlsplit(url).query
+    assert not query or (url.startswith("unix:") and re.fullmatch(r"db=\d{1,5}", query))
