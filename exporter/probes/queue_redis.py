@@ -80,6 +80,8 @@ MAX_NAME = 200
 """Characters of a queue name (as ``queues`` in the config): longer ones are left out."""
 MAX_BINDINGS = 1000
 """kombu binding sets (``_kombu.binding.*``, one per exchange) read to discover queues."""
+MAX_TOTAL_MEMBERS = 100_000
+"""Members read of all the sets of one step (e.g. the worker sets of 100 queues)."""
 SCAN_BATCH = 1000
 MAX_SCAN_CALLS = 200
 """SCAN calls for kombu's bindings: up to 200,000 keys looked at; configure ``queues`` beyond.
@@ -304,7 +306,15 @@ async def read_sets(
     out: dict[str, set[bytes] | None] = {}
     found: dict[str, set[bytes]] = {key: set() for key in keys}
     cursors = dict.fromkeys(keys, 0)
+    total = 0
     for _ in range(MAX_SCAN_CALLS):
+        if total > MAX_TOTAL_MEMBERS:
+            # 100 queues' worker sets of 10,000 members each would be a million strings.
+            problems.append(
+                f"{what}: more than {MAX_TOTAL_MEMBERS} members in all; not read further"
+            )
+            out.update(dict.fromkeys(cursors))
+            return out
         if not cursors:
             break
         pipe = client.pipeline(transaction=False)
@@ -316,7 +326,9 @@ async def read_sets(
                 del cursors[key]
                 continue
             cursor, batch = _scan_reply(reply, f"SSCAN {key}")
+            before = len(found[key])
             found[key].update(batch)
+            total += len(found[key]) - before
             if len(found[key]) > MAX_MEMBERS:
                 problems.append(f"{key}: more than {MAX_MEMBERS} members; not read further")
                 out[key] = None
@@ -406,7 +418,15 @@ async def read_rq(client: Redis, prefix: str, names: list[str] | None, now: floa
             _count(never, f"ZCOUNT {failed_key}") + _count(later, f"ZCOUNT {failed_key}"),
             members,
         ))  # fmt: skip
-    live = await _live_workers(client, set(sorted(worker_keys)[:MAX_WORKERS]), out.problems)
+    live: set[str] | None = None
+    if len(worker_keys) > MAX_WORKERS:
+        # Checking only some would call the others dead: "no worker" on a guess.
+        out.problems.append(
+            f"more than {MAX_WORKERS} RQ worker keys in {workers_key} and the queues' worker"
+            " sets; workers not counted"
+        )
+    else:
+        live = await _live_workers(client, worker_keys, out.problems)
     out.workers = None if live is None else len(registered & live)
     pipe = client.pipeline(transaction=False)
     for _, _, head, _, _ in per_queue:

@@ -410,3 +410,30 @@ def test_a_ca_file_that_is_a_fifo_never_blocks_the_event_loop(tmp_path: Any) -> 
         with contextlib.suppress(OSError):
             os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
         thread.join(10)
+
+
+async def test_worker_sets_of_many_queues_are_read_up_to_100000_members_in_all(url: str) -> None:
+    """Each set under the 10,000 cap, 11 of them over 100,000 members together."""
+    names = [f"q{i}" for i in range(11)]
+    for name in names:
+        enqueue(url, name, 1)
+        fill_set(url, f"rq:workers:{name}", 10_000, f"rq:worker:{name}-{{}}")
+    result = await run({"kind": "rq", "redis_url": url, "queues": names}, limit="20s")
+    assert result.error is not None
+    assert "reading RQ's worker sets: more than 100000 members in all" in result.error
+    assert not [f for f in result.findings if f.code == "queue_no_workers"]
+
+
+async def test_more_worker_keys_than_checked_is_no_worker_count(url: str) -> None:
+    """Only the first 10,000 worker keys (sorted) were checked for life: a live worker after
+    them was counted dead, and its queue "had no worker"."""
+    enqueue(url, "mail", 1)
+    fill_set(url, "rq:workers", 6000, "rq:worker:a{:05d}")
+    fill_set(url, "rq:workers:mail", 6000, "rq:worker:b{:05d}")
+    c = redis.Redis.from_url(url)
+    c.sadd("rq:workers:mail", "rq:worker:zz-live")
+    c.hset("rq:worker:zz-live", mapping={"birth": STAMP})
+    result = await run({"kind": "rq", "redis_url": url, "queues": ["mail"]})
+    assert result.error is not None and "more than 10000 RQ worker keys" in result.error
+    assert not [s for s in result.samples if s.metric == "queue_workers"]
+    assert not [f for f in result.findings if f.code == "queue_no_workers"]
