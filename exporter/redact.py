@@ -16,7 +16,10 @@ What is redacted (:data:`REDACTED` instead):
   ``\\0user\\0password`` with any user name, at any alignment) goes whole;
 * what credentials look like when the value is unknown: AWS access key ids, the values of
   ``Authorization``, ``X-Amz-Security-Token`` and ``Cookie`` headers, ``Credential=`` and
-  ``Signature=`` material of a SigV4 header or query string.
+  ``Signature=`` material of a SigV4 header or query string, the initial response of an
+  ``AUTH PLAIN|LOGIN|XOAUTH2|...`` command quoted by a server; and, through
+  :func:`scrub_sasl` where remote text is quoted (Postfix deferral reasons), any base64 run
+  that decodes to a SASL PLAIN or XOAUTH2 response.
 
 Values shorter than :data:`MIN_SECRET` are not registered (redacting a 3-letter password would
 redact every word containing it). The registry is the process's: secrets are read per run, and
@@ -35,17 +38,44 @@ from collections.abc import Iterable
 REDACTED = "[redacted]"
 MIN_SECRET = 6
 
+_MECHANISMS = (
+    "plain|login|xoauth2|oauthbearer|cram-md5|digest-md5|ntlm|scram-sha-1|scram-sha-256|external"
+)
+"""SASL mechanisms whose initial response, quoted after ``AUTH <mechanism>``, is redacted."""
 _PATTERNS = re.compile(
     r"(?P<key>(?:AKIA|ASIA|AROA|AIDA|ABIA|ACCA|AGPA|ANPA|ANVA|APKA)[A-Z0-9]{12,})"
     r"|(?P<header>(?i:authorization|proxy-authorization|x-amz-security-token|cookie)"
     r"\s*[:=]\s*)[^\r\n,;'\"]+"
     r"|(?P<sigv4>(?i:credential|signature|x-amz-credential|x-amz-signature|x-amz-security-token)"
     r"=)[^\s,;&'\"]+"
+    # An SMTP/IMAP AUTH command with its initial response, quoted back by a server (Postfix
+    # puts a relay's reply in the deferral reason): the response holds the credentials.
+    rf"|(?P<sasl>(?ai:\bauth(?:enticate)?\s+(?:{_MECHANISMS})\s+)(?!(?ai:command)\b))"
+    r"[^\s,;'\"()]+"
 )
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{8,}={0,2}")
+_SASL_BASE64 = re.compile(r"[A-Za-z0-9+/]{6,}={0,2}")  # "\0a\0b" is AGEAYg==: 6 and padding
 # Cheap tests before the regular expressions (a result's details run through here every run):
 # the patterns above cannot match a text that contains none of these.
 _TRIGGERS = ("authoriz", "token", "cookie", "credential", "signature")
+_SASL_AT = re.compile(rf"auth(?:enticate)?\s+(?:{_MECHANISMS})\s+(?!command\b)[^\s,;'\"()]")
+"""An AUTH command with an initial response, matched (lower case) where "auth" was found:
+"auth" is in many plain texts (Authentication-Results), where running :data:`_PATTERNS` at
+every position costs ten times more."""
+
+
+def _triggered(text: str, low: str) -> bool:
+    """Whether :data:`_PATTERNS` can match ``text`` (``low`` is it in lower case)."""
+    if any(t in low for t in _TRIGGERS) or any(p in text for p in _KEY_PREFIXES):
+        return True
+    at = low.find("auth")
+    while at != -1:
+        if _SASL_AT.match(low, at):
+            return True
+        at = low.find("auth", at + 4)
+    return False
+
+
 _KEY_PREFIXES = ("AKIA", "ASIA", "AROA", "AIDA", "ABIA", "ACCA", "AGPA", "ANPA", "ANVA", "APKA")
 
 
@@ -78,8 +108,7 @@ class Redactor:
         for form in forms:
             if form in text:
                 text = text.replace(form, REDACTED)
-        low = text.lower()
-        if any(t in low for t in _TRIGGERS) or any(p in text for p in _KEY_PREFIXES):
+        if _triggered(text, text.lower()):
             text = _PATTERNS.sub(_replace_pattern, text)
         if secrets:
             shortest = self._shortest
@@ -96,8 +125,7 @@ class Redactor:
         forms, secrets = self._forms, self._secrets
         if any(form in joined for form in forms):
             return False
-        low = joined.lower()
-        if any(t in low for t in _TRIGGERS) or any(p in joined for p in _KEY_PREFIXES):
+        if _triggered(joined, joined.lower()):
             return False
         if secrets:
             shortest = self._shortest
@@ -122,7 +150,7 @@ def _forms_of(value: str) -> set[str]:
 
 
 def _replace_pattern(m: re.Match[str]) -> str:
-    for group in ("header", "sigv4"):
+    for group in ("header", "sigv4", "sasl"):
         prefix = m.group(group)
         if prefix is not None:
             return prefix + REDACTED
@@ -147,6 +175,33 @@ def _replace_base64(m: re.Match[str], secrets: frozenset[bytes], shortest: int) 
         if any(s in decoded for s in secrets):
             return REDACTED
     return token
+
+
+def _sasl_shape(data: bytes) -> bool:
+    """``data`` is a SASL PLAIN response (``authzid\\0authcid\\0password``, RFC 4616) or an
+    XOAUTH2 one (``user=...\\x01auth=Bearer ...``)."""
+    if b"\x01auth=" in data:
+        return True
+    parts = data.split(b"\0")
+    return len(parts) == 3 and bool(parts[1]) and bool(parts[2])
+
+
+def _replace_sasl(m: re.Match[str]) -> str:
+    token = m.group(0)
+    stripped = token.rstrip("=")
+    chunk = stripped[: len(stripped) - (len(stripped) % 4 == 1)]
+    try:
+        decoded = base64.b64decode(chunk + "=" * (-len(chunk) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return token
+    return REDACTED if _sasl_shape(decoded) else token
+
+
+def scrub_sasl(text: str) -> str:
+    """``text`` without SASL PLAIN or XOAUTH2 responses (base64), wherever they stand, with or
+    without the AUTH command before them: for text quoted from remote servers (Postfix's
+    deferral reasons), whose credentials the exporter never read and so cannot know."""
+    return _SASL_BASE64.sub(_replace_sasl, text) if len(text) >= 6 else text
 
 
 REDACTOR = Redactor()

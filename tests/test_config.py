@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
-from exporter.config import ConfigError, load_config, parse_config, parse_duration
+from exporter.config import ConfigError, load_config, parse_config, parse_duration, read_secret
+from exporter.net.redisurl import check_redis_url
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -128,9 +138,9 @@ def test_section_overrides_global() -> None:
     assert [config.timeout_of(d) for d in config.domains] == [10, 10]
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "exporter", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "exporter", *args], capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -369,3 +379,193 @@ def test_start_failures_are_one_clear_line_exit_1(
     assert "Traceback" not in result.stderr
     assert expect in result.stderr
     assert result.returncode == (3 if command == ["check"] else 1), result.stderr
+
+
+# ----- hostile config files: huge numbers, huge files, files that are not files ------------------
+
+DIGITS_400 = "1" + "0" * 400
+DIGITS_5000 = "1" + "0" * 5000  # past Python's 4,300-digit limit for int(str)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (f"global:\n  interval: {DIGITS_400}\n", "global.interval: duration must be at most 365d"),
+        (f"global:\n  interval: {DIGITS_5000}\n",
+         "global.interval: line 2, column 13: integer of 5001 digits"),
+        (f"queues:\n  - name: mta\n    kind: postfix\n"
+         f"    thresholds: {{deferred: {DIGITS_5000}}}\n",
+         "queues[0].thresholds.deferred: line 4, column 28: integer of 5001 digits"),
+        (f"queues:\n  - {{name: mta, kind: postfix, thresholds: {{deferred: {DIGITS_400},"
+         f" deferred_critical: {DIGITS_400}}}}}\n",
+         "queues[0].thresholds.deferred: Input should be less than or equal to 1000000000"),
+        (f"x: [{DIGITS_5000}]\n", "x[0]: line 1, column 5: integer of 5001 digits"),
+    ],
+)  # fmt: skip
+def test_huge_integers_are_problems_with_their_key_path(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert any(p.startswith(problem) or p.startswith(f"{path}: {problem}")
+               for p in info.value.problems), info.value.problems  # fmt: skip
+
+
+def test_config_file_over_8_mib_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"domains: []\n" + b"# padding\n" * (900 * 1024))  # 9.2 MB of comments
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems == [f"{path}: cannot read config: larger than 8 MiB"]
+
+
+def test_hostile_config_files_exit_1_without_a_traceback(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.yaml"
+    huge.write_text(f"global:\n  interval: {DIGITS_5000}\n")
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"# padding\n" * (900 * 1024))
+    for path, expect in ((huge, "global.interval: line 2"), (big, "larger than 8 MiB")):
+        result = run_cli("--config.file", str(path), "--config.check")
+        assert result.returncode == 1, result.stderr
+        assert expect in result.stderr and "Traceback" not in result.stderr
+
+
+def in_thread(fn: Callable[[], object], timeout: float = 5.0) -> object:
+    """``fn()`` in a daemon thread: its result or exception; 'blocked' if it has not returned
+    within ``timeout`` (the thread is then left blocked: never a hung test run)."""
+    out: list[object] = []
+
+    def call() -> None:
+        try:
+            out.append(fn())
+        except BaseException as exc:
+            out.append(exc)
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return out[0] if out else "blocked"
+
+
+def unblock(fifo: Path) -> None:
+    """Give a reader blocked on opening ``fifo`` a writer that closes at once (EOF)."""
+    with contextlib.suppress(OSError):
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+
+def test_config_or_password_file_that_is_a_fifo_is_refused_at_once(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    try:
+        loaded = in_thread(lambda: load_config(fifo))
+        assert isinstance(loaded, ConfigError), loaded
+        assert loaded.problems == [f"{fifo}: cannot read config: not a regular file (a FIFO)"]
+        secret = in_thread(lambda: read_secret(None, str(fifo), "queues[mta]"))
+        assert isinstance(secret, ValueError), secret
+        assert str(secret) == (
+            f"queues[mta]: cannot read password_file {fifo}: not a regular file (a FIFO)"
+        )
+        directory = in_thread(lambda: read_secret(None, str(tmp_path), "queues[mta]"))
+        assert isinstance(directory, ValueError) and "not a regular file" in str(directory)
+    finally:
+        unblock(fifo)
+        unblock(fifo)
+
+
+def test_password_file_over_64_kib_is_refused_unshown(tmp_path: Path) -> None:
+    path = tmp_path / "password"
+    path.write_bytes(b"hunter2-" * 9000)  # 72,000 bytes
+    with pytest.raises(ValueError) as info:
+        read_secret(None, str(path), "queues[mta]")
+    assert str(info.value) == f"queues[mta]: cannot read password_file {path}: larger than 64 KiB"
+    path.write_bytes(b"p" * 65535 + b"\n")  # 64 KiB with its newline
+    assert read_secret(None, str(path), "queues[mta]") == "p" * 65535
+
+
+def test_config_fifo_from_the_command_line_exits_1(tmp_path: Path) -> None:
+    fifo = tmp_path / "config.yaml"
+    os.mkfifo(fifo)
+    try:
+        result = run_cli("--config.file", str(fifo), "--config.check", timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail("--config.check blocked on a FIFO")
+    finally:
+        unblock(fifo)
+    assert result.returncode == 1 and "not a regular file (a FIFO)" in result.stderr
+
+
+def test_huge_integer_after_an_alias_bomb_is_found_fast(tmp_path: Path) -> None:
+    """The key path of a huge integer is looked up in the YAML node graph: with aliases its
+    paths are exponentially many (10^9 here); each node is visited once."""
+    lines = ['a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for i in range(8):
+        lines.append(
+            f"b{i}: &b{i} [" + ", ".join([f"*{'a' if i == 0 else f'b{i - 1}'}"] * 10) + "]"
+        )
+    lines.append(f"global:\n  interval: {DIGITS_5000}")
+    path = tmp_path / "c.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert time.monotonic() - started < 5
+    assert (
+        f"{path}: global.interval: line 11, column 13: integer of 5001 digits"
+        in (info.value.problems[0])
+    )
+
+
+def test_trust_anchor_file_that_is_a_fifo_is_refused_at_once(tmp_path: Path) -> None:
+    """Validated as the config loads, on reload too: a FIFO blocked --config.check and a
+    reload (the daemon's event loop) until a writer came."""
+    fifo = tmp_path / "anchors"
+    os.mkfifo(fifo)
+    try:
+        loaded = in_thread(lambda: parse_config({"global": {"dnssec_trust_anchors": str(fifo)}}))
+        assert isinstance(loaded, ConfigError), loaded
+        assert "not a regular file (a FIFO)" in loaded.problems[0]
+        assert loaded.problems[0].startswith("global.dnssec_trust_anchors: ")
+    finally:
+        unblock(fifo)
+        unblock(fifo)
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["ssl_cert_reqs=none", "ssl_check_hostname=false", "ssl_ca_certs=/tmp/fifo",
+     "max_connections=100000", "socket_timeout=0", "health_check_interval=1", "db=3"],
+)  # fmt: skip
+def test_redis_url_query_parameters_are_refused(query: str) -> None:
+    """redis-py's from_url lets a URL's query override every keyword the probe passes:
+    ?ssl_cert_reqs=none turned certificate checks off without a word, ?ssl_ca_certs named a file
+    ssl reads on the event loop, ?max_connections and the timeouts undid the probe's bounds."""
+    url = f"rediss://redis.example:6380/0?{query}"
+    found = problems({"queues": [{"name": "app", "kind": "rq", "redis_url": url}]})
+    assert found == [
+        "queues[0].redis_url: redis_url takes no query parameters (TLS: ca_file; deadlines:"
+        " timeout)"
+    ]
+
+
+def test_unix_redis_url_may_name_its_database() -> None:
+    entry = {"name": "app", "kind": "rq", "redis_url": "unix:///run/redis.sock?db=2"}
+    assert parse_config({"queues": [entry]}).queues[0].redis_url == entry["redis_url"]
+    entry["redis_url"] = "unix:///run/redis.sock?db=2&ssl_cert_reqs=none"
+    assert problems({"queues": [entry]})[0].endswith("the database of a unix:// URL is ?db=N")
+
+
+@given(
+    st.sampled_from(["redis://", "rediss://", "unix://", "redis://h:1/0?", "unix:///s?"]).flatmap(
+        lambda head: st.text(max_size=40).map(lambda tail: head + tail)
+    )
+)
+def test_check_redis_url_raises_only_value_error_and_passes_no_query(url: str) -> None:
+    try:
+        check_redis_url(url)
+    except ValueError as exc:
+        assert url not in str(exc) or len(url) < 10
+        return
+    query = urlsplit(url).query
+    assert not query or (url.startswith("unix:") and re.fullmatch(r"db=\d{1,5}", query))

@@ -9,7 +9,7 @@ import urllib.parse
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.redact import REDACTED, Redactor
+from exporter.redact import REDACTED, Redactor, scrub_sasl
 
 SECRET = "s3cr3t-Pa55-c0de"
 USER = "probe@example.test"
@@ -94,7 +94,19 @@ def test_a_secret_that_is_not_utf8() -> None:
 
 
 _PIECES = st.sampled_from(
-    [*forms(SECRET), "Cookie: a=b", "AKIAIOSFODNN7EXAMPLE1", "token", "plain", "v=DKIM1; p=MIIB"]
+    [
+        *forms(SECRET),
+        "Cookie: a=b",
+        "AKIAIOSFODNN7EXAMPLE1",
+        "token",
+        "plain",
+        "v=DKIM1; p=MIIB",
+        "AUTH PLAIN AGFsaWNlAHNlY3JldA==",
+        "auth\tLogin ",
+        "Authentication-Results: x; auth=pass",
+        "AUTH PLAIN command",
+        "authenticate XOAUTH2 dXNlcj1h",
+    ]
 )
 
 
@@ -111,3 +123,52 @@ def test_clean_texts() -> None:
     assert redactor(SECRET).clean(texts) and Redactor().clean(texts)
     assert not Redactor().clean([*texts, "Cookie: a=b"])
     assert not redactor(SECRET).clean([*texts, forms(SECRET)[2]])
+
+
+def plain(user: bytes, password: bytes, authzid: bytes = b"") -> str:
+    return base64.b64encode(authzid + b"\0" + user + b"\0" + password).decode()
+
+
+def test_sasl_initial_responses_go_unregistered() -> None:
+    """A remote server's reply quoting the client's AUTH command (Postfix puts it in a
+    deferral reason): the credentials were never read by the exporter, so never registered."""
+    r = Redactor()
+    token = plain(b"alice", b"secret")
+    assert token == "AGFsaWNlAHNlY3JldA=="
+    for text, shown in [
+        (f"535 5.7.8 AUTH PLAIN {token} rejected", f"535 5.7.8 AUTH PLAIN {REDACTED} rejected"),
+        (f"auth login {base64.b64encode(b'alice').decode()}", f"auth login {REDACTED}"),
+        ("AUTH XOAUTH2 dXNlcj1hbGljZQFhdXRoPUJlYXJlciB5YTI5LnZGOQEB",
+         f"AUTH XOAUTH2 {REDACTED}"),
+    ]:  # fmt: skip
+        assert r.redact(text) == shown
+        assert not r.clean([text])
+    untouched = "535 5.7.8 authentication failed (in reply to AUTH PLAIN command)"
+    assert r.redact(untouched) == untouched
+
+
+def test_scrub_sasl_finds_plain_and_xoauth2_without_the_command() -> None:
+    bare = f"host relay[192.0.2.1] said: 535 5.7.8 {plain(b'alice', b'secret')} is not valid"
+    assert scrub_sasl(bare) == f"host relay[192.0.2.1] said: 535 5.7.8 {REDACTED} is not valid"
+    xoauth = base64.b64encode(b"user=alice\x01auth=Bearer ya29.token\x01\x01").decode()
+    assert scrub_sasl(f"said {xoauth}.") == f"said {REDACTED}."
+    dkim = "v=DKIM1; k=rsa; p=" + base64.b64encode(bytes(range(256))).decode()
+    link = "host x said: 450 4.7.1 Greylisted, see https://example.com/AbCdEfGh1234"
+    for text in ("connect to mx1.example.com[192.0.2.1]:25: Connection timed out", dkim, link):
+        assert scrub_sasl(text) == text
+
+
+@given(
+    st.binary(min_size=1, max_size=30).filter(lambda b: b"\0" not in b),
+    st.binary(min_size=1, max_size=30).filter(lambda b: b"\0" not in b),
+    st.binary(max_size=10).filter(lambda b: b"\0" not in b),
+    _TEXT,
+    _TEXT,
+)
+def test_scrub_sasl_removes_every_plain_token(
+    user: bytes, password: bytes, authzid: bytes, before: str, after: str
+) -> None:
+    token = plain(user, password, authzid)
+    out = scrub_sasl(f"{before} {token} {after}")
+    assert token not in out
+    assert isinstance(scrub_sasl(before + after), str)

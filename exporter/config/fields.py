@@ -9,7 +9,6 @@ import ipaddress
 import math
 import os
 import re
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import idna
@@ -21,6 +20,7 @@ from pydantic import (
 )
 
 from exporter import redact
+from exporter.config.files import read_regular_file
 from exporter.net.addr import parse_nameserver, split_host_port
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -28,6 +28,8 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 MAX_DURATION = 365 * 86400.0
+MAX_SECRET_BYTES = 64 * 1024
+"""Of a ``password_file`` (with its final newline): a password, a token, a key."""
 
 
 def parse_duration(value: Any) -> float:
@@ -35,7 +37,10 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration like 30s, 5m or 1h")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer of 309 digits or more
+            raise ValueError("duration must be at most 365d") from None
     elif isinstance(value, str):
         text = value.strip()
         pos = 0
@@ -180,7 +185,7 @@ def read_secret(env: str | None, file: str | None, where: str) -> str | None:
         return value
     if file:
         try:
-            raw = Path(file).read_bytes().rstrip(b"\r\n")
+            raw = read_regular_file(file, MAX_SECRET_BYTES).rstrip(b"\r\n")
         except OSError as exc:
             raise ValueError(f"{where}: cannot read password_file {file}: {exc.strerror}") from None
         redact.add(raw.decode("utf-8", "surrogateescape"))

@@ -15,6 +15,8 @@ from pydantic import (
 from exporter.config.fields import ROLE_ARN, Duration, Model, SecretRef, check_name, check_url
 from exporter.net.redisurl import check_redis_url
 
+MAX_COUNT = 10**9
+"""Of a count threshold: a queue of more messages or jobs cannot be listed anyway."""
 QUEUE_PATH = re.compile(r"/\d{12}/[A-Za-z0-9_-]{1,80}(\.fifo)?/?")
 
 
@@ -100,9 +102,9 @@ class QueueThresholds(Model):
 
     oldest_age: Duration = 900.0
     oldest_age_critical: Duration = 3600.0
-    deferred: int = Field(default=100, ge=1)
-    deferred_critical: int = Field(default=1000, ge=1)
-    failed_increase: int = Field(default=1, ge=1)
+    deferred: int = Field(default=100, ge=1, le=MAX_COUNT)
+    deferred_critical: int = Field(default=1000, ge=1, le=MAX_COUNT)
+    failed_increase: int = Field(default=1, ge=1, le=MAX_COUNT)
     growing_runs: int = Field(default=3, ge=1, le=100)
 
     @model_validator(mode="after")

@@ -8,7 +8,10 @@ only mapping construction, already Python, gains one set per mapping) and raises
 a merge (``<<: *defaults``) may be overridden, as YAML intends.
 
 :func:`load_yaml` also decodes the bytes itself, so a file that is not UTF-8 is one clear
-:class:`YamlError` with its position, never a ``UnicodeDecodeError`` traceback.
+:class:`YamlError` with its position, never a ``UnicodeDecodeError`` traceback; reads at most
+:data:`MAX_FILE_BYTES`; and an integer too long for Python's ``int()`` (more than 4,300 digits,
+a ``ValueError`` from deep inside the constructor) is a :class:`YamlError` naming its key path,
+line and column.
 """
 
 from __future__ import annotations
@@ -19,10 +22,19 @@ from typing import Any
 
 import yaml
 from yaml.constructor import ConstructorError
-from yaml.nodes import MappingNode
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from exporter.config.files import read_regular_file
 
 _Base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _MERGE = "tag:yaml.org,2002:merge"
+_INT = "tag:yaml.org,2002:int"
+MAX_FILE_BYTES = 8 * 1024 * 1024
+"""A config file larger than this is refused unread (a 10,000-domain config is about 1 MB)."""
+
+
+class _HugeInteger(yaml.constructor.ConstructorError):
+    """An integer scalar that ``int()`` refuses (too many digits)."""
 
 
 class UniqueKeyLoader(_Base):  # type: ignore[valid-type,misc]
@@ -48,6 +60,17 @@ class UniqueKeyLoader(_Base):  # type: ignore[valid-type,misc]
         result: dict[Hashable, Any] = super().construct_mapping(node, deep=deep)
         return result
 
+    def construct_huge_safe_int(self, node: ScalarNode) -> int:
+        try:
+            value: int = self.construct_yaml_int(node)
+        except ValueError:
+            digits = sum(c.isdigit() for c in str(node.value))
+            raise _HugeInteger(None, None, f"integer of {digits} digits", node.start_mark) from None
+        return value
+
+
+UniqueKeyLoader.add_constructor(_INT, UniqueKeyLoader.construct_huge_safe_int)
+
 
 class YamlError(ValueError):
     """The file cannot be read as YAML; the message names the line and column when known."""
@@ -55,7 +78,7 @@ class YamlError(ValueError):
 
 def load_yaml(path: str | Path) -> Any:
     """Read ``path`` (UTF-8) and parse it; raise :class:`OSError` or :class:`YamlError`."""
-    raw = Path(path).read_bytes()
+    raw = read_regular_file(path, MAX_FILE_BYTES)  # never blocks on a FIFO
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -72,8 +95,38 @@ def parse_yaml(text: str) -> Any:
     """Parse YAML text; raise :class:`YamlError` naming the problem and where it is."""
     try:
         return yaml.load(text, Loader=UniqueKeyLoader)
+    except _HugeInteger as exc:
+        at = exc.problem_mark
+        assert at is not None
+        where = _key_path(yaml.compose(text, Loader=_Base), at.index)
+        raise YamlError(
+            f"{where + ': ' if where else ''}line {at.line + 1}, column {at.column + 1}:"
+            f" {exc.problem}; a number here has at most a few digits"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise YamlError(f"{where}invalid YAML: {problem}") from None
+
+
+def _key_path(node: Node | None, index: int) -> str:
+    """The key path (``queues[0].thresholds.deferred``) of the scalar that starts at ``index``.
+    Each node is visited once: aliases make a graph whose paths can be exponentially many."""
+    seen: set[int] = set()
+    todo: list[tuple[Node, str]] = [] if node is None else [(node, "")]
+    while todo:
+        node, path = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, ScalarNode) and node.start_mark.index == index:
+            return path
+        if isinstance(node, MappingNode):
+            children = [(v, f"{path}.{k.value}" if path else str(k.value)) for k, v in node.value]
+        elif isinstance(node, SequenceNode):
+            children = [(item, f"{path}[{i}]") for i, item in enumerate(node.value)]
+        else:
+            continue
+        todo.extend(reversed(children))  # document order
+    return ""

@@ -15,9 +15,9 @@ DNSKEY, with or without TTL and class; comments with ``;``), the format of unbou
 
 from __future__ import annotations
 
+import errno
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import cast
 
 import dns.dnssec
@@ -30,6 +30,8 @@ import dns.rdtypes.ANY.DS
 import dns.rdtypes.dnskeybase
 import dns.rrset
 import dns.zonefile
+
+from exporter.config.files import read_regular_file
 
 DS = dns.rdtypes.ANY.DS.DS
 DNSKEY = dns.rdtypes.ANY.DNSKEY.DNSKEY
@@ -133,12 +135,12 @@ def load_trust_anchors(path: str | None) -> TrustAnchors:
     if path is None:
         return parse_trust_anchors(BUILTIN_ANCHORS, "built-in IANA root anchors")
     try:
-        with Path(path).open("rb") as fh:
-            raw = fh.read(MAX_ANCHOR_FILE + 1)
+        # Never blocks: a FIFO here held --config.check, or a reload, until a writer came.
+        raw = read_regular_file(path, MAX_ANCHOR_FILE)
     except OSError as exc:
+        if exc.errno == errno.EFBIG:
+            raise TrustAnchorError(f"{path}: larger than {MAX_ANCHOR_FILE} bytes") from None
         raise TrustAnchorError(f"{path}: {exc.strerror or exc}") from None
-    if len(raw) > MAX_ANCHOR_FILE:
-        raise TrustAnchorError(f"{path}: larger than {MAX_ANCHOR_FILE} bytes")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

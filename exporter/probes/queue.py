@@ -20,8 +20,10 @@ resources, keeps it (with the Redis clients) for as long as the config is loaded
 runs once, so it never reports growth.
 
 Could not tell (``probe_success`` 0, the reason and its fix in the error): postqueue missing,
-not allowed, failing or too slow; Redis unreachable, refusing the password, or a queue key of
-another type.
+not allowed, failing, too slow or printing what is not a queued message; Redis unreachable,
+refusing the password, sending replies of a shape Redis never sends, a key of another type
+(queue, worker set or hash, job hash, kombu binding), or a Celery list whose next message is
+not a kombu message.
 """
 
 from __future__ import annotations
@@ -267,6 +269,11 @@ def redis_result(
         result.details["not shown"] = (
             f"{data.discovered_more} more queues were found; list the ones to watch in queues"
         )
+    if data.left_out:
+        result.details["names left out"] = (
+            f"{_n(data.left_out, 'queue name')} with control characters, over 200 characters"
+            " or not UTF-8"
+        )
     if data.problems:
         result.error = "could not read " + "; ".join(data.problems)
     return result
@@ -284,8 +291,8 @@ async def run_redis(
         password = entry.read_secret(f"queues[{entry.name}]")
     except ValueError as exc:
         return ProbeResult(error=str(exc))
-    client = resources.client(entry, password, time_limit)
     try:
+        client = resources.client(entry, password, time_limit)
         # A deadline of our own, inside the runner's, so the error says what was slow.
         async with asyncio.timeout(time_limit * 0.9):
             if entry.kind == "rq":
@@ -294,7 +301,11 @@ async def run_redis(
                 data = await read_celery(client, entry.key_prefix or "", entry.queues)
     except (QueueReadError, TimeoutError) as exc:
         await resources.drop_client(entry.name)
-        message = str(exc) or f"no answer within {time_limit * 0.9:g}s"
+        message = str(exc) or (
+            f"no answer within {time_limit * 0.9:g}s; fix: check that Redis answers at this"
+            " address (with rediss://, that it speaks TLS on this port), or raise the entry's"
+            " timeout"
+        )
         if password:
             message = message.replace(password, "***")
         return ProbeResult(error=f"{where}: {message}")

@@ -26,8 +26,11 @@ import json
 import os
 import re
 import shutil
+import signal
 from collections import Counter
 from dataclasses import dataclass, field
+
+from exporter.redact import scrub_sasl
 
 QUEUES = ("maildrop", "incoming", "active", "deferred", "hold")
 """The queues ``postqueue -j`` lists (``maildrop``: submitted with sendmail, not yet picked up)."""
@@ -44,6 +47,11 @@ MAX_REASON_KEYS = 1000
 """Distinct (remote host, status) pairs counted one by one; the rest are counted together."""
 MAX_KNOWN_REASONS = 10_000
 """Reason texts whose (remote host, status) is remembered during one listing (they repeat)."""
+MAX_KNOWN_REASON_CHARS = 1_000_000
+"""... and their characters in all: 10,000 distinct reasons of 16 KB held 228 MiB."""
+MAX_REASON_CHARS = 2048
+"""Of one ``delay_reason`` (a remote server's reply quoted by Postfix: a line of 512 octets in
+RFC 5321, a few lines in practice); the rest is dropped as the line is parsed."""
 OTHER = ("(other)", "(more distinct reasons than counted)")
 
 
@@ -68,7 +76,8 @@ class QueuedMessage:
     """One entry per recipient that has a ``delay_reason``."""
 
 
-_QUEUE_NAME = re.compile(r"[a-z_]{1,32}")
+MAX_ARRIVAL = 2**40
+"""Beyond any time a queue file can have (year 36812); more is not a Unix time."""
 
 
 def parse_line(line: bytes | str) -> QueuedMessage:
@@ -80,11 +89,16 @@ def parse_line(line: bytes | str) -> QueuedMessage:
     if not isinstance(obj, dict):
         raise PostqueueFormatError("not a JSON object")
     queue = obj.get("queue_name")
-    if not isinstance(queue, str) or not _QUEUE_NAME.fullmatch(queue):
-        raise PostqueueFormatError("queue_name missing or not a queue name")
+    if not isinstance(queue, str) or queue not in QUEUES:
+        # Any other name would become a queue label with a count postqueue never meant.
+        raise PostqueueFormatError("queue_name missing or not one of " + " ".join(QUEUES))
     arrival = obj.get("arrival_time")
-    if isinstance(arrival, bool) or not isinstance(arrival, int | float) or arrival != arrival:
+    if isinstance(arrival, bool) or not isinstance(arrival, int | float):
         raise PostqueueFormatError("arrival_time missing or not a number")
+    # Infinity, NaN and 400-digit integers are valid JSON for Python (the last one crashed
+    # float()); a time_t of Postfix is none of them, nor before 1970.
+    if not 0 <= arrival <= MAX_ARRIVAL:
+        raise PostqueueFormatError("arrival_time is not a Unix time")
     recipients = obj.get("recipients", [])
     if not isinstance(recipients, list):
         raise PostqueueFormatError("recipients is not a list")
@@ -97,14 +111,19 @@ def parse_line(line: bytes | str) -> QueuedMessage:
             continue
         if not isinstance(reason, str):
             raise PostqueueFormatError("delay_reason is not a string")
-        reasons.append(reason)
+        reasons.append(reason[:MAX_REASON_CHARS])
     return QueuedMessage(queue, float(arrival), tuple(reasons))
 
 
 # ----- deferral reasons --------------------------------------------------------------------------
 
-_ADDRESS = re.compile(r"[^\s<>\"'(),;:@\[\]]+@(?=[A-Za-z0-9])")
-_HOST = r"(?P<host>[^\s\[\]]+)\[(?P<addr>[^\]]*)\]"
+# Reasons are remote servers' text: every pattern that is searched (not matched at the start)
+# begins with a look-behind, so that a match is only tried where a token starts. Without it, a
+# 2 KB reason of one long token cost 33 ms (each position scanned to the token's end).
+_LOCAL = r"[^\s<>\"'(),;:@\[\]]"
+_ADDRESS = re.compile(rf"(?<!{_LOCAL}){_LOCAL}+@(?=[A-Za-z0-9])")
+_HOST = r"(?P<host>[^\s\[\]]+)\[(?P<addr>[^\]]{0,100})\]"
+_HOST_ANYWHERE = re.compile(r"(?<![^\s\[\]])" + _HOST)
 _CODE = r"(?P<code>[245]\d\d)(?:[ -](?P<ext>[245]\.\d{1,3}\.\d{1,3}))?"
 _FORMS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(rf"connect to {_HOST}(?::\d+)?: (?P<status>.+)"), "{status}"),
@@ -123,16 +142,28 @@ _STATUS_MAX = 100
 
 
 def redact(reason: str) -> str:
-    """The reason with every mail address's local part replaced by ``…`` (its domain stays)."""
+    """The reason with every mail address's local part replaced by ``…`` (its domain stays),
+    and any SASL credentials a remote server quoted back (``AUTH PLAIN <base64>``) removed: they
+    are Postfix's relay password, which the exporter never read and so cannot know."""
+    reason = scrub_sasl(reason)
     return _ADDRESS.sub("…@", reason) if "@" in reason else reason
+
+
+def printable_reason(reason: str) -> str:
+    """The reason as it may be shown: :func:`redact`-ed, every control character (an escape
+    sequence from a remote server's reply would reach the terminal ``check`` prints to) and
+    run of white space made one space."""
+    text = redact(reason)
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else " " for c in text)
+    return " ".join(text.split())
 
 
 def deferral_key(reason: str) -> tuple[str, str]:
     """(remote host, status) of one ``delay_reason``: the host as Postfix names it (its address
     when it has no name), the status as the SMTP code and enhanced code, the connection error,
     or the DNS error; ``("", text)`` for a reason of no known form."""
-    text = " ".join(redact(reason).split())
-    text = text.removeprefix("delivery temporarily suspended: ")
+    text = printable_reason(reason).removeprefix("delivery temporarily suspended: ")
     for pattern, status in _FORMS:
         m = pattern.match(text)
         if m is None:
@@ -143,7 +174,7 @@ def deferral_key(reason: str) -> tuple[str, str]:
             host = groups["addr"]
         shown = status.format(**groups).strip().partition(" (in reply to ")[0]
         return host, shown[:_STATUS_MAX]
-    host_match = re.search(_HOST, text)
+    host_match = _HOST_ANYWHERE.search(text)
     return (host_match.group("host") if host_match else ""), text[:_STATUS_MAX]
 
 
@@ -167,6 +198,7 @@ class PostfixQueue:
     _reasons: Counter[tuple[str, str]] = field(default_factory=Counter, init=False, repr=False)
     _examples: dict[tuple[str, str], str] = field(default_factory=dict, init=False, repr=False)
     _keys: dict[str, tuple[str, str]] = field(default_factory=dict, init=False, repr=False)
+    _known_chars: int = field(default=0, init=False, repr=False)
 
     def add(self, msg: QueuedMessage) -> None:
         self.depth[msg.queue] = self.depth.get(msg.queue, 0) + 1
@@ -180,13 +212,17 @@ class PostfixQueue:
             key = self._keys.get(reason)
             if key is None:
                 key = deferral_key(reason)
-                if len(self._keys) < MAX_KNOWN_REASONS:
+                if (
+                    len(self._keys) < MAX_KNOWN_REASONS
+                    and self._known_chars + len(reason) <= MAX_KNOWN_REASON_CHARS
+                ):
                     self._keys[reason] = key
+                    self._known_chars += len(reason)
             if key not in self._reasons and len(self._reasons) >= MAX_REASON_KEYS:
                 key = OTHER
             self._reasons[key] += 1
             if key not in self._examples:
-                self._examples[key] = " ".join(redact(reason).split())[:300]
+                self._examples[key] = printable_reason(reason)[:300]
 
     def top_reasons(self, n: int = 10) -> list[DeferralReason]:
         """The ``n`` most frequent deferral reasons of the deferred queue, by recipients."""
@@ -220,7 +256,15 @@ def _failure(command: list[str], returncode: int, stderr: str) -> PostqueueError
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     fatal = next((line for line in lines if "fatal:" in line), lines[-1] if lines else "")
     shown = " ".join(command)
-    reason = f"{shown} exited with status {returncode}" + (f": {fatal[:300]}" if fatal else "")
+    fatal = printable_reason(fatal)
+    if returncode < 0:  # asyncio's way of saying a signal ended it
+        try:
+            how = f"was killed by signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            how = f"was killed by signal {-returncode}"
+    else:
+        how = f"exited with status {returncode}"
+    reason = f"{shown} {how}" + (f": {fatal[:300]}" if fatal else "")
     low = fatal.lower()
     if "mail system is down" in low:
         fix = ("start Postfix ('postfix start'); only root can list the queue of a stopped"
@@ -327,5 +371,7 @@ async def list_queue(
             await stderr_task
     if returncode != 0:
         raise _failure(command, returncode, stderr)
-    queue.warnings = [line.strip()[:300] for line in stderr.splitlines() if "warning:" in line][:5]
+    queue.warnings = [
+        printable_reason(line)[:300] for line in stderr.splitlines() if "warning:" in line
+    ][:5]
     return queue

@@ -26,6 +26,7 @@ _SCALARS = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(-(2**70), 2**70),
+    st.integers(-(10**400), 10**400),
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from(
         [
@@ -163,6 +164,42 @@ def test_web_config_raises_only_web_config_error(text: str) -> None:
             load_web_config(str(path))
         except WebConfigError as exc:
             assert str(exc).startswith(str(path))
+
+
+_NUMERIC_KEYS = [
+    ("global", "interval"), ("global", "timeout"), ("blacklists", "max_in_flight"),
+    ("queues", "deferred"), ("queues", "failed_increase"), ("queues", "growing_runs"),
+    ("queues", "oldest_age"), ("ses", "max_attempts"), ("ses", "interval"),
+]  # fmt: skip
+
+
+def _numeric_config(where: tuple[str, str], number: str) -> str:
+    section, key = where
+    if section == "queues":
+        return (
+            f"queues:\n  - name: mta\n    kind: postfix\n    thresholds:\n      {key}: {number}\n"
+        )
+    if section == "ses":
+        return f"ses:\n  - region: eu-west-1\n    {key}: {number}\n"
+    return f"{section}:\n  {key}: {number}\n"
+
+
+@FUZZ
+@given(
+    st.sampled_from(_NUMERIC_KEYS),
+    st.integers(1, 6000).map(lambda n: "1" + "0" * (n - 1)) | st.sampled_from(["-1" + "0" * 400]),
+)
+def test_numbers_of_any_length_are_config_errors_with_their_key(
+    where: tuple[str, str], number: str
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "config.yaml"
+        path.write_text(_numeric_config(where, number))
+        try:
+            load_config(path)
+        except ConfigError as exc:
+            _assert_problems(exc)
+            assert all(where[1] in p for p in exc.problems), exc.problems
 
 
 @FUZZ

@@ -20,6 +20,7 @@ import smtplib
 import subprocess
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -36,8 +37,10 @@ from exporter.config import parse_config
 from exporter.net.dnsclient import make_resolver
 from exporter.probes.queue import PROBE
 from exporter.probes.queue_postfix import (
+    MAX_REASON_CHARS,
     MAX_REASON_KEYS,
     OTHER,
+    QUEUES,
     PostfixQueue,
     PostqueueError,
     PostqueueFormatError,
@@ -48,7 +51,7 @@ from exporter.probes.queue_postfix import (
     postqueue_command,
     redact,
 )
-from exporter.results import ProbeResult, State
+from exporter.results import ProbeResult, RunRecord, State
 from exporter.runner import Runtime, run_probe
 from exporter.web import status_page, target_page
 
@@ -142,6 +145,21 @@ async def run(entry: dict[str, Any]) -> ProbeResult:
         await rt.aclose()
 
 
+async def recorded(entry: dict[str, Any]) -> tuple[RunRecord, State]:
+    """One run as the daemon makes it, recorded in a state the status pages are made from."""
+    config = parse_config({"queues": [{"name": "mta", "kind": "postfix", **entry}]})
+    (target,) = PROBE.targets(config)
+    rt = Runtime.for_config(config)
+    try:
+        record = await run_probe(PROBE, target, rt)
+    finally:
+        await rt.aclose()
+    state = State()
+    state.set_targets([target])
+    state.record(record)
+    return record, state
+
+
 def values(result: ProbeResult, metric: str) -> dict[str, float]:
     return {dict(s.labels)["queue"]: s.value for s in result.samples if s.metric == metric}
 
@@ -188,22 +206,7 @@ async def test_deferred_and_held_mail(world: World) -> None:
 
 
 async def test_status_page_shows_the_deferral_reasons(world: World) -> None:
-    config = parse_config(
-        {
-            "queues": [
-                {"name": "mta", "kind": "postfix", "postfix_config_dir": str(world.postfix.dir)}
-            ]
-        }
-    )
-    (target,) = PROBE.targets(config)
-    rt = Runtime.for_config(config)
-    try:
-        record = await run_probe(PROBE, target, rt)
-    finally:
-        await rt.aclose()
-    state = State()
-    state.set_targets([target])
-    state.record(record)
+    _, state = await recorded({"postfix_config_dir": str(world.postfix.dir)})
     page = target_page(state, "queue", "mta")
     assert page is not None
     assert "<h3>Top deferral reasons</h3>" in page
@@ -421,7 +424,8 @@ def test_parse_line_raises_only_its_own_error(data: bytes | str) -> None:
 
 
 @given(st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
+    | st.sampled_from([*QUEUES, "bogus"]) | st.integers(min_value=-(10**400), max_value=10**400),
     lambda children: st.lists(children, max_size=4)
     | st.dictionaries(st.sampled_from(["queue_name", "arrival_time", "recipients",
                                        "delay_reason", "address"]), children, max_size=5),
@@ -429,10 +433,201 @@ def test_parse_line_raises_only_its_own_error(data: bytes | str) -> None:
 ))  # fmt: skip
 def test_parse_line_on_json_shapes(value: object) -> None:
     with contextlib.suppress(PostqueueFormatError):
-        parse_line(json.dumps(value))
+        msg = parse_line(json.dumps(value))
+        # What is accepted is a count postqueue meant: a known queue, a real time.
+        assert msg.queue in QUEUES
+        assert 0 <= msg.arrival_time <= 2**40
 
 
 @given(st.text(max_size=400))
 def test_deferral_key_never_raises(reason: str) -> None:
     remote, status = deferral_key(reason)
     assert isinstance(remote, str) and len(status) <= 100
+
+
+# ----- hostile postqueue output: could not tell, never a wrong count ------------------------------
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"queue_name": "deferred", "arrival_time": Infinity, "recipients": []}',
+        '{"queue_name": "deferred", "arrival_time": -Infinity, "recipients": []}',
+        '{"queue_name": "deferred", "arrival_time": 1e400, "recipients": []}',
+        '{"queue_name": "deferred", "arrival_time": 1' + "0" * 400 + ', "recipients": []}',
+        '{"queue_name": "deferred", "arrival_time": -1' + "0" * 400 + ', "recipients": []}',
+        '{"queue_name": "bogus", "arrival_time": 1, "recipients": []}',
+        '{"queue_name": "deferred", "arrival_time": 1, "recipients": [{"delay_reason": ["x"]}]}',
+        '{"queue_name": ["deferred"], "arrival_time": 1}',
+        '"deferred"',
+        "null",
+    ],
+)
+def test_parse_line_refuses_what_postqueue_never_prints(line: str) -> None:
+    with pytest.raises(PostqueueFormatError):
+        parse_line(line)
+
+
+def fake_postqueue(tmp_path: Path, stdout: bytes, status: int = 0, stderr: bytes = b"") -> str:
+    """An executable that prints ``stdout`` (and ``stderr``) as a postqueue would, then exits
+    with ``status``."""
+    (tmp_path / "out").write_bytes(stdout)
+    (tmp_path / "err").write_bytes(stderr)
+    script = tmp_path / "postqueue"
+    script.write_text(f"#!/bin/sh\ncat {tmp_path / 'out'}\ncat {tmp_path / 'err'} >&2\n"
+                      f"exit {status}\n")  # fmt: skip
+    script.chmod(0o755)
+    return str(script)
+
+
+GOOD = json.dumps({"queue_name": "deferred", "arrival_time": 1, "recipients": []}).encode()
+
+
+@pytest.mark.parametrize(
+    ("stdout", "why"),
+    [
+        (GOOD + b"\n" + GOOD[:30], "not JSON"),  # cut mid-object (a killed postqueue)
+        (GOOD + b"\n" + b'{"queue_name": "deferred", "arrival_time": 1' + b"0" * 400 + b"}\n",
+         "arrival_time"),
+        (GOOD + b"\n" + b'{"queue_name": "deferred", "arrival_time": Infinity}\n', "arrival_time"),
+        (GOOD + b"\n" + b'{"queue_name": "shadow", "arrival_time": 1}\n', "queue_name"),
+        (GOOD + b"\n[" * 100_000 + b"\n", "not JSON"),
+        (b"\x00" * 100 + b"\n", "not JSON"),
+    ],
+)  # fmt: skip
+async def test_garbage_from_postqueue_is_could_not_tell(
+    tmp_path: Path, stdout: bytes, why: str
+) -> None:
+    result = await run({"postqueue_path": fake_postqueue(tmp_path, stdout)})
+    assert result.error is not None
+    assert "printed a line that is not a queued message" in result.error, result.error
+    assert why in result.error
+    assert not result.samples and not result.findings
+
+
+@given(
+    st.fixed_dictionaries(
+        {
+            "queue_name": st.sampled_from([*QUEUES, "bogus", "shadow"]) | st.text(max_size=8),
+            "arrival_time": st.floats() | st.integers(min_value=-(10**400), max_value=10**400),
+        },
+        optional={"recipients": st.lists(st.fixed_dictionaries(
+            {}, optional={"address": st.text(max_size=5),
+                          "delay_reason": st.text(max_size=5) | st.integers()}), max_size=3)},
+    )
+)  # fmt: skip
+def test_parse_line_accepts_only_real_queues_and_times(value: dict[str, object]) -> None:
+    with contextlib.suppress(PostqueueFormatError):
+        msg = parse_line(json.dumps(value))
+        assert msg.queue in QUEUES
+        assert 0 <= msg.arrival_time <= 2**40
+
+
+def test_huge_deferral_reasons_are_cut_and_cost_little_memory() -> None:
+    """A hostile (or broken) remote server's replies become Postfix's delay_reason: 2,000
+    distinct reasons of 20 KB held 60 MB before they were cut at 2,048 characters."""
+    long = "host mx.example[192.0.2.1] said: 450 4.7.1 " + "y" * 30_000
+    msg = parse_line(json.dumps({"queue_name": "deferred", "arrival_time": 1,
+                                 "recipients": [{"delay_reason": long}]}))  # fmt: skip
+    assert msg.delay_reasons == (long[:MAX_REASON_CHARS],)
+    tracemalloc.start()
+    try:
+        queue = PostfixQueue()
+        for i in range(2000):
+            reason = f"host mx{i}.example[192.0.2.1] said: 450 4.7.1 " + f"x{i} " * 4000
+            line = {"queue_name": "deferred", "arrival_time": 1,
+                    "recipients": [{"delay_reason": reason}]}  # fmt: skip
+            queue.add(parse_line(json.dumps(line)))
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert held < 4 * 1024 * 1024, held
+    assert queue.deferred_recipients == 2000
+    assert all(len(r.example) <= 300 for r in queue.top_reasons())
+
+
+async def test_auth_credentials_in_deferral_reasons_never_shown(tmp_path: Path) -> None:
+    """A relay that answers AUTH with a reply quoting the client's AUTH PLAIN line: the base64
+    holds Postfix's SASL user and password (smtp_sasl_password_maps), which the exporter never
+    read, so no registered secret covers it."""
+    token = "AGFsaWNlAHNlY3JldA=="  # "\0alice\0secret"
+    reasons = [
+        f"SASL authentication failed; server relay.test[192.0.2.7] said: 535 5.7.8 AUTH PLAIN"
+        f" {token} rejected",
+        f"host relay.test[192.0.2.7] said: 454 4.7.0 Temporary failure for {token}",
+    ]
+    lines = [json.dumps({"queue_name": "deferred", "arrival_time": 1,
+                         "recipients": [{"address": f"u{i}@x.test", "delay_reason": reason}]})
+             for i, reason in enumerate(reasons * 60)]  # fmt: skip
+    path = fake_postqueue(tmp_path, "\n".join(lines).encode() + b"\n")
+    record, state = await recorded({"postqueue_path": path, "thresholds": {"deferred": 1}})
+    assert record.result.error is None and record.result.tables
+    shown = [repr(record.result), target_page(state, "queue", "mta") or "",
+             status_page(state, True, Path("config.yaml"))]  # fmt: skip
+    for text in shown:
+        assert "AGFsaWNl" not in text and "secret" not in text
+    assert "[redacted]" in shown[1]
+
+
+def test_control_characters_in_deferral_reasons_never_reach_a_terminal() -> None:
+    """``check`` prints the example reasons to a terminal: an escape sequence in a remote
+    server's reply (clear screen, set the window title) must arrive as harmless text."""
+    queue = PostfixQueue()
+    reason = ("host mx.evil.test[192.0.2.9] said: 450 4.7.1 \x1b[2J\x1b]0;pwned\x07 try"
+              " \x00later\x7f\x9b31m (in reply to RCPT TO command)")  # fmt: skip
+    queue.add(QueuedMessage("deferred", 1.0, (reason,)))
+    (top,) = queue.top_reasons()
+    assert (top.remote, top.status) == ("mx.evil.test", "450 4.7.1")
+    for text in (top.example, top.status, top.remote):
+        assert text.isprintable(), repr(text)
+    assert "try later" in " ".join(top.example.split()).replace(" ", " ")
+
+
+@given(st.text(max_size=300))
+def test_deferral_texts_are_printable(reason: str) -> None:
+    queue = PostfixQueue()
+    queue.add(QueuedMessage("deferred", 1.0, (reason,)))
+    for r in queue.top_reasons():
+        assert r.example.isprintable() and r.status.isprintable() and r.remote.isprintable()
+
+
+async def test_postqueue_failing_after_printing_counts_nothing(tmp_path: Path) -> None:
+    """Valid lines, then a non-zero exit or death by a signal: the listing may be partial, so
+    nothing of it is counted."""
+    lines = (GOOD + b"\n") * 3
+    fatal = b"postqueue: fatal: read error: Connection reset\n"
+    failed = await run({"postqueue_path": fake_postqueue(tmp_path, lines, 75, fatal)})
+    assert failed.error is not None and "exited with status 75" in failed.error
+    assert "read error" in failed.error and not failed.samples
+    script = tmp_path / "killed"
+    script.write_text(f"#!/bin/sh\ncat {tmp_path / 'out'}\nkill -9 $$\n")
+    script.chmod(0o755)
+    killed = await run({"postqueue_path": str(script)})
+    assert killed.error is not None and "was killed by signal SIGKILL" in killed.error
+    assert not killed.samples
+
+
+def test_hostile_deferral_reasons_cost_linear_time() -> None:
+    """Reasons are remote servers' text: shapes that made the address and host patterns try
+    every start position (quadratic: 33 ms for one 2 KB reason) must cost about as much as
+    plain text, whatever their number."""
+    shapes = ["x" * 2040 + "@!", "host " + "a" * 2040, "a[" * 1020, "b@" * 1020,
+              "TLS is required, but " + " host " * 300, "[" + "c" * 2040]  # fmt: skip
+    queue = PostfixQueue()
+    started = time.process_time()
+    for i in range(300):
+        reason = f"{i} " + shapes[i % len(shapes)]
+        queue.add(QueuedMessage("deferred", 1.0, (reason[:MAX_REASON_CHARS],)))
+    assert time.process_time() - started < 1.5
+    assert queue.deferred_recipients == 300
+
+
+@given(st.text(alphabet="ab@[]: .\x00", max_size=300))
+def test_redact_and_key_agree_with_a_plain_scan(reason: str) -> None:
+    """The linear patterns find what the plain definitions say: every address's local part
+    goes (an '@' followed by a letter or digit keeps only what follows)."""
+    out = redact(reason)
+    for i, ch in enumerate(out):
+        if ch == "@" and i + 1 < len(out) and out[i + 1].isalnum() and i > 0:
+            assert out[i - 1] in "…" + " <>\"'(),;:@[]\x00" or out[i - 1].isspace(), out
+    deferral_key(reason)

@@ -9,7 +9,7 @@ first), so the tests of this module never see each other's keys.
 from __future__ import annotations
 
 import asyncio
-import itertools
+import datetime as dt
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,34 +22,28 @@ import trustme
 from celery import Celery
 from hypothesis import given
 from hypothesis import strategies as st
+from redisdb import fresh_db, lab_redis
 
 from exporter.config import parse_config
 from exporter.lab.redis import LabRedis
 from exporter.net.dnsclient import make_resolver
 from exporter.probes.queue import PROBE
-from exporter.probes.queue_redis import OLDEST_SAMPLE, parse_rq_time
+from exporter.probes.queue_redis import OLDEST_SAMPLE, RQ_EPOCH, parse_rq_time
 from exporter.results import ProbeResult, Target
 from exporter.runner import Runtime, run_probe
 
 PASSWORD = "s3cret-Redis-pw"
-_dbs = itertools.cycle(range(16))
+NOW = 1_800_000_000.0  # 2027-01-15
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[LabRedis]:
-    lab = LabRedis().start()
-    try:
-        yield lab
-    finally:
-        lab.stop()
+    yield from lab_redis()
 
 
 @pytest.fixture
 def url(server: LabRedis) -> str:
-    """A fresh database of the module's server: redis://127.0.0.1:PORT/N."""
-    db = next(_dbs)
-    redis.Redis(port=server.port, db=db).flushdb()
-    return f"redis://127.0.0.1:{server.port}/{db}"
+    return fresh_db(server)
 
 
 def conn(url: str) -> redis.Redis:
@@ -177,6 +171,22 @@ async def test_rq_oldest_job_age(url: str) -> None:
     assert codes(critical)[("queue_oldest_too_old", "mail")] == "critical"
     relaxed = await run(entry(url, queues=["mail"]))  # default 15m
     assert ("queue_oldest_too_old", "mail") not in codes(relaxed)
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    ["0001-01-01T00:00:00Z", "1970-01-01T00:00:00Z", "2010-12-31T23:59:59.999999Z",
+     "9999-12-31T23:59:59.999999Z", "2200-01-01T00:00:00Z"],
+)  # fmt: skip
+async def test_rq_absurd_enqueued_at_is_an_unknown_age(url: str, stamp: str) -> None:
+    """RQ was first released in 2011: an older enqueued_at (or one far in the future) is a
+    broken clock or a forged job, not a job waiting for 50 years (a critical page)."""
+    (job,) = enqueue(url, "mail")
+    conn(url).hset(f"rq:job:{job.id}", mapping={"enqueued_at": stamp, "created_at": stamp})
+    result = await run(entry(url, queues=["mail"]))
+    assert values(result, "queue_depth") == {"mail": 1}
+    assert values(result, "queue_oldest_age_seconds") == {}
+    assert ("queue_oldest_too_old", "mail") not in codes(result)
 
 
 async def test_rq_oldest_is_read_from_the_head_of_the_queue(url: str) -> None:
@@ -464,3 +474,12 @@ def test_parse_rq_time_formats() -> None:
 def test_parse_rq_time_never_raises(value: object) -> None:
     out = parse_rq_time(value)
     assert out is None or isinstance(out, float)
+
+
+@given(st.datetimes(), st.booleans())
+def test_parse_rq_time_only_plausible_times(when: dt.datetime, fraction: bool) -> None:
+    text = when.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if fraction else "%Y-%m-%dT%H:%M:%SZ")
+    out = parse_rq_time(text, now=NOW)
+    assert out is None or RQ_EPOCH <= out <= NOW + 86400
+    if RQ_EPOCH <= when.replace(tzinfo=dt.UTC).timestamp() <= NOW:
+        assert out is not None
