@@ -6,6 +6,11 @@ A-labels. The ``idna`` package implements IDNA 2008 with the UTS 46 mapping (wha
 mail systems do: case, full-width forms and ideographic full stops mapped); the standard
 library's ``idna`` codec is IDNA 2003, which maps ``ß`` away and accepts symbols IDNA 2008
 refuses.
+
+Two readings: :func:`to_alabels` for the config (a name the user wrote: an invalid one is an
+error naming the IDNA rule it breaks; ASCII labels, underscores included, pass as they are), and
+:func:`a_label` for names read from reports and events (an invalid one is None: the caller keeps
+the text it has).
 """
 
 from __future__ import annotations
@@ -31,3 +36,23 @@ def a_label(domain: str) -> str | None:
     except (idna.IDNAError, UnicodeError, ValueError):
         return None
     return ("*." if wildcard else "") + encoded.lower()
+
+
+def to_alabels(name: str) -> str:
+    """``name`` with its internationalized labels as A-labels (``bücher.example`` ->
+    ``xn--bcher-kva.example``: IDNA 2008 after the UTS #46 mapping, which also folds case and
+    reads ``。`` as a dot); an ASCII name is returned as it is. Raises ValueError naming the
+    IDNA rule an invalid name breaks."""
+    if name.isascii():
+        return name
+    try:
+        mapped = idna.uts46_remap(name, std3_rules=False, transitional=False)
+        return ".".join(
+            label if label.isascii() else idna.alabel(label).decode("ascii")
+            for label in mapped.split(".")
+        )
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise ValueError(
+            f"invalid internationalized domain name {name!r}: {exc} (IDNA 2008; give the"
+            " xn-- form if the registry accepted it under older rules)"
+        ) from None

@@ -11,7 +11,6 @@ import os
 import re
 from typing import Annotated, Any, Literal
 
-import idna
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -21,6 +20,7 @@ from pydantic import (
 
 from exporter import redact
 from exporter.config.files import read_regular_file
+from exporter.idn import to_alabels
 from exporter.net.addr import parse_nameserver, split_host_port
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -63,26 +63,6 @@ def parse_duration(value: Any) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
-
-
-def to_alabels(name: str) -> str:
-    """``name`` with its internationalized labels as A-labels (``bücher.example`` ->
-    ``xn--bcher-kva.example``: IDNA 2008 after the UTS #46 mapping, which also folds case and
-    reads ``。`` as a dot); an ASCII name is returned as it is. Raises ValueError naming the
-    IDNA rule an invalid name breaks."""
-    if name.isascii():
-        return name
-    try:
-        mapped = idna.uts46_remap(name, std3_rules=False, transitional=False)
-        return ".".join(
-            label if label.isascii() else idna.alabel(label).decode("ascii")
-            for label in mapped.split(".")
-        )
-    except (idna.IDNAError, UnicodeError) as exc:
-        raise ValueError(
-            f"invalid internationalized domain name {name!r}: {exc} (IDNA 2008; give the"
-            " xn-- form if the registry accepted it under older rules)"
-        ) from None
 
 
 def check_domain(value: Any) -> str:
