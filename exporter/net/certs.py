@@ -41,6 +41,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from OpenSSL import crypto
 
+from exporter.net.tlsctx import check_ca_file
+
 # ----- names ----------------------------------------------------------------------------------
 
 
@@ -155,10 +157,12 @@ _store_cache: dict[tuple[object, ...], TrustStore] = {}
 def trust_store(ca_file: str | None, *, system: bool = True) -> TrustStore:
     """The system roots plus ``ca_file``, cached until a file changes.
 
-    Raises OSError when ``ca_file`` cannot be read, ValueError when it holds no certificate.
+    Raises OSError when ``ca_file`` cannot be read (or is no regular file), ValueError when it
+    holds no certificate.
     """
     locations = _system_locations() if system else []
     if ca_file:
+        check_ca_file(ca_file)
         locations.append((ca_file, None))
     key = tuple((f, d, os.stat(f or d or ".").st_mtime_ns) for f, d in locations)
     with _store_lock:

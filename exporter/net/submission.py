@@ -16,19 +16,6 @@ import ssl
 import aiosmtplib
 
 
-async def verifying_context(ca_file: str | None) -> ssl.SSLContext:
-    """A verifying client context (system roots, plus ``ca_file``), built off the event loop
-    (loading the system store reads files)."""
-
-    def build() -> ssl.SSLContext:
-        ctx = ssl.create_default_context()
-        if ca_file:
-            ctx.load_verify_locations(cafile=ca_file)
-        return ctx
-
-    return await asyncio.to_thread(build)
-
-
 async def tcp_connect(address: str, port: int, limit: float) -> socket.socket:
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)

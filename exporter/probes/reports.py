@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import ssl
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,6 +40,7 @@ from exporter.config import Config, ReportsConfig
 from exporter.net.dnsmodel import DnsTempError
 from exporter.net.imap import ImapClient, ImapConnectError, ImapError
 from exporter.net.network import Network
+from exporter.net.tlsctx import verifying_context
 from exporter.probes import reports_store as rs
 from exporter.probes.base import NO_RESOURCES, NoResources, ProbeContext
 from exporter.reports.archive import Limits, ReportError
@@ -116,7 +116,7 @@ class _Run:
             reasons = "; ".join(f"{f.rdtype}: {f.reason}" for f in found.failures)
             self.imap_failure(ValueError(reasons or "no A or AAAA records"), "cannot resolve: ")
             raise _Stop
-        ssl_ctx = await _tls_context(imap.ca_file) if imap.security != "none" else None
+        ssl_ctx = await verifying_context(imap.ca_file) if imap.security != "none" else None
         last: ImapError = ImapConnectError("no address")
         for address in found.all:
             try:
@@ -257,16 +257,6 @@ class _Run:
 
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-async def _tls_context(ca_file: str | None) -> ssl.SSLContext:
-    def build() -> ssl.SSLContext:
-        ctx = ssl.create_default_context()
-        if ca_file:
-            ctx.load_verify_locations(cafile=ca_file)
-        return ctx
-
-    return await asyncio.to_thread(build)
 
 
 async def _logout(client: ImapClient) -> None:

@@ -57,8 +57,8 @@ from exporter.net.submission import (
     rejection,
     ssl_reason,
     tcp_connect,
-    verifying_context,
 )
+from exporter.net.tlsctx import verifying_context
 from exporter.probes.base import ProbeContext
 from exporter.probes.roundtrip_authres import METHODS, RESULTS, verdicts
 from exporter.results import Finding, ProbeResult, Target, sample, state_set
