@@ -42,6 +42,8 @@ MAX_OUTPUT_BYTES = 512 * 1024 * 1024
 """What postqueue may print (about a million messages); more is 'could not tell'."""
 MAX_LINE_BYTES = 16 * 1024 * 1024
 """One message's line (a message with tens of thousands of recipients fits)."""
+MAX_LINE_CONTAINERS = 250_000
+"""JSON objects and arrays in one line: one per recipient (a message to 250,000 recipients)."""
 MAX_STDERR_BYTES = 64 * 1024
 MAX_REASON_KEYS = 1000
 """Distinct (remote host, status) pairs counted one by one; the rest are counted together."""
@@ -82,8 +84,15 @@ MAX_ARRIVAL = 2**40
 
 def parse_line(line: bytes | str) -> QueuedMessage:
     """One line of ``postqueue -j``; raises :class:`PostqueueFormatError` for anything else."""
+    raw = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line
+    # Counted before parsing (bytes.count is C-fast): 16 MiB of "{}," is 5.6 million dicts,
+    # 408 MiB to parse. Braces in reason texts count too: a generous bound, never a small one.
+    if raw.count(b"{") + raw.count(b"[") > MAX_LINE_CONTAINERS:
+        raise PostqueueFormatError(
+            f"more than {MAX_LINE_CONTAINERS} JSON objects and arrays in one message"
+        )
     try:
-        obj = json.loads(line)
+        obj = json.loads(raw)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise PostqueueFormatError(f"not JSON: {exc}") from None
     if not isinstance(obj, dict):
