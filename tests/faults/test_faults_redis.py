@@ -437,3 +437,16 @@ async def test_more_worker_keys_than_checked_is_no_worker_count(url: str) -> Non
     assert result.error is not None and "more than 10000 RQ worker keys" in result.error
     assert not [s for s in result.samples if s.metric == "queue_workers"]
     assert not [f for f in result.findings if f.code == "queue_no_workers"]
+
+
+@pytest.mark.parametrize("names", [(b"LLEN",), (b"SSCAN",), (b"HMGET",)])
+async def test_control_characters_in_redis_errors_never_reach_a_terminal(
+    fake: FakeRedis, names: tuple[bytes, ...]
+) -> None:
+    """``check`` prints the run's error: a server's error reply with an escape sequence must
+    arrive as harmless text."""
+    reply = error("ERR \x1b]0;pwned\x07\x1b[2J boom\x00\x7f")
+    fake.answer = faulty(names, reply)
+    result = await run({"kind": "rq", "redis_url": fake.url})
+    assert result.error is not None and "boom" in result.error, result.error
+    assert result.error.isprintable(), repr(result.error)
