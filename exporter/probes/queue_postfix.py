@@ -261,6 +261,15 @@ def postqueue_command(postqueue_path: str | None, config_dir: str | None) -> lis
     return [binary, *(("-c", config_dir) if config_dir else ()), "-j"]
 
 
+CHILD_ENVIRONMENT = ("PATH", "MAIL_CONFIG", "TZ", "LANG", "LC_ALL", "LC_CTYPE", "LC_MESSAGES")
+"""What postqueue is given of the exporter's environment: it needs none of the secrets there
+(``password_env`` variables, AWS credentials); ``MAIL_CONFIG`` is postqueue's own."""
+
+
+def child_environment() -> dict[str, str]:
+    return {k: v for k in CHILD_ENVIRONMENT if (v := os.environ.get(k)) is not None}
+
+
 def _failure(command: list[str], returncode: int, stderr: str) -> PostqueueError:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     fatal = next((line for line in lines if "fatal:" in line), lines[-1] if lines else "")
@@ -316,6 +325,7 @@ async def list_queue(
     try:
         proc = await asyncio.create_subprocess_exec(
             *command,
+            env=child_environment(),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
