@@ -52,6 +52,7 @@ from redis.exceptions import (
     AuthenticationError,
     ClusterCrossSlotError,
     ClusterDownError,
+    InvalidResponse,
     MasterDownError,
     MovedError,
     NoPermissionError,
@@ -211,6 +212,8 @@ def describe(exc: RedisError, what: str) -> QueueReadError:
     low = text.lower()
     if isinstance(exc, _CLUSTER):
         fix = _CLUSTER_FIX
+    elif isinstance(exc, InvalidResponse):
+        fix = _NOT_REDIS.removeprefix("fix: ")
     elif isinstance(exc, NoPermissionError):
         fix = _ACL_FIX
     elif isinstance(exc, AuthenticationError) or "noauth" in low or "wrongpass" in low:
