@@ -42,6 +42,8 @@ MAX_OUTPUT_BYTES = 512 * 1024 * 1024
 """What postqueue may print (about a million messages); more is 'could not tell'."""
 MAX_LINE_BYTES = 16 * 1024 * 1024
 """One message's line (a message with tens of thousands of recipients fits)."""
+MAX_LINE_CONTAINERS = 250_000
+"""JSON objects and arrays in one line: one per recipient (a message to 250,000 recipients)."""
 MAX_STDERR_BYTES = 64 * 1024
 MAX_REASON_KEYS = 1000
 """Distinct (remote host, status) pairs counted one by one; the rest are counted together."""
@@ -82,8 +84,15 @@ MAX_ARRIVAL = 2**40
 
 def parse_line(line: bytes | str) -> QueuedMessage:
     """One line of ``postqueue -j``; raises :class:`PostqueueFormatError` for anything else."""
+    raw = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line
+    # Counted before parsing (bytes.count is C-fast): 16 MiB of "{}," is 5.6 million dicts,
+    # 408 MiB to parse. Braces in reason texts count too: a generous bound, never a small one.
+    if raw.count(b"{") + raw.count(b"[") > MAX_LINE_CONTAINERS:
+        raise PostqueueFormatError(
+            f"more than {MAX_LINE_CONTAINERS} JSON objects and arrays in one message"
+        )
     try:
-        obj = json.loads(line)
+        obj = json.loads(raw)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise PostqueueFormatError(f"not JSON: {exc}") from None
     if not isinstance(obj, dict):
@@ -252,6 +261,15 @@ def postqueue_command(postqueue_path: str | None, config_dir: str | None) -> lis
     return [binary, *(("-c", config_dir) if config_dir else ()), "-j"]
 
 
+CHILD_ENVIRONMENT = ("PATH", "MAIL_CONFIG", "TZ", "LANG", "LC_ALL", "LC_CTYPE", "LC_MESSAGES")
+"""What postqueue is given of the exporter's environment: it needs none of the secrets there
+(``password_env`` variables, AWS credentials); ``MAIL_CONFIG`` is postqueue's own."""
+
+
+def child_environment() -> dict[str, str]:
+    return {k: v for k in CHILD_ENVIRONMENT if (v := os.environ.get(k)) is not None}
+
+
 def _failure(command: list[str], returncode: int, stderr: str) -> PostqueueError:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     fatal = next((line for line in lines if "fatal:" in line), lines[-1] if lines else "")
@@ -307,6 +325,7 @@ async def list_queue(
     try:
         proc = await asyncio.create_subprocess_exec(
             *command,
+            env=child_environment(),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

@@ -52,6 +52,7 @@ from redis.exceptions import (
     AuthenticationError,
     ClusterCrossSlotError,
     ClusterDownError,
+    InvalidResponse,
     MasterDownError,
     MovedError,
     NoPermissionError,
@@ -192,18 +193,27 @@ _ACL_FIX = (
 )
 
 
+def _printable(text: str) -> str:
+    """A server's text as it may be shown: ``check`` prints errors to a terminal, where an
+    escape sequence in a Redis error reply would act."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else " " for c in text)
+
+
 def _error_text(exc: ResponseError) -> str:
     code = next((code for cls, code in _CODES if isinstance(exc, cls)), "")
-    return f"{code} {str(exc)[:200]}" if code else str(exc)[:200]
+    text = _printable(str(exc)[:200])
+    return f"{code} {text}" if code else text
 
 
 def describe(exc: RedisError, what: str) -> QueueReadError:
     """The error as a reason and a fix (could not tell)."""
-    shown = _error_text(exc) if isinstance(exc, ResponseError) else str(exc)[:300]
+    shown = _error_text(exc) if isinstance(exc, ResponseError) else _printable(str(exc)[:300])
     text = f"{what}: {type(exc).__name__}: {shown}"
     low = text.lower()
     if isinstance(exc, _CLUSTER):
         fix = _CLUSTER_FIX
+    elif isinstance(exc, InvalidResponse):
+        fix = _NOT_REDIS.removeprefix("fix: ")
     elif isinstance(exc, NoPermissionError):
         fix = _ACL_FIX
     elif isinstance(exc, AuthenticationError) or "noauth" in low or "wrongpass" in low:

@@ -31,7 +31,14 @@ from exporter.config import parse_config
 from exporter.lab.redis import LabRedis
 from exporter.net.dnsclient import make_resolver
 from exporter.probes.queue import PROBE
-from exporter.probes.queue_redis import queue_name
+from exporter.probes.queue_redis import (
+    QueueReadError,
+    _count,
+    _fields,
+    _scan_reply,
+    _strings,
+    queue_name,
+)
 from exporter.results import ProbeResult
 from exporter.runner import Runtime, run_probe
 
@@ -100,6 +107,7 @@ FAKE_FAULTS = [
     ("llen_text", "rq", (b"LLEN",), bulk("many"), "unexpected reply"),
     ("llen_negative", "rq", (b"LLEN",), integer(-5), "unexpected reply"),
     ("llen_beyond_64_bits", "rq", (b"LLEN",), integer(2**70), "unexpected reply"),
+    ("llen_5000_digits", "rq", (b"LLEN",), b":" + b"9" * 5000 + b"\r\n", "not a proxy"),
     ("lrange_integer", "rq", (b"LRANGE",), integer(3), "unexpected reply"),
     ("lrange_nested", "rq", (b"LRANGE",), array([array([bulk("j1")])]), "unexpected reply"),
     ("zcount_text", "rq", (b"ZCOUNT",), bulk("none"), "unexpected reply"),
@@ -112,7 +120,7 @@ FAKE_FAULTS = [
     ("binding_integer", "celery", SETS, integer(7), "unexpected reply"),
     ("exists_text", "celery", (b"EXISTS",), bulk("yes"), "unexpected reply"),
     ("celery_llen_text", "celery", (b"LLEN",), bulk("2"), "unexpected reply"),
-    ("not_resp", "rq", SETS, b"HTTP/1.1 400 Bad Request\r\n\r\n", "Protocol"),
+    ("not_resp", "rq", SETS, b"HTTP/1.1 400 Bad Request\r\n\r\n", "Protocol Error"),
     ("cut_mid_reply", "rq", (b"LRANGE",), Cut(b"*2\r\n$2\r\nj1\r\n$2\r\nj"), "Connection"),
     ("closed", "celery", (b"SCAN",), None, "Connection"),
 ]  # fmt: skip
@@ -437,3 +445,41 @@ async def test_more_worker_keys_than_checked_is_no_worker_count(url: str) -> Non
     assert result.error is not None and "more than 10000 RQ worker keys" in result.error
     assert not [s for s in result.samples if s.metric == "queue_workers"]
     assert not [f for f in result.findings if f.code == "queue_no_workers"]
+
+
+@pytest.mark.parametrize("names", [(b"LLEN",), (b"SSCAN",), (b"HMGET",)])
+async def test_control_characters_in_redis_errors_never_reach_a_terminal(
+    fake: FakeRedis, names: tuple[bytes, ...]
+) -> None:
+    """``check`` prints the run's error: a server's error reply with an escape sequence must
+    arrive as harmless text."""
+    reply = error("ERR \x1b]0;pwned\x07\x1b[2J boom\x00\x7f")
+    fake.answer = faulty(names, reply)
+    result = await run({"kind": "rq", "redis_url": fake.url})
+    assert result.error is not None and "boom" in result.error, result.error
+    assert result.error.isprintable(), repr(result.error)
+
+
+_REPLIES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.binary(max_size=8)
+    | st.text(max_size=8) | st.floats(),
+    lambda children: st.lists(children, max_size=3) | st.tuples(children, children),
+    max_leaves=8,
+)  # fmt: skip
+
+
+@given(_REPLIES)
+def test_reply_checks_accept_only_what_redis_sends(reply: object) -> None:
+    """Every reply shape redis-py can hand over: a count is an integer of 0 to 2^63 - 1, members
+    are bulk strings, an HMGET has its fields, a SCAN its cursor; anything else is
+    QueueReadError (could not tell), never another exception."""
+    for check in (_count, _strings, _scan_reply, lambda r, w: _fields(r, 2, w)):
+        try:
+            out = check(reply, "X")
+        except QueueReadError as exc:
+            assert "unexpected reply" in str(exc) and str(exc).isprintable()
+            continue
+        if check is _count:
+            assert isinstance(out, int) and 0 <= out < 2**63
+        elif check is _strings:
+            assert all(isinstance(x, bytes) for x in out)

@@ -631,3 +631,38 @@ def test_redact_and_key_agree_with_a_plain_scan(reason: str) -> None:
         if ch == "@" and i + 1 < len(out) and out[i + 1].isalnum() and i > 0:
             assert out[i - 1] in "…" + " <>\"'(),;:@[]\x00" or out[i - 1].isspace(), out
     deferral_key(reason)
+
+
+def test_a_line_of_millions_of_tiny_objects_is_refused_before_parsing() -> None:
+    """16 MiB of ``{},{},...``: within the line cap, but 5.6 million dicts took 408 MiB to
+    parse. Postfix lists a recipient as an object of an address and maybe a reason (60+
+    bytes); a line of more than 250,000 objects and arrays is not what postqueue prints."""
+    n = (16 * 1024 * 1024 - 100) // 3
+    line = b'{"queue_name":"deferred","arrival_time":1,"recipients":[' + b",".join(
+        [b"{}"] * n) + b"]}"  # fmt: skip
+    with pytest.raises(PostqueueFormatError, match="more than 250000 JSON objects and arrays"):
+        parse_line(line)
+    ok = b'{"queue_name":"deferred","arrival_time":1,"recipients":[' + b",".join(
+        [b'{"address":"a@b.test"}'] * 200_000) + b"]}"  # fmt: skip
+    assert parse_line(ok).queue == "deferred"
+
+
+async def test_postqueue_gets_no_secrets_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The exporter's environment holds secrets (password_env, AWS credentials): postqueue
+    needs none of them. It gets PATH, MAIL_CONFIG (postqueue's own) and the locale."""
+    monkeypatch.setenv("SMTP_PASSWORD", "hunter2-env-secret")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI-env-secret")
+    monkeypatch.setenv("MAIL_CONFIG", str(tmp_path))
+    script = tmp_path / "postqueue"
+    script.write_text(
+        "#!/bin/sh\n"
+        'if env | grep -q env-secret; then echo "postqueue: fatal: saw a secret" >&2; exit 3; fi\n'
+        f'[ "$MAIL_CONFIG" = "{tmp_path}" ] || exit 4\n'
+        "echo '" + GOOD.decode() + "'\n"
+    )
+    script.chmod(0o755)
+    result = await run({"postqueue_path": str(script)})
+    assert result.error is None, result.error
+    assert values(result, "queue_depth")["deferred"] == 1
