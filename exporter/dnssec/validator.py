@@ -196,10 +196,10 @@ class Validator:
             for rrset in new_links:
                 sigs = answer.sig(rrset.name, rrset.rdtype)
                 parts.append(await self._judge_rrset(rrset, sigs, authority))
-            asked = None
+            previous, asked = asked, None
             if final is None:
                 break
-            if final != response.question[0].name and not _speaks_of(authority, final):
+            if final != previous and not _speaks_of(authority, final):
                 asked = final  # an authoritative server does not follow CNAMEs out of its zone
                 continue
             kind = "nxdomain" if response.rcode() == dns.rcode.NXDOMAIN else "nodata"

@@ -217,3 +217,21 @@ async def test_a_signature_by_a_name_that_is_no_zone_does_not_hide_the_good_one(
         verdict = await v.validate(name, "A")
         assert verdict.status == Status.SECURE, verdict
     await v.aclose()
+
+
+def no_question(
+    name: dns.name.Name, rdtype: dns.rdatatype.RdataType, msg: dns.message.Message
+) -> None:
+    msg.question = []  # a query function that hands back what a sloppy server sent
+
+
+async def test_a_response_without_its_question_section_is_judged_all_the_same(
+    dnssec_lab: DnssecLab,
+) -> None:
+    # It was an IndexError out of the validator on any negative or CNAME answer.
+    v = validator(dnssec_lab, no_question)
+    for name, rdtype, status in [("nx.secure.test", "A", Status.SECURE),
+                                 ("alias.secure.test", "A", Status.SECURE),
+                                 ("ins.secure.test", "A", Status.INSECURE)]:  # fmt: skip
+        assert (await v.validate(name, rdtype)).status == status
+    await v.aclose()
