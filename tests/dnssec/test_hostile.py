@@ -235,3 +235,34 @@ async def test_a_response_without_its_question_section_is_judged_all_the_same(
                                  ("ins.secure.test", "A", Status.INSECURE)]:  # fmt: skip
         assert (await v.validate(name, rdtype)).status == status
     await v.aclose()
+
+
+async def test_the_parents_nsec_at_a_delegation_proves_no_type_of_the_child(
+    dnssec_lab: DnssecLab,
+) -> None:
+    # test.'s NSEC at secure.test (NS DS RRSIG NSEC: the delegation) lists no MX, but the MX
+    # records of secure.test are the child zone's. Served with test.'s SOA as the answer to
+    # "secure.test MX" it made a "secure" NODATA: no MX, so senders would use the A record.
+    # RFC 4035 §5.4 / RFC 6840 §4.4: such an NSEC proves nothing but the DS (and NS) bits.
+    raw = RawDns([dnssec_lab.address])
+    nxdomain = await raw.query(dns.name.from_text("secure0.test"), dns.rdatatype.A)
+    await raw.aclose()
+    cut = dns.name.from_text("secure.test")
+    soa = (dns.rdatatype.SOA,)
+    proof = [r for r in nxdomain.authority
+             if r.rdtype in soa or r.covers in soa or r.name == cut]  # fmt: skip
+    assert any(r.rdtype == dns.rdatatype.NSEC and r.name == cut for r in proof)
+
+    def forge(
+        name: dns.name.Name, rdtype: dns.rdatatype.RdataType, msg: dns.message.Message
+    ) -> None:
+        if name == cut and rdtype == dns.rdatatype.MX:
+            msg.set_rcode(dns.rcode.NOERROR)
+            msg.answer = []
+            msg.authority = list(proof)
+
+    v = validator(dnssec_lab, forge)
+    verdict = await v.validate("secure.test", "MX")
+    assert verdict.status == Status.BOGUS, verdict
+    assert "the NSEC record at secure.test. is its parent's" in verdict.reason
+    await v.aclose()
