@@ -133,6 +133,8 @@ def lab_zones() -> list[LabZone]:
                 "sec3 CNAME www.secure.nsec3.\nloop CNAME loop.unsigned.test.\n"
                 # A DNAME whose expansion of a long name exceeds 255 octets (YXDOMAIN).
                 f"dn DNAME {'a' * 63}.{'b' * 63}.{'c' * 63}.secure.test.\n"
+                # A name below the wildcard's parent: q.e.wild is no expansion of *.wild.
+                'e.wild TXT "explicit"\n'
             ),
         ),
         LabZone("unsigned.test.", "unsigned", extra="loop CNAME loop.secure.test.\n"),

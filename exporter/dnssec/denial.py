@@ -407,15 +407,20 @@ def wildcard_proof(
     (an unsigned delegation could be hiding there: BIND and unbound say insecure) or when the
     NSEC3 records take more than :data:`NSEC3_MAX_ITERATIONS`, else UNPROVEN (RFC 4035 §5.3.4,
     RFC 5155 §8.8)."""
-    if any(nsec_covers(n, name, zone) for n in nsecs):
-        return Denial.NXDOMAIN
     encloser = name.split(labels + 1)[1]  # the wildcard's parent (labels + the root label)
-    if not nsec3s or len(encloser) >= len(name):
+    if len(encloser) >= len(name):
+        return Denial.UNPROVEN
+    # Not only the name: the next closer name must not exist, or a name below an existing
+    # one (q.e.wild with e.wild present) would pass as an expansion of *.wild.
+    next_closer = _child_toward(encloser, name)
+    if any(nsec_covers(n, next_closer, zone) for n in nsecs):
+        return Denial.NXDOMAIN
+    if not nsec3s:
         return Denial.UNPROVEN
     if too_costly(nsec3s):
         return Denial.INSECURE
     try:
-        cover = _Hasher(nsec3s).covering(_child_toward(encloser, name))
+        cover = _Hasher(nsec3s).covering(next_closer)
     except TooManyHashes:
         return Denial.UNPROVEN
     if cover is None:

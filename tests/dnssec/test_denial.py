@@ -216,6 +216,12 @@ def test_wildcards() -> None:
     # The name itself exists: nothing covers it, so the "expansion" is not proven.
     real = dns.name.from_text("x.w", ZONE)
     assert denial.wildcard_proof(real, labels, ZONE, zone.nsec_chain(), []) == Denial.UNPROVEN
+    # Below an existing name (x.w), q.x.w is no expansion of *.w: the NSEC covering q.x.w does
+    # not prove the next closer name x.w absent (with NSEC3 it never did).
+    below = dns.name.from_text("q.x.w", ZONE)
+    assert denial.wildcard_proof(below, labels, ZONE, zone.nsec_chain(), []) == Denial.UNPROVEN
+    below_chain = zone.nsec3_chain(b"", 0, False)
+    assert denial.wildcard_proof(below, labels, ZONE, [], below_chain) == Denial.UNPROVEN
     for opt_out, expected in ((False, Denial.NXDOMAIN), (True, Denial.INSECURE)):
         chain = zone.nsec3_chain(b"\x01", 1, opt_out)
         assert denial.wildcard_proof(name, labels, ZONE, [], chain) == expected

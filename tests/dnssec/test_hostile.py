@@ -266,3 +266,40 @@ async def test_the_parents_nsec_at_a_delegation_proves_no_type_of_the_child(
     assert verdict.status == Status.BOGUS, verdict
     assert "the NSEC record at secure.test. is its parent's" in verdict.reason
     await v.aclose()
+
+
+async def test_a_wildcard_answer_needs_the_next_closer_name_proven_absent(
+    dnssec_lab: DnssecLab,
+) -> None:
+    # e.wild.secure.test exists, so q.e.wild.secure.test is a name error, not an expansion of
+    # *.wild.secure.test. The wildcard's signed A records replayed at q.e.wild with the real
+    # NSEC (e.wild -> ...) that covers q.e.wild was "secure": NSEC only checked that the name
+    # itself is covered, not the next closer name e.wild (RFC 4035 §5.3.4, RFC 5155 §8.8).
+    raw = RawDns([dnssec_lab.address])
+    wildcard = await raw.query(dns.name.from_text("x.wild.secure.test"), dns.rdatatype.A)
+    name = dns.name.from_text("q.e.wild.secure.test")
+    error = await raw.query(name, dns.rdatatype.A)
+    await raw.aclose()
+    assert error.rcode() == dns.rcode.NXDOMAIN
+    answer = []
+    for rrset in wildcard.answer:
+        moved = dns.rrset.RRset(name, rrset.rdclass, rrset.rdtype, rrset.covers)
+        moved.update(rrset)
+        answer.append(moved)
+    nsecs = [r for r in error.authority if dns.rdatatype.NSEC in (r.rdtype, r.covers)]
+
+    def forge(
+        asked: dns.name.Name, rdtype: dns.rdatatype.RdataType, msg: dns.message.Message
+    ) -> None:
+        if asked == name and rdtype == dns.rdatatype.A:
+            msg.set_rcode(dns.rcode.NOERROR)
+            msg.answer = list(answer)
+            msg.authority = list(nsecs)
+
+    v = validator(dnssec_lab, forge)
+    verdict = await v.validate(name, "A")
+    assert verdict.status == Status.BOGUS, verdict
+    assert "comes from a wildcard without proof" in verdict.reason
+    # The real expansion still validates.
+    assert (await v.validate("x.wild.secure.test", "A")).status == Status.SECURE
+    await v.aclose()
