@@ -272,8 +272,10 @@ class Validator:
         )
         if not signers:
             state = await self.zone_state(owner)
-            if state.status != Status.SECURE:
+            if state.status != Status.SECURE and state.absent != owner:
                 return _Part(state.status, state.reason, state.zone)
+            # Secure, or the owner is a name the secure zone says does not exist (x.wild, from
+            # *.wild): either way an unsigned answer from that zone is what is wrong.
             reason = f"missing RRSIG: {describe(rrset)} is not signed, but {state.zone} is"
             if rrsigs_of(sigs):
                 reason = f"{describe(rrset)} is signed by a zone that is not above it"
@@ -487,7 +489,8 @@ class Validator:
         if proof.kind == denial.Denial.NODATA:
             return replace(parent, until=until)
         if proof.kind == denial.Denial.NXDOMAIN:
-            return self._bogus(zone, f"{zone} proves {name} does not exist ({proof.how})")
+            reason = f"{zone} proves {name} does not exist ({proof.how})"
+            return replace(self._bogus(zone, reason), absent=name)
         detail = failures[0] if failures else proof.how
         return self._bogus(zone, f"no valid proof that {name} has no DS in {zone} ({detail})")
 

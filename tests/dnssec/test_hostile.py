@@ -303,3 +303,23 @@ async def test_a_wildcard_answer_needs_the_next_closer_name_proven_absent(
     # The real expansion still validates.
     assert (await v.validate("x.wild.secure.test", "A")).status == Status.SECURE
     await v.aclose()
+
+
+def strip_answer_signatures(
+    name: dns.name.Name, rdtype: dns.rdatatype.RdataType, msg: dns.message.Message
+) -> None:
+    if rdtype not in (dns.rdatatype.DS, dns.rdatatype.DNSKEY):
+        msg.answer = [r for r in msg.answer if r.rdtype != dns.rdatatype.RRSIG]
+
+
+@pytest.mark.parametrize("name", ["x.wild.secure.test", "x.wild.p3.test", "www.secure.test"])
+async def test_an_unsigned_answer_in_a_signed_zone_is_missing_its_rrsig(
+    dnssec_lab: DnssecLab, name: str
+) -> None:
+    # For a wildcard's name the reason was "secure.test. proves x.wild.secure.test. does not
+    # exist (NSEC)": true of the name, but not what is wrong with the answer.
+    v = validator(dnssec_lab, strip_answer_signatures)
+    verdict = await v.validate(name, "A")
+    assert verdict.status == Status.BOGUS
+    assert verdict.reason.startswith(f"missing RRSIG: {name}. A is not signed, but "), verdict
+    await v.aclose()
