@@ -149,6 +149,8 @@ def lab_zones() -> list[LabZone]:
         # DS of RSA/MD5 or DSA-NSEC3-SHA1 (beside one of a private algorithm).
         _presigned("dsa.test.", algorithm=dns.dnssec.Algorithm.DSA),
         LabZone("md5.test.", "unsigned", parent_ds=("12345 1 2 " + "AB" * 32,)),
+        # A supported algorithm but only GOST digests (not implemented): insecure too.
+        LabZone("gostds.test.", "unsigned", parent_ds=("12345 13 3 " + "AB" * 32,)),
         LabZone(
             "dsansec3.test.",
             "unsigned",

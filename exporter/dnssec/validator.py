@@ -44,7 +44,7 @@ import dns.rdtypes.ANY.CNAME
 import dns.rdtypes.ANY.DNAME
 import dns.rdtypes.ANY.NSEC3
 import dns.rrset
-from dns.dnssectypes import Algorithm
+from dns.dnssectypes import Algorithm, DSDigest
 
 from exporter.dnssec import denial
 from exporter.dnssec.anchors import DNSKEY, DS, TrustAnchors, ds_matches
@@ -129,14 +129,41 @@ def supported(ds: DS) -> bool:
     RSA/MD5, DSA and DSA-NSEC3-SHA1 are implemented by dnspython but prohibited (RFC 8624 §3.1,
     dnspython's default policy): a zone whose DS records all use them is insecure, as one of an
     unknown algorithm is (RFC 4035 §5.2, RFC 6840 §5.2), never bogus."""
+    return digest_supported(ds.digest_type) and algorithm_supported(ds.algorithm)
+
+
+def digest_supported(digest_type: int) -> bool:
     policy = dns.dnssec.default_policy
-    if not policy.ok_to_validate_ds(ds.digest_type) or ds.digest_type not in (1, 2, 4):
-        return False
+    return digest_type in (1, 2, 4) and policy.ok_to_validate_ds(DSDigest.make(digest_type))
+
+
+def algorithm_supported(algorithm: int) -> bool:
     try:
-        dns.dnssecalgs.get_algorithm_cls(ds.algorithm)
+        dns.dnssecalgs.get_algorithm_cls(algorithm)
     except dns.exception.UnsupportedAlgorithm:
         return False
-    return ds.algorithm not in PROHIBITED
+    return algorithm not in PROHIBITED
+
+
+def _unsupported(name: dns.name.Name, ds_set: list[DS]) -> str:
+    """Why none of a zone's DS records can be used: their key algorithms, their digest types."""
+    algorithms = [
+        f"{int(a)} ({dns.dnssec.algorithm_to_text(a)})"
+        for a in sorted({ds.algorithm for ds in ds_set if not algorithm_supported(ds.algorithm)})
+    ]
+    digests = [
+        f"{d} ({DSDigest.make(d).name})"
+        for d in sorted({ds.digest_type for ds in ds_set if algorithm_supported(ds.algorithm)})
+    ]
+    if not digests:
+        return f"the DS records of {name} use only unsupported algorithms: {', '.join(algorithms)}"
+    if not algorithms:
+        return f"the DS records of {name} use only unsupported digest types: {', '.join(digests)}"
+    listed = [f"algorithm {a}" for a in algorithms] + [f"digest type {d}" for d in digests]
+    return (
+        f"the DS records of {name} use only unsupported algorithms or digest types: "
+        + ", ".join(listed)
+    )
 
 
 class Validator:
@@ -499,11 +526,7 @@ class Validator:
     ) -> ZoneState:
         usable = [cast(DS, ds) for ds in ds_set if supported(cast(DS, ds))]
         if not usable:
-            algorithms = ", ".join(
-                f"{int(a)} ({dns.dnssec.algorithm_to_text(a)})"
-                for a in sorted({cast(DS, ds).algorithm for ds in ds_set})
-            )
-            reason = f"the DS records of {name} use only unsupported algorithms: {algorithms}"
+            reason = _unsupported(name, [cast(DS, ds) for ds in ds_set])
             return ZoneState(Status.INSECURE, name, reason, until=until)
         response = await self._ask(name, dns.rdatatype.DNSKEY)
         answer = _Message(response.answer)

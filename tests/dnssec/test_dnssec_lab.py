@@ -152,6 +152,7 @@ EXPECTED = [
     ("www.dsa.test.", "A", "insecure", "use only unsupported algorithms: 3 (DSA)"),
     ("nx.dsa.test.", "A", "insecure", "use only unsupported algorithms: 3 (DSA)"),
     ("www.md5.test.", "A", "insecure", "use only unsupported algorithms: 1 (RSAMD5)"),
+    ("www.gostds.test.", "A", "insecure", "use only unsupported digest types: 3 (GOST)"),
     ("www.dsansec3.test.", "A", "insecure", "algorithms: 6 (DSANSEC3SHA1), 253 (PRIVATEDNS)"),
     ("www.unsigned.test.", "A", "insecure", "test. proves unsigned.test. has no DS (NSEC)"),
     ("www.unsigned.p3.test.", "A", "insecure", "has no DS (NSEC3)"),
