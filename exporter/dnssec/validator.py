@@ -528,6 +528,9 @@ class Validator:
         if not usable:
             reason = _unsupported(name, [cast(DS, ds) for ds in ds_set])
             return ZoneState(Status.INSECURE, name, reason, until=until)
+        if any(ds.digest_type != 1 for ds in usable):
+            # RFC 4509 §3: SHA-1 DS records are ignored beside SHA-256 ones (a downgrade).
+            usable = [ds for ds in usable if ds.digest_type != 1]
         response = await self._ask(name, dns.rdatatype.DNSKEY)
         answer = _Message(response.answer)
         keys = answer.get(name, dns.rdatatype.DNSKEY)
