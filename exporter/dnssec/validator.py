@@ -528,9 +528,11 @@ class Validator:
         if not usable:
             reason = _unsupported(name, [cast(DS, ds) for ds in ds_set])
             return ZoneState(Status.INSECURE, name, reason, until=until)
-        if any(ds.digest_type != 1 for ds in usable):
+        ignored = ""
+        if any(ds.digest_type != 1 for ds in usable) and any(ds.digest_type == 1 for ds in usable):
             # RFC 4509 §3: SHA-1 DS records are ignored beside SHA-256 ones (a downgrade).
             usable = [ds for ds in usable if ds.digest_type != 1]
+            ignored = "; its SHA-1 DS records are ignored beside SHA-256 ones (RFC 4509 §3)"
         response = await self._ask(name, dns.rdatatype.DNSKEY)
         answer = _Message(response.answer)
         keys = answer.get(name, dns.rdatatype.DNSKEY)
@@ -538,7 +540,7 @@ class Validator:
             return self._bogus(name, f"{name} has DS records in its parent but no DNSKEY records")
         matched = [k for k in keys if any(ds_matches(name, ds, cast(DNSKEY, k)) for ds in usable)]
         if not matched:
-            return self._bogus(name, _no_match(name, usable, keys))
+            return self._bogus(name, _no_match(name, usable, keys) + ignored)
         return self._keys_state(name, keys, answer.sig(name, dns.rdatatype.DNSKEY), matched, until)
 
     def _keys_state(
