@@ -148,6 +148,11 @@ def scenarios() -> dict[str, Mx]:
     c = CA.issue_cert("relay-ta.dane.test")
     out["cname-ta"] = Mx("relay-ta.dane.test", [c], [tlsa(2, 1, 1, ca_cert)], chain_with_ca=True,
                          alias="mx.cname-ta.dane.test")  # fmt: skip
+    # ... and one whose CNAME leads into an unsigned zone: the chain is not secure, so the
+    # TLSA records at the target are not looked up.
+    c = CA.issue_cert("relay.daneinsecure.test")
+    out["cname-insecure"] = Mx("relay.daneinsecure.test", [c], [tlsa(3, 1, 1, leaf_of(c))],
+                               alias="mx.cname-insecure.dane.test")  # fmt: skip
     c = leaf("daneinsecure.test")
     out["insecure"] = Mx("mx.daneinsecure.test", [c], [tlsa(3, 1, 1, leaf_of(c))])
     c = leaf("danebogus.test")
@@ -156,18 +161,22 @@ def scenarios() -> dict[str, Mx]:
 
 
 def _zone_records(mxs: list[Mx], relative_to: str) -> str:
+    """The records of ``relative_to``: the domain's MX (and alias), the host's addresses and
+    TLSA records, each in the zone its name is in."""
     lines = []
     for mx in mxs:
-        host = mx.name.removesuffix("." + relative_to)
-        exchange = mx.exchange.removesuffix("." + relative_to)
-        domain = exchange.removeprefix("mx.")
-        owner = domain if domain != "mx" else "@"
-        lines.append(f"{owner} MX 10 {mx.exchange}.")
-        if mx.alias is not None:
-            lines.append(f"{exchange} CNAME {mx.name}.")
-        lines += [f"{host} A {a}" for a in mx.addresses]
-        lines += [f"_25._tcp.{host} TLSA {r}" for r in mx.records]
-        lines += [f"_25._tcp.{exchange} TLSA {r}" for r in mx.alias_records]
+        if mx.exchange.endswith("." + relative_to):
+            exchange = mx.exchange.removesuffix("." + relative_to)
+            domain = exchange.removeprefix("mx.")
+            owner = domain if domain != "mx" else "@"
+            lines.append(f"{owner} MX 10 {mx.exchange}.")
+            if mx.alias is not None:
+                lines.append(f"{exchange} CNAME {mx.name}.")
+            lines += [f"_25._tcp.{exchange} TLSA {r}" for r in mx.alias_records]
+        if mx.name.endswith("." + relative_to):
+            host = mx.name.removesuffix("." + relative_to)
+            lines += [f"{host} A {a}" for a in mx.addresses]
+            lines += [f"_25._tcp.{host} TLSA {r}" for r in mx.records]
     return "\n".join(lines) + "\n"
 
 
@@ -208,7 +217,8 @@ def dane_world(tmp: Path, postfix: HasStarttlsPort | None = None) -> Iterator[Wo
             LabZone("dane.test.", "nsec", extra=_zone_records(signed, "dane.test") + submission,
                     body=False),
             LabZone("daneinsecure.test.", "unsigned",
-                    extra=_zone_records([hosts["insecure"]], "daneinsecure.test"), body=False),
+                    extra=_zone_records([hosts["insecure"], hosts["cname-insecure"]],
+                                        "daneinsecure.test"), body=False),
             LabZone("danebogus.test.", "presigned", spec=bogus_spec,
                     extra=_zone_records([hosts["bogus"]], "danebogus.test"), body=False),
         ]  # fmt: skip

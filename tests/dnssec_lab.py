@@ -120,6 +120,16 @@ def _presigned(
     return LabZone(name, "presigned", spec=spec, wrong_ds=wrong_ds)
 
 
+def _sha1_beside_wrong_sha256(name: str) -> LabZone:
+    """A zone whose parent has the right SHA-1 DS of its key and a SHA-256 DS of the same key
+    tag that matches nothing: RFC 4509 §3 says to ignore the SHA-1 one (a downgrade)."""
+    key = LabKey.generate()
+    right_sha1 = key.ds(name, "SHA1")
+    tag = right_sha1.split()[0]
+    spec = SignSpec(keys=[key])
+    return LabZone(name, "presigned", spec=spec, parent_ds=(right_sha1, f"{tag} 13 2 " + "00" * 32))
+
+
 def lab_zones() -> list[LabZone]:
     """The hierarchy: what each zone is for is in its name."""
     return [
@@ -133,6 +143,8 @@ def lab_zones() -> list[LabZone]:
                 "sec3 CNAME www.secure.nsec3.\nloop CNAME loop.unsigned.test.\n"
                 # A DNAME whose expansion of a long name exceeds 255 octets (YXDOMAIN).
                 f"dn DNAME {'a' * 63}.{'b' * 63}.{'c' * 63}.secure.test.\n"
+                # A name below the wildcard's parent: q.e.wild is no expansion of *.wild.
+                'e.wild TXT "explicit"\n'
             ),
         ),
         LabZone("unsigned.test.", "unsigned", extra="loop CNAME loop.secure.test.\n"),
@@ -147,6 +159,8 @@ def lab_zones() -> list[LabZone]:
         # DS of RSA/MD5 or DSA-NSEC3-SHA1 (beside one of a private algorithm).
         _presigned("dsa.test.", algorithm=dns.dnssec.Algorithm.DSA),
         LabZone("md5.test.", "unsigned", parent_ds=("12345 1 2 " + "AB" * 32,)),
+        # A supported algorithm but only GOST digests (not implemented): insecure too.
+        LabZone("gostds.test.", "unsigned", parent_ds=("12345 13 3 " + "AB" * 32,)),
         LabZone(
             "dsansec3.test.",
             "unsigned",
@@ -159,6 +173,7 @@ def lab_zones() -> list[LabZone]:
         _presigned("badsig.test.", {("www", "A"): "corrupt"}),
         _presigned("badkeysig.test.", {("@", "DNSKEY"): "corrupt"}),
         _presigned("badds.test.", wrong_ds=True),
+        _sha1_beside_wrong_sha256("sha1ds.test."),
         _presigned("pnsec.test.", hole="hole"),
         LabZone("unsigned.pnsec.test.", "unsigned"),
         LabZone("hole.pnsec.test.", "unsigned"),

@@ -57,7 +57,8 @@ class LabKey:
 
     def ds(self, owner: str, digest: str = "SHA256") -> str:
         """The DS record (rdata text) of this key at ``owner``."""
-        return dns.dnssec.make_ds(owner, self.dnskey, digest).to_text()
+        policy = dns.dnssec.allow_all_policy  # SHA-1 too
+        return dns.dnssec.make_ds(owner, self.dnskey, digest, policy=policy).to_text()
 
 
 @dataclass

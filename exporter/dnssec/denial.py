@@ -324,6 +324,13 @@ def negative_proof(
         return Proof(Denial.UNPROVEN, TOO_MANY_HASHES)
 
 
+def _parent_side(types: frozenset[int], rdtype: int) -> bool:
+    """A parent's record at a delegation (NS without SOA) says nothing about the child's types,
+    only about DS (RFC 4035 §5.4, RFC 6840 §4.4): replayed as a NODATA proof for the child's
+    MX it would deny the child's mail routing."""
+    return _NS in types and _SOA not in types and rdtype != _DS
+
+
 def _lacks(types: frozenset[int], rdtype: int) -> bool:
     return rdtype not in types and _CNAME not in types
 
@@ -334,6 +341,8 @@ def _nsec_negative(
     if not nxdomain:
         for n in nsecs:
             if n.owner == name:
+                if _parent_side(n.types, rdtype):
+                    return Proof(Denial.UNPROVEN, f"the NSEC record at {name} is its parent's")
                 ok = _lacks(n.types, rdtype)
                 return Proof(Denial.NODATA if ok else Denial.UNPROVEN, "NSEC")
     cover = next((n for n in nsecs if nsec_covers(n, name, zone)), None)
@@ -365,6 +374,8 @@ def _nsec3_negative(
 ) -> Proof:
     match = hasher.matching(name)
     if match is not None:  # the name exists
+        if _parent_side(match.types, rdtype):
+            return Proof(Denial.UNPROVEN, f"the NSEC3 record of {name} is its parent's")
         ok = not nxdomain and _lacks(match.types, rdtype)
         return Proof(Denial.NODATA if ok else Denial.UNPROVEN, "NSEC3")
     enclosure = hasher.closest_encloser(name, zone)
@@ -396,15 +407,20 @@ def wildcard_proof(
     (an unsigned delegation could be hiding there: BIND and unbound say insecure) or when the
     NSEC3 records take more than :data:`NSEC3_MAX_ITERATIONS`, else UNPROVEN (RFC 4035 §5.3.4,
     RFC 5155 §8.8)."""
-    if any(nsec_covers(n, name, zone) for n in nsecs):
-        return Denial.NXDOMAIN
     encloser = name.split(labels + 1)[1]  # the wildcard's parent (labels + the root label)
-    if not nsec3s or len(encloser) >= len(name):
+    if len(encloser) >= len(name):
+        return Denial.UNPROVEN
+    # Not only the name: the next closer name must not exist, or a name below an existing
+    # one (q.e.wild with e.wild present) would pass as an expansion of *.wild.
+    next_closer = _child_toward(encloser, name)
+    if any(nsec_covers(n, next_closer, zone) for n in nsecs):
+        return Denial.NXDOMAIN
+    if not nsec3s:
         return Denial.UNPROVEN
     if too_costly(nsec3s):
         return Denial.INSECURE
     try:
-        cover = _Hasher(nsec3s).covering(_child_toward(encloser, name))
+        cover = _Hasher(nsec3s).covering(next_closer)
     except TooManyHashes:
         return Denial.UNPROVEN
     if cover is None:

@@ -69,6 +69,9 @@ class ZoneState:
     keys_expiry: float | None = None
     until: float = 0.0
     """When this conclusion must be worked out again (record TTLs, signature expirations)."""
+    absent: dns.name.Name | None = None
+    """The name the secure ``zone`` proves not to exist, when that makes this state bogus (a
+    wildcard's name; a delegation missing from the parent's NSEC chain)."""
 
 
 def worst(statuses: list[Status]) -> Status:

@@ -44,7 +44,7 @@ import dns.rdtypes.ANY.CNAME
 import dns.rdtypes.ANY.DNAME
 import dns.rdtypes.ANY.NSEC3
 import dns.rrset
-from dns.dnssectypes import Algorithm
+from dns.dnssectypes import Algorithm, DSDigest
 
 from exporter.dnssec import denial
 from exporter.dnssec.anchors import DNSKEY, DS, TrustAnchors, ds_matches
@@ -129,14 +129,41 @@ def supported(ds: DS) -> bool:
     RSA/MD5, DSA and DSA-NSEC3-SHA1 are implemented by dnspython but prohibited (RFC 8624 §3.1,
     dnspython's default policy): a zone whose DS records all use them is insecure, as one of an
     unknown algorithm is (RFC 4035 §5.2, RFC 6840 §5.2), never bogus."""
+    return digest_supported(ds.digest_type) and algorithm_supported(ds.algorithm)
+
+
+def digest_supported(digest_type: int) -> bool:
     policy = dns.dnssec.default_policy
-    if not policy.ok_to_validate_ds(ds.digest_type) or ds.digest_type not in (1, 2, 4):
-        return False
+    return digest_type in (1, 2, 4) and policy.ok_to_validate_ds(DSDigest.make(digest_type))
+
+
+def algorithm_supported(algorithm: int) -> bool:
     try:
-        dns.dnssecalgs.get_algorithm_cls(ds.algorithm)
+        dns.dnssecalgs.get_algorithm_cls(algorithm)
     except dns.exception.UnsupportedAlgorithm:
         return False
-    return ds.algorithm not in PROHIBITED
+    return algorithm not in PROHIBITED
+
+
+def _unsupported(name: dns.name.Name, ds_set: list[DS]) -> str:
+    """Why none of a zone's DS records can be used: their key algorithms, their digest types."""
+    algorithms = [
+        f"{int(a)} ({dns.dnssec.algorithm_to_text(a)})"
+        for a in sorted({ds.algorithm for ds in ds_set if not algorithm_supported(ds.algorithm)})
+    ]
+    digests = [
+        f"{d} ({DSDigest.make(d).name})"
+        for d in sorted({ds.digest_type for ds in ds_set if algorithm_supported(ds.algorithm)})
+    ]
+    if not digests:
+        return f"the DS records of {name} use only unsupported algorithms: {', '.join(algorithms)}"
+    if not algorithms:
+        return f"the DS records of {name} use only unsupported digest types: {', '.join(digests)}"
+    listed = [f"algorithm {a}" for a in algorithms] + [f"digest type {d}" for d in digests]
+    return (
+        f"the DS records of {name} use only unsupported algorithms or digest types: "
+        + ", ".join(listed)
+    )
 
 
 class Validator:
@@ -196,10 +223,10 @@ class Validator:
             for rrset in new_links:
                 sigs = answer.sig(rrset.name, rrset.rdtype)
                 parts.append(await self._judge_rrset(rrset, sigs, authority))
-            asked = None
+            previous, asked = asked, None
             if final is None:
                 break
-            if final != response.question[0].name and not _speaks_of(authority, final):
+            if final != previous and not _speaks_of(authority, final):
                 asked = final  # an authoritative server does not follow CNAMEs out of its zone
                 continue
             kind = "nxdomain" if response.rcode() == dns.rcode.NXDOMAIN else "nodata"
@@ -272,8 +299,10 @@ class Validator:
         )
         if not signers:
             state = await self.zone_state(owner)
-            if state.status != Status.SECURE:
+            if state.status != Status.SECURE and state.absent != owner:
                 return _Part(state.status, state.reason, state.zone)
+            # Secure, or the owner is a name the secure zone says does not exist (x.wild, from
+            # *.wild): either way an unsigned answer from that zone is what is wrong.
             reason = f"missing RRSIG: {describe(rrset)} is not signed, but {state.zone} is"
             if rrsigs_of(sigs):
                 reason = f"{describe(rrset)} is signed by a zone that is not above it"
@@ -487,7 +516,8 @@ class Validator:
         if proof.kind == denial.Denial.NODATA:
             return replace(parent, until=until)
         if proof.kind == denial.Denial.NXDOMAIN:
-            return self._bogus(zone, f"{zone} proves {name} does not exist ({proof.how})")
+            reason = f"{zone} proves {name} does not exist ({proof.how})"
+            return replace(self._bogus(zone, reason), absent=name)
         detail = failures[0] if failures else proof.how
         return self._bogus(zone, f"no valid proof that {name} has no DS in {zone} ({detail})")
 
@@ -496,12 +526,13 @@ class Validator:
     ) -> ZoneState:
         usable = [cast(DS, ds) for ds in ds_set if supported(cast(DS, ds))]
         if not usable:
-            algorithms = ", ".join(
-                f"{int(a)} ({dns.dnssec.algorithm_to_text(a)})"
-                for a in sorted({cast(DS, ds).algorithm for ds in ds_set})
-            )
-            reason = f"the DS records of {name} use only unsupported algorithms: {algorithms}"
+            reason = _unsupported(name, [cast(DS, ds) for ds in ds_set])
             return ZoneState(Status.INSECURE, name, reason, until=until)
+        ignored = ""
+        if any(ds.digest_type != 1 for ds in usable) and any(ds.digest_type == 1 for ds in usable):
+            # RFC 4509 §3: SHA-1 DS records are ignored beside SHA-256 ones (a downgrade).
+            usable = [ds for ds in usable if ds.digest_type != 1]
+            ignored = "; its SHA-1 DS records are ignored beside SHA-256 ones (RFC 4509 §3)"
         response = await self._ask(name, dns.rdatatype.DNSKEY)
         answer = _Message(response.answer)
         keys = answer.get(name, dns.rdatatype.DNSKEY)
@@ -509,7 +540,7 @@ class Validator:
             return self._bogus(name, f"{name} has DS records in its parent but no DNSKEY records")
         matched = [k for k in keys if any(ds_matches(name, ds, cast(DNSKEY, k)) for ds in usable)]
         if not matched:
-            return self._bogus(name, _no_match(name, usable, keys))
+            return self._bogus(name, _no_match(name, usable, keys) + ignored)
         return self._keys_state(name, keys, answer.sig(name, dns.rdatatype.DNSKEY), matched, until)
 
     def _keys_state(

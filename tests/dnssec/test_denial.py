@@ -216,6 +216,12 @@ def test_wildcards() -> None:
     # The name itself exists: nothing covers it, so the "expansion" is not proven.
     real = dns.name.from_text("x.w", ZONE)
     assert denial.wildcard_proof(real, labels, ZONE, zone.nsec_chain(), []) == Denial.UNPROVEN
+    # Below an existing name (x.w), q.x.w is no expansion of *.w: the NSEC covering q.x.w does
+    # not prove the next closer name x.w absent (with NSEC3 it never did).
+    below = dns.name.from_text("q.x.w", ZONE)
+    assert denial.wildcard_proof(below, labels, ZONE, zone.nsec_chain(), []) == Denial.UNPROVEN
+    below_chain = zone.nsec3_chain(b"", 0, False)
+    assert denial.wildcard_proof(below, labels, ZONE, [], below_chain) == Denial.UNPROVEN
     for opt_out, expected in ((False, Denial.NXDOMAIN), (True, Denial.INSECURE)):
         chain = zone.nsec3_chain(b"\x01", 1, opt_out)
         assert denial.wildcard_proof(name, labels, ZONE, [], chain) == expected
@@ -282,3 +288,24 @@ def test_the_deepest_name_with_one_parameter_set_is_still_proven() -> None:
     name = dns.name.from_text(".".join(["x"] * 120), ZONE)  # 251 octets
     assert denial.negative_proof(name, A, True, ZONE, [], chain).kind == Denial.NXDOMAIN
     assert denial.ds_denial(name, ZONE, [], chain).kind == Denial.NXDOMAIN
+
+
+@given(ZONES, st.booleans(), st.booleans())
+def test_a_parents_record_at_a_delegation_proves_only_the_ds(
+    zone: Zone, use_nsec3: bool, opt_out: bool
+) -> None:
+    # The parent's NSEC/NSEC3 at a delegation lists NS (and DS) only: it says nothing about
+    # the child's MX or A, whatever the child holds (RFC 4035 §5.4, RFC 6840 §4.4).
+    nsecs = [] if use_nsec3 else zone.nsec_chain()
+    nsec3s = zone.nsec3_chain(b"", 0, opt_out) if use_nsec3 else []
+    for cut in zone.cuts:
+        for rdtype in (A, dns.rdatatype.MX, TXT):
+            assert denial.negative_proof(cut, rdtype, False, ZONE, nsecs, nsec3s).kind != (
+                Denial.NODATA
+            )
+        ds = denial.negative_proof(cut, DS, False, ZONE, nsecs, nsec3s)
+        chained = not (use_nsec3 and opt_out and DS not in zone.types[cut])
+        if DS in zone.types[cut]:
+            assert ds.kind == Denial.UNPROVEN
+        elif chained:
+            assert ds.kind == Denial.NODATA

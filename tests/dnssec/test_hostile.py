@@ -217,3 +217,109 @@ async def test_a_signature_by_a_name_that_is_no_zone_does_not_hide_the_good_one(
         verdict = await v.validate(name, "A")
         assert verdict.status == Status.SECURE, verdict
     await v.aclose()
+
+
+def no_question(
+    name: dns.name.Name, rdtype: dns.rdatatype.RdataType, msg: dns.message.Message
+) -> None:
+    msg.question = []  # a query function that hands back what a sloppy server sent
+
+
+async def test_a_response_without_its_question_section_is_judged_all_the_same(
+    dnssec_lab: DnssecLab,
+) -> None:
+    # It was an IndexError out of the validator on any negative or CNAME answer.
+    v = validator(dnssec_lab, no_question)
+    for name, rdtype, status in [("nx.secure.test", "A", Status.SECURE),
+                                 ("alias.secure.test", "A", Status.SECURE),
+                                 ("ins.secure.test", "A", Status.INSECURE)]:  # fmt: skip
+        assert (await v.validate(name, rdtype)).status == status
+    await v.aclose()
+
+
+async def test_the_parents_nsec_at_a_delegation_proves_no_type_of_the_child(
+    dnssec_lab: DnssecLab,
+) -> None:
+    # test.'s NSEC at secure.test (NS DS RRSIG NSEC: the delegation) lists no MX, but the MX
+    # records of secure.test are the child zone's. Served with test.'s SOA as the answer to
+    # "secure.test MX" it made a "secure" NODATA: no MX, so senders would use the A record.
+    # RFC 4035 §5.4 / RFC 6840 §4.4: such an NSEC proves nothing but the DS (and NS) bits.
+    raw = RawDns([dnssec_lab.address])
+    nxdomain = await raw.query(dns.name.from_text("secure0.test"), dns.rdatatype.A)
+    await raw.aclose()
+    cut = dns.name.from_text("secure.test")
+    soa = (dns.rdatatype.SOA,)
+    proof = [r for r in nxdomain.authority
+             if r.rdtype in soa or r.covers in soa or r.name == cut]  # fmt: skip
+    assert any(r.rdtype == dns.rdatatype.NSEC and r.name == cut for r in proof)
+
+    def forge(
+        name: dns.name.Name, rdtype: dns.rdatatype.RdataType, msg: dns.message.Message
+    ) -> None:
+        if name == cut and rdtype == dns.rdatatype.MX:
+            msg.set_rcode(dns.rcode.NOERROR)
+            msg.answer = []
+            msg.authority = list(proof)
+
+    v = validator(dnssec_lab, forge)
+    verdict = await v.validate("secure.test", "MX")
+    assert verdict.status == Status.BOGUS, verdict
+    assert "the NSEC record at secure.test. is its parent's" in verdict.reason
+    await v.aclose()
+
+
+async def test_a_wildcard_answer_needs_the_next_closer_name_proven_absent(
+    dnssec_lab: DnssecLab,
+) -> None:
+    # e.wild.secure.test exists, so q.e.wild.secure.test is a name error, not an expansion of
+    # *.wild.secure.test. The wildcard's signed A records replayed at q.e.wild with the real
+    # NSEC (e.wild -> ...) that covers q.e.wild was "secure": NSEC only checked that the name
+    # itself is covered, not the next closer name e.wild (RFC 4035 §5.3.4, RFC 5155 §8.8).
+    raw = RawDns([dnssec_lab.address])
+    wildcard = await raw.query(dns.name.from_text("x.wild.secure.test"), dns.rdatatype.A)
+    name = dns.name.from_text("q.e.wild.secure.test")
+    error = await raw.query(name, dns.rdatatype.A)
+    await raw.aclose()
+    assert error.rcode() == dns.rcode.NXDOMAIN
+    answer = []
+    for rrset in wildcard.answer:
+        moved = dns.rrset.RRset(name, rrset.rdclass, rrset.rdtype, rrset.covers)
+        moved.update(rrset)
+        answer.append(moved)
+    nsecs = [r for r in error.authority if dns.rdatatype.NSEC in (r.rdtype, r.covers)]
+
+    def forge(
+        asked: dns.name.Name, rdtype: dns.rdatatype.RdataType, msg: dns.message.Message
+    ) -> None:
+        if asked == name and rdtype == dns.rdatatype.A:
+            msg.set_rcode(dns.rcode.NOERROR)
+            msg.answer = list(answer)
+            msg.authority = list(nsecs)
+
+    v = validator(dnssec_lab, forge)
+    verdict = await v.validate(name, "A")
+    assert verdict.status == Status.BOGUS, verdict
+    assert "comes from a wildcard without proof" in verdict.reason
+    # The real expansion still validates.
+    assert (await v.validate("x.wild.secure.test", "A")).status == Status.SECURE
+    await v.aclose()
+
+
+def strip_answer_signatures(
+    name: dns.name.Name, rdtype: dns.rdatatype.RdataType, msg: dns.message.Message
+) -> None:
+    if rdtype not in (dns.rdatatype.DS, dns.rdatatype.DNSKEY):
+        msg.answer = [r for r in msg.answer if r.rdtype != dns.rdatatype.RRSIG]
+
+
+@pytest.mark.parametrize("name", ["x.wild.secure.test", "x.wild.p3.test", "www.secure.test"])
+async def test_an_unsigned_answer_in_a_signed_zone_is_missing_its_rrsig(
+    dnssec_lab: DnssecLab, name: str
+) -> None:
+    # For a wildcard's name the reason was "secure.test. proves x.wild.secure.test. does not
+    # exist (NSEC)": true of the name, but not what is wrong with the answer.
+    v = validator(dnssec_lab, strip_answer_signatures)
+    verdict = await v.validate(name, "A")
+    assert verdict.status == Status.BOGUS
+    assert verdict.reason.startswith(f"missing RRSIG: {name}. A is not signed, but "), verdict
+    await v.aclose()

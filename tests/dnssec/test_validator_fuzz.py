@@ -64,18 +64,37 @@ def mutator(data: st.DataObject) -> Callable[[dns.message.Message], dns.message.
             return out
         if data.draw(st.integers(0, 9)) == 0:
             out.set_rcode(data.draw(st.sampled_from([dns.rcode.NOERROR, dns.rcode.NXDOMAIN])))
+        if data.draw(st.integers(0, 9)) == 0:
+            out.question = []
         for section in (out.answer, out.authority):
             for rrset in list(section):
-                action = data.draw(st.sampled_from(["keep", "keep", "drop", "shrink", "corrupt"]))
+                action = data.draw(
+                    st.sampled_from(["keep", "keep", "drop", "shrink", "corrupt", "move"])
+                )
                 if action == "drop":
                     section.remove(rrset)
                 elif action == "shrink" and len(rrset) > 1:
                     rrset.remove(next(iter(rrset)))
                 elif action == "corrupt":
                     section[section.index(rrset)] = _corrupt(rrset, data)
+                elif action == "move":  # replayed at another owner (a wildcard's NSEC, say)
+                    section[section.index(rrset)] = _moved(rrset, data)
         return out
 
     return mutate
+
+
+def _moved(rrset: dns.rrset.RRset, data: st.DataObject) -> dns.rrset.RRset:
+    """The RRset (its signatures with it, when they are moved too) at a child or a sibling."""
+    label = data.draw(st.sampled_from([b"\x00", b"a", b"zz", b"*"]))
+    parent = rrset.name if data.draw(st.booleans()) or len(rrset.name) < 2 else rrset.name.parent()
+    try:
+        owner = dns.name.Name((label, *parent.labels))
+    except dns.name.NameTooLong:
+        return rrset
+    moved = dns.rrset.RRset(owner, rrset.rdclass, rrset.rdtype, rrset.covers)
+    moved.update(rrset)
+    return moved
 
 
 def _corrupt(rrset: dns.rrset.RRset, data: st.DataObject) -> dns.rrset.RRset:

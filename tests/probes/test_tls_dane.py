@@ -32,9 +32,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         yield built
 
 
-async def run_tls(world: World, entry: dict[str, Any], ca: bool = True) -> ProbeResult:
+async def run_tls(
+    world: World, entry: dict[str, Any], ca: bool = True, nameserver: str | None = None
+) -> ProbeResult:
     glob = {
-        "nameservers": [world.lab.address],
+        "nameservers": [nameserver or world.lab.address],
         "dnssec_trust_anchors": str(world.lab.anchor_file),
         "timeout": "20s",
     }
@@ -184,6 +186,25 @@ async def test_mx_host_behind_a_secure_cname(world: World, key: str, where: str)
     assert "dane_no_match" not in codes(result)
     assert value(result, "tls_address_success", target=target, address=mx.addresses[0]) == 1
     assert where in result.details[f"{target} DANE"]
+
+
+async def test_tlsa_records_behind_an_insecure_cname_are_not_looked_up(world: World) -> None:
+    # The CNAME leads into an unsigned zone: senders do not use the target's TLSA records
+    # (RFC 7672 §2.2.2), so no dane_tlsa_insecure finding about them either.
+    # Through a resolver: knot alone does not follow the CNAME into the other zone.
+    with world.lab.unbound(validating=False) as resolver:
+        result = await run_tls(
+            world, {"mx_of": "cname-insecure.dane.test"}, nameserver=resolver.address
+        )
+    target = "mx.cname-insecure.dane.test:25"
+    assert result.error is None, result.error
+    assert value(result, "tls_handshake_success", target=target) == 1
+    assert value(result, "dane_tlsa_records", target=target) == 0
+    assert "dane_tlsa_insecure" not in codes(result)
+    assert (
+        "no TLSA records at _25._tcp.mx.cname-insecure.dane.test."
+        in (result.details[f"{target} DANE"])
+    )
 
 
 async def test_tlsa_name_too_long_is_could_not_tell(world: World) -> None:
