@@ -331,6 +331,24 @@ def test_rfc3339_date_times_are_read_in_every_allowed_spelling(
     assert report.end == pytest.approx(want, abs=1e-5)
 
 
+def _not_utf8(text: str) -> bool:
+    try:
+        text.encode("latin-1").decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False  # Latin-1 bytes that happen to be UTF-8 too ("Â\xa0") read as UTF-8
+
+
+_LATIN1 = st.characters(min_codepoint=0x20, max_codepoint=0xFF, blacklist_categories=("Cc",))
+
+
+@settings(FUZZ)
+@given(st.text(_LATIN1, min_size=1, max_size=30).filter(lambda t: t.strip() and _not_utf8(t)))
+def test_a_latin1_tls_report_reads_like_its_utf8_twin(reporter: str) -> None:
+    utf8 = json.dumps(json.loads(tlsrpt_json(reporter=reporter)), ensure_ascii=False)
+    assert parse_tlsrpt(utf8.encode("latin-1")) == parse_tlsrpt(utf8.encode())
+
+
 # ----- archives and MIME ----------------------------------------------------------------------
 
 _DOCS = st.sampled_from([aggregate_xml(), tlsrpt_json(), XXE, b"", b"<feedback/>"]) | st.binary(
