@@ -309,6 +309,20 @@ def test_every_aggregate_row_is_either_read_or_counted_as_skipped(
 
 
 @settings(FUZZ)
+@given(st.integers(0, 10**6), st.text("0123456789", max_size=4))
+def test_a_count_is_read_whole_or_skipped_never_truncated(whole: int, fraction: str) -> None:
+    text = f"{whole}.{fraction}" if fraction else str(whole)
+    xml = aggregate_xml(records=[("192.0.2.1", 0, "none", "pass", "pass")]).replace(
+        b"<count>0</count>", f"<count>{text}</count>".encode()
+    )
+    report = parse_aggregate(xml)
+    if fraction.strip("0"):
+        assert (report.records, report.skipped_records) == ((), 1)
+    else:
+        assert [r.count for r in report.records] == [whole]
+
+
+@settings(FUZZ)
 @given(
     st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9998, 12, 31)),
     st.sampled_from(["T", "t", " "]),
