@@ -130,7 +130,7 @@ LEGACY_SKEW = 3600.0
 
 
 def _already_counted(tx: Tx, namespace: str, report: AggregateReport | TlsReport) -> bool:
-    """Whether the report was counted; if not, marks it (as counted now, by the caller).
+    """Whether the report was counted already (the caller marks it when not).
 
     Marks written before the key had the domain and period (:func:`report_key`) still
     count: a report read again after the upgrade (a crash between the commit and the move)
