@@ -12,8 +12,9 @@ Own tables (created on first use):
 * ``report_sources`` — one row per (domain, source IP): when reports first listed it (the
   report's period, not the time it was read, so reading an old backlog marks nothing new);
 * ``report_source_days`` — messages per (domain, source IP, day of the report's period end):
-  total, SPF and DKIM passing (aligned, as evaluated for DMARC), DMARC failing;
-* ``report_tls_days`` — failed TLS sessions per (policy domain, day, result type);
+  total, SPF and DKIM passing (aligned, as evaluated for DMARC), DMARC failing; kept for the
+  7-day window only (:func:`prune_days`);
+* ``report_tls_days`` — failed TLS sessions per (policy domain, day, result type), as long;
 * ``report_last`` — the end of the newest report's period per (domain, kind);
 * ``report_ptr`` — the PTR name of a source IP, and when it was looked up;
 * ``report_labels`` — the (kind, domain, reporter) label values counted so far, for
@@ -348,9 +349,28 @@ class Snapshot:
     """(domain, result type, failed sessions) over the window."""
 
 
+PRUNED = "days_pruned"
+"""``kv`` key (namespace ``reports.dmarc``): when day rows past the window were last deleted."""
+PRUNE_EVERY = 3600.0
+
+
+def prune_days(tx: Tx, now: float) -> None:
+    """Delete the per-day rows no window reads any more (at most once an hour: it scans). The
+    first-seen date of each source stays: it is what tells a new source from an old one."""
+    last = tx.get(NS_DMARC, PRUNED)
+    if last is not None and last.isdigit() and 0 <= now - int(last) < PRUNE_EVERY:
+        return
+    since = int(now // DAY) - WINDOW_DAYS + 1
+    tx.execute("DELETE FROM report_source_days WHERE day < ?", (since,))
+    tx.execute("DELETE FROM report_tls_days WHERE day < ?", (since,))
+    tx.put(NS_DMARC, PRUNED, str(int(now)))
+
+
 def snapshot(tx: Tx, now: float) -> Snapshot:
-    """Everything the probe shows, read in one transaction."""
+    """Everything the probe shows, read in one transaction (day rows past the window deleted
+    first, see :func:`prune_days`)."""
     ensure_schema(tx)
+    prune_days(tx, now)
     since = int(now // DAY) - WINDOW_DAYS + 1
     snap = Snapshot()
     for name in COUNTERS:

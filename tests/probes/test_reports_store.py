@@ -238,3 +238,33 @@ def test_caps_hold_whatever_arrives(
         assert len({lb["reporter"] for lb in series if lb["domain"] == d}) <= max_reporters + 1
     assert sum(v for _, v in tx.counters(rs.DMARC_MESSAGES)) == counted
     conn.close()
+
+
+async def test_day_rows_older_than_the_window_are_pruned(tmp_path: Path) -> None:
+    """Per-source and TLS day rows were kept forever (a row per domain, source IP and day: a
+    big sender's 5,000 sources a day are 1.8 million rows a year) though only the last 7 days
+    are ever read. First-seen dates stay."""
+    now = 1_760_000_000.0
+    store = await Store.open(tmp_path)
+    try:
+        old_end = int(now - 40 * DAY)
+        await _record(store, _dmarc("old", end=old_end), now=now)
+        tls_raw = tlsrpt_json("old-t", failures={"certificate-expired": 2})
+        tls_old = tls_raw.replace(b"2024-09-03", b"2025-08-30")
+        await _record(store, parse_message(report_mail([("t.json", "application/tlsrpt+json",
+                                                         tls_old)])), now=now)  # fmt: skip
+        await _record(store, _dmarc("new", end=int(now - DAY)), now=now)
+        snap = await store.transact(lambda tx: rs.snapshot(tx, now))
+        assert [s.messages for s in snap.sources] == [3]
+
+        def rows(tx: Tx) -> tuple[int, int, list[float]]:
+            ((days,),) = tx.execute("SELECT count(*) FROM report_source_days")
+            ((tls,),) = tx.execute("SELECT count(*) FROM report_tls_days")
+            firsts = [r[0] for r in tx.execute("SELECT first_seen FROM report_sources")]
+            return days, tls, firsts
+
+        days, tls, firsts = await store.transact(rows)
+        assert (days, tls) == (1, 0)
+        assert firsts == [old_end - DAY]  # the source was first listed 40 days ago, still
+    finally:
+        await store.aclose()
