@@ -31,6 +31,7 @@ library parses these notifications; pydantic models would be as long and reject 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 from collections.abc import Sequence
@@ -387,7 +388,8 @@ def scrub(text: str, addresses: Sequence[str] = ()) -> str:
     removed where they appear alone."""
     text = text[:2000]
     if "@" in text:
-        text = _ADDRESS.sub(_domain_only, text)
+        matches = itertools.count()
+        text = _ADDRESS.sub(lambda m: _domain_only(m, next(matches)), text)
     for address in addresses:
         for name in _personal_parts(address):
             if len(name.encode("utf-8", "replace")) >= 3:  # bytes: two CJK characters are a name
@@ -404,7 +406,14 @@ def _personal_parts(address: str) -> tuple[str, str]:
     return display, text.strip().rpartition("@")[0]
 
 
-def _domain_only(match: re.Match[str]) -> str:
+SHOWN_DOMAINS = 60
+"""Addresses in one text whose domain is kept (and converted to A-labels, ~15 us each): no more
+can fit in :data:`MAX_TEXT` characters; the rest become ``…@…``."""
+
+
+def _domain_only(match: re.Match[str], index: int) -> str:
+    if index >= SHOWN_DOMAINS:
+        return "…@…"
     domain = match.group(1).rstrip(".")
     return "…@" + (a_label_domain(domain) or domain.lower()) + match.group(1)[len(domain) :]
 
