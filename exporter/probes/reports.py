@@ -217,6 +217,15 @@ class _Run:
                 "report mail parts unreadable",
                 extra={"probe": "reports", "target": self.target, "parts": shown},
             )
+        if totals.capped:
+            details["reports_not_counted"] = (
+                f"{totals.capped}: their domain would pass {rs.LabelCaps().domains} domains"
+                " (label cap; see README)"
+            )
+            self.ctx.log.warning(
+                "reports not counted: domain label cap",
+                extra={"probe": "reports", "target": self.target, "reports": totals.capped},
+            )
         if totals.ignored:
             details["reports_ignored"] = f"{totals.ignored} (domains not in {self.domains})"
         if moved["invalid"]:

@@ -12,10 +12,13 @@ Own tables (created on first use):
 * ``report_sources`` — one row per (domain, source IP): when reports first listed it (the
   report's period, not the time it was read, so reading an old backlog marks nothing new);
 * ``report_source_days`` — messages per (domain, source IP, day of the report's period end):
-  total, SPF and DKIM passing (aligned, as evaluated for DMARC), DMARC failing;
-* ``report_tls_days`` — failed TLS sessions per (policy domain, day, result type);
+  total, SPF and DKIM passing (aligned, as evaluated for DMARC), DMARC failing; kept for the
+  7-day window only (:func:`prune_days`);
+* ``report_tls_days`` — failed TLS sessions per (policy domain, day, result type), as long;
 * ``report_last`` — the end of the newest report's period per (domain, kind);
-* ``report_ptr`` — the PTR name of a source IP, and when it was looked up.
+* ``report_ptr`` — the PTR name of a source IP, and when it was looked up;
+* ``report_labels`` — the (kind, domain, reporter) label values counted so far, for
+  :class:`LabelCaps`.
 """
 
 from __future__ import annotations
@@ -56,7 +59,25 @@ _SCHEMA = (
         domain TEXT NOT NULL, kind TEXT NOT NULL, ts REAL NOT NULL, PRIMARY KEY (domain, kind))""",
     """CREATE TABLE IF NOT EXISTS report_ptr (
         ip TEXT PRIMARY KEY, name TEXT NOT NULL, checked REAL NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS report_labels (
+        kind TEXT NOT NULL, domain TEXT NOT NULL, reporter TEXT NOT NULL,
+        PRIMARY KEY (kind, domain, reporter))""",
 )
+LABELS_FILLED = "labels_filled"
+"""``kv`` key (namespace ``reports.dmarc``): ``report_labels`` holds the series counted before it
+existed."""
+OTHER_REPORTER = "other"
+
+
+@dataclass(frozen=True)
+class LabelCaps:
+    """Label values report mail may create: anyone can mail the report address, and each new
+    ``org_name`` (or subdomain of a counted domain) was a new set of series."""
+
+    reporters: int = 200
+    """Reporters per domain and kind; later ones are counted as reporter ``other``."""
+    domains: int = 1000
+    """Domains per kind; reports about a later one are not counted (``capped``)."""
 
 
 def ensure_schema(tx: Tx) -> None:
@@ -74,6 +95,9 @@ class Outcome:
     """Reports already counted (from an earlier message, or this one read again)."""
     ignored: int = 0
     """Reports (or TLS-RPT policies) about domains this mailbox does not count."""
+    capped: int = 0
+    """Reports (or TLS-RPT policies) not counted: their domain would pass
+    :attr:`LabelCaps.domains`."""
     records_skipped: int = 0
     """Malformed records (DMARC rows, TLS-RPT failure details) left out of counted reports."""
     skipped_in: list[str] = field(default_factory=list)
@@ -84,6 +108,7 @@ class Outcome:
         self.tlsrpt += other.tlsrpt
         self.duplicates += other.duplicates
         self.ignored += other.ignored
+        self.capped += other.capped
         self.records_skipped += other.records_skipped
         self.skipped_in += other.skipped_in
 
@@ -106,7 +131,7 @@ LEGACY_SKEW = 3600.0
 
 
 def _already_counted(tx: Tx, namespace: str, report: AggregateReport | TlsReport) -> bool:
-    """Whether the report was counted; if not, marks it (as counted now, by the caller).
+    """Whether the report was counted already (the caller marks it when not).
 
     Marks written before the key had the domain and period (:func:`report_key`) still
     count: a report read again after the upgrade (a crash between the commit and the move)
@@ -126,11 +151,51 @@ def _already_counted(tx: Tx, namespace: str, report: AggregateReport | TlsReport
     return False
 
 
+def _label(tx: Tx, caps: LabelCaps, kind: str, domain: str, reporter: str) -> str | None:
+    """The reporter label to count a report under (``other`` past the reporter cap), or None
+    when its domain would pass the domain cap."""
+    if tx.execute("SELECT 1 FROM report_labels WHERE kind = ? AND domain = ? AND reporter = ?",
+                  (kind, domain, reporter)):  # fmt: skip
+        return reporter
+    ((known,),) = tx.execute(
+        "SELECT count(*) FROM report_labels WHERE kind = ? AND domain = ?", (kind, domain)
+    )
+    if not known:
+        ((domains,),) = tx.execute(
+            "SELECT count(DISTINCT domain) FROM report_labels WHERE kind = ?", (kind,)
+        )
+        if domains >= caps.domains:
+            return None
+    if known >= caps.reporters:
+        reporter = OTHER_REPORTER
+    tx.execute("INSERT OR IGNORE INTO report_labels VALUES (?, ?, ?)", (kind, domain, reporter))
+    return reporter
+
+
+def _fill_labels(tx: Tx) -> None:
+    """Register the series counted before ``report_labels`` existed (once): they keep their
+    names whatever the caps."""
+    if tx.get(NS_DMARC, LABELS_FILLED) is not None:
+        return
+    for name, kind in ((DMARC_MESSAGES, "dmarc"), (TLS_SESSIONS, "tlsrpt")):
+        tx.executemany(
+            "INSERT OR IGNORE INTO report_labels VALUES (?, ?, ?)",
+            [(kind, lb.get("domain", ""), lb.get("reporter", "")) for lb, _ in tx.counters(name)],
+        )
+    tx.put(NS_DMARC, LABELS_FILLED, "1")
+
+
 def record_reports(
-    tx: Tx, found: MessageReports, accept: Callable[[str], bool], now: float
+    tx: Tx,
+    found: MessageReports,
+    accept: Callable[[str], bool],
+    now: float,
+    caps: LabelCaps | None = None,
 ) -> Outcome:
     """Count the reports of one message that were not counted before, and mark them seen."""
     ensure_schema(tx)
+    _fill_labels(tx)
+    caps = caps or LabelCaps()
     out = Outcome()
     for report in found.dmarc:
         if _already_counted(tx, NS_DMARC, report):
@@ -140,7 +205,11 @@ def record_reports(
         if not accept(report.domain):
             out.ignored += 1
             continue
-        _count_dmarc(tx, report, now)
+        reporter = _label(tx, caps, "dmarc", report.domain, report.reporter)
+        if reporter is None:
+            out.capped += 1
+            continue
+        _count_dmarc(tx, report, reporter, now)
         out.dmarc += 1
         if report.skipped_records:
             out.records_skipped += report.skipped_records
@@ -152,9 +221,10 @@ def record_reports(
             out.duplicates += 1
             continue
         tx.mark_seen(NS_TLSRPT, dedup_key(tls), now)
-        counted = _count_tls(tx, tls, accept, now)
+        counted, capped = _count_tls(tx, tls, accept, now, caps)
         out.tlsrpt += counted
-        out.ignored += len(tls.policies) - counted if tls.policies else 0
+        out.capped += capped
+        out.ignored += len(tls.policies) - counted - capped
         if counted and tls.skipped_records:
             out.records_skipped += tls.skipped_records
             out.skipped_in.append(f"{tls.reporter} {tls.report_id}: {tls.skipped_records}")
@@ -187,7 +257,7 @@ def _period(begin: float, end: float, now: float) -> tuple[float, float]:
     return min(begin, end), end
 
 
-def _count_dmarc(tx: Tx, report: AggregateReport, now: float) -> None:
+def _count_dmarc(tx: Tx, report: AggregateReport, reporter: str, now: float) -> None:
     totals: dict[tuple[str, str], int] = defaultdict(int)
     sources: dict[str, list[int]] = {}
     for r in report.records:
@@ -198,7 +268,7 @@ def _count_dmarc(tx: Tx, report: AggregateReport, now: float) -> None:
         row[2] += r.count if r.dkim == "pass" else 0
         row[3] += r.count if r.dmarc == "fail" else 0
     for (dmarc, disposition), count in sorted(totals.items()):
-        labels = {"domain": report.domain, "reporter": report.reporter, "dmarc": dmarc,
+        labels = {"domain": report.domain, "reporter": reporter, "dmarc": dmarc,
                   "disposition": disposition}  # fmt: skip
         tx.add(DMARC_MESSAGES, labels, count)
     begin, end = _period(report.begin, report.end, now)
@@ -218,17 +288,24 @@ def _count_dmarc(tx: Tx, report: AggregateReport, now: float) -> None:
     _last(tx, report.domain, "dmarc", end)
 
 
-def _count_tls(tx: Tx, report: TlsReport, accept: Callable[[str], bool], now: float) -> int:
-    """Count the policies of one TLS report about accepted domains; how many were."""
-    counted = 0
+def _count_tls(
+    tx: Tx, report: TlsReport, accept: Callable[[str], bool], now: float, caps: LabelCaps
+) -> tuple[int, int]:
+    """Count the policies of one TLS report about accepted domains: (how many were, how many
+    were not for the domain cap)."""
+    counted = capped = 0
     _, end = _period(report.begin, report.end, now)
     day = int(end // DAY)
     for policy in report.policies:
         if not accept(policy.domain):
             continue
+        reporter = _label(tx, caps, "tlsrpt", policy.domain, report.reporter)
+        if reporter is None:
+            capped += 1
+            continue
         counted += 1
         for result, sessions in (("success", policy.successful), ("failure", policy.failed)):
-            labels = {"domain": policy.domain, "reporter": report.reporter, "result": result}
+            labels = {"domain": policy.domain, "reporter": reporter, "result": result}
             tx.add(TLS_SESSIONS, labels, sessions)
         by_type: dict[str, int] = defaultdict(int)
         for failure in policy.failures:
@@ -241,7 +318,7 @@ def _count_tls(tx: Tx, report: TlsReport, accept: Callable[[str], bool], now: fl
                 (policy.domain, day, result_type, sessions),
             )
         _last(tx, policy.domain, "tlsrpt", end)
-    return counted
+    return counted, capped
 
 
 # ----- reading back ---------------------------------------------------------------------------
@@ -272,9 +349,28 @@ class Snapshot:
     """(domain, result type, failed sessions) over the window."""
 
 
+PRUNED = "days_pruned"
+"""``kv`` key (namespace ``reports.dmarc``): when day rows past the window were last deleted."""
+PRUNE_EVERY = 3600.0
+
+
+def prune_days(tx: Tx, now: float) -> None:
+    """Delete the per-day rows no window reads any more (at most once an hour: it scans). The
+    first-seen date of each source stays: it is what tells a new source from an old one."""
+    last = tx.get(NS_DMARC, PRUNED)
+    if last is not None and last.isdigit() and 0 <= now - int(last) < PRUNE_EVERY:
+        return
+    since = int(now // DAY) - WINDOW_DAYS + 1
+    tx.execute("DELETE FROM report_source_days WHERE day < ?", (since,))
+    tx.execute("DELETE FROM report_tls_days WHERE day < ?", (since,))
+    tx.put(NS_DMARC, PRUNED, str(int(now)))
+
+
 def snapshot(tx: Tx, now: float) -> Snapshot:
-    """Everything the probe shows, read in one transaction."""
+    """Everything the probe shows, read in one transaction (day rows past the window deleted
+    first, see :func:`prune_days`)."""
     ensure_schema(tx)
+    prune_days(tx, now)
     since = int(now // DAY) - WINDOW_DAYS + 1
     snap = Snapshot()
     for name in COUNTERS:

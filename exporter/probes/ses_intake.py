@@ -5,8 +5,9 @@ invalid messages go, how long messages are kept), then long-polls it in batches 
 is empty, half the run's time is spent, or :data:`MAX_MESSAGES` were read. For each batch, in
 this order:
 
-1. parse every message (:mod:`exporter.probes.ses_events`) and find each recipient's mailbox
-   provider (:mod:`exporter.probes.mailbox`; custom domains by their MX, remembered for a day);
+1. parse every message (:mod:`exporter.probes.ses_events`, in a thread: a batch of large
+   messages is a second of CPU) and find each recipient's mailbox provider
+   (:mod:`exporter.probes.mailbox`; custom domains by their MX, remembered for a day);
 2. in ONE store transaction: for each event not seen before (its de-dup key), add it to the
    counters and mark it seen; keep each bounce's diagnostic code (domain only) for the status
    page; count each invalid message once (by its SQS message id);
@@ -241,6 +242,10 @@ def _prune(tx: Tx, now: float, region: str, keep: float) -> None:
     tx.put(SEEN_EVENTS, f"pruned:{region}", str(int(now)))
 
 
+def _items(messages: list[QueueMessage]) -> list[_Item]:
+    return [_item(m) for m in messages]
+
+
 def _item(message: QueueMessage) -> _Item:
     try:
         return _Item(message, parse(message.body))
@@ -280,7 +285,7 @@ async def intake(
             break
         read.update(m.message_id for m in messages)
         done.received += len(messages)
-        items = [_item(m) for m in messages]
+        items = await asyncio.to_thread(_items, messages)  # off the event loop
         done.invalid_reasons.update(item.error for item in items if item.error)
         now = time.time()
         domains = [d for item in items for d in _needs_provider(item.parsed)]

@@ -340,10 +340,13 @@ def _value(elem: Element | None, *names: str) -> str:
     return _text(_find(elem, *names))
 
 
-def _number(text: str, limit: int) -> int | None:
-    """A non-negative integer (``12``, ``12.0``), or None."""
+def _number(text: str, limit: int, truncate: bool = False) -> int | None:
+    """A non-negative integer (``12``, ``12.0``; ``12.5`` only with ``truncate``: a time may
+    have a fraction of a second, a count of messages may not), or None."""
     whole, _, fraction = text.partition(".")
-    if not whole.isdecimal() or not whole.isascii() or (fraction and not fraction.isdecimal()):
+    if not whole.isdecimal() or not whole.isascii() or not (fraction.isdecimal() or not fraction):
+        return None
+    if fraction.strip("0") and not truncate:
         return None
     if len(whole) > 20:
         return None
@@ -394,8 +397,8 @@ class _Builder:
         domain = _domain(_value(published, "domain"))
         if not domain:
             raise DmarcReportError("no <policy_published><domain>")
-        begin = _number(_value(meta, "date_range", "begin"), MAX_TIMESTAMP)
-        end = _number(_value(meta, "date_range", "end"), MAX_TIMESTAMP)
+        begin = _number(_value(meta, "date_range", "begin"), MAX_TIMESTAMP, truncate=True)
+        end = _number(_value(meta, "date_range", "end"), MAX_TIMESTAMP, truncate=True)
         if end is None:
             raise DmarcReportError("no usable <date_range><end>")
         email = _label(_value(meta, "email"), 254)

@@ -5,17 +5,17 @@ flat; nothing on PyPI adds what matters here, which is being forgiving in the ri
 strict in the others). parsedmarc's ``parse_smtp_tls_report_json`` was the reference for what
 reporters send; its package is not used (see :mod:`exporter.reports.dmarc` for why).
 
-Tolerated: counts written as numeric strings; a missing ``summary`` count (0) or
-``failure-details`` (none); ``mx-host`` as a string or a list; an empty ``organization-name``
-(the reporter is then the domain of ``contact-info``); a missing ``report-id`` (one is made from
-the SHA-256 of the document, so a resent copy is counted once); date-times without a zone (taken
-as UTC), with a lower-case ``t`` or ``z``, a space for ``T`` or a leap second. Refused: anything
-that is not a JSON object with a ``date-range`` end and a ``policies`` list whose every entry
-names its ``policy-domain``. A ``result-type`` outside RFC 8460 section 4.3 is reported as
-``other`` (its text kept in ``detail``), so a reporter's invention cannot grow the metric's
-label set. A ``failure-details`` row that cannot be read (not an object, a count that is
-negative, fractional, a boolean or over :data:`MAX_COUNT`) is skipped and counted in
-``skipped_records``; the summary's counts are still counted.
+Tolerated: a document in Latin-1 rather than UTF-8; counts written as numeric strings; a missing
+``summary`` count (0) or ``failure-details`` (none); ``mx-host`` as a string or a list; an empty
+``organization-name`` (the reporter is then the domain of ``contact-info``); a missing
+``report-id`` (one is made from the SHA-256 of the document, so a resent copy is counted once);
+date-times without a zone (taken as UTC), with a lower-case ``t`` or ``z``, a space for ``T`` or
+a leap second. Refused: anything that is not a JSON object with a ``date-range`` end and a
+``policies`` list whose every entry names its ``policy-domain``. A ``result-type`` outside RFC
+8460 section 4.3 is reported as ``other`` (its text kept in ``detail``), so a reporter's
+invention cannot grow the metric's label set. A ``failure-details`` row that cannot be read (not
+an object, a count that is negative, fractional, a boolean or over :data:`MAX_COUNT`) is skipped
+and counted in ``skipped_records``; the summary's counts are still counted.
 
 Errors: :class:`TlsReportError` only (and, past a deadline given to :func:`parse_tlsrpt`,
 :class:`~exporter.reports.archive.ReportTooSlow`).
@@ -111,7 +111,10 @@ def parse_tlsrpt(data: bytes, deadline: float | None = None) -> TlsReport:
     """Parse one TLS report (the JSON, already decompressed). With a ``deadline``
     (``time.monotonic()``), :class:`~exporter.reports.archive.ReportTooSlow` once it passes."""
     try:
-        doc = json.loads(data)
+        try:
+            doc = json.loads(data)
+        except UnicodeDecodeError:  # not UTF-8 (nor UTF-16/32): Latin-1, as some reporters write
+            doc = json.loads(data.decode("latin-1"))
     except (ValueError, RecursionError) as exc:
         raise TlsReportError(f"not JSON: {type(exc).__name__}") from None
     if not isinstance(doc, dict):

@@ -309,6 +309,20 @@ def test_every_aggregate_row_is_either_read_or_counted_as_skipped(
 
 
 @settings(FUZZ)
+@given(st.integers(0, 10**6), st.text("0123456789", max_size=4))
+def test_a_count_is_read_whole_or_skipped_never_truncated(whole: int, fraction: str) -> None:
+    text = f"{whole}.{fraction}" if fraction else str(whole)
+    xml = aggregate_xml(records=[("192.0.2.1", 0, "none", "pass", "pass")]).replace(
+        b"<count>0</count>", f"<count>{text}</count>".encode()
+    )
+    report = parse_aggregate(xml)
+    if fraction.strip("0"):
+        assert (report.records, report.skipped_records) == ((), 1)
+    else:
+        assert [r.count for r in report.records] == [whole]
+
+
+@settings(FUZZ)
 @given(
     st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9998, 12, 31)),
     st.sampled_from(["T", "t", " "]),
@@ -329,6 +343,24 @@ def test_rfc3339_date_times_are_read_in_every_allowed_spelling(
     naive = when.replace(second=59 if leap else when.second, microsecond=0, tzinfo=UTC)
     want = naive.timestamp() + offset + (1 if leap else 0) + float("0" + fraction)
     assert report.end == pytest.approx(want, abs=1e-5)
+
+
+def _not_utf8(text: str) -> bool:
+    try:
+        text.encode("latin-1").decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False  # Latin-1 bytes that happen to be UTF-8 too ("Â\xa0") read as UTF-8
+
+
+_LATIN1 = st.characters(min_codepoint=0x20, max_codepoint=0xFF, blacklist_categories=("Cc",))
+
+
+@settings(FUZZ)
+@given(st.text(_LATIN1, min_size=1, max_size=30).filter(lambda t: t.strip() and _not_utf8(t)))
+def test_a_latin1_tls_report_reads_like_its_utf8_twin(reporter: str) -> None:
+    utf8 = json.dumps(json.loads(tlsrpt_json(reporter=reporter)), ensure_ascii=False)
+    assert parse_tlsrpt(utf8.encode("latin-1")) == parse_tlsrpt(utf8.encode())
 
 
 # ----- archives and MIME ----------------------------------------------------------------------

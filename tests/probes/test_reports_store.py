@@ -165,3 +165,106 @@ async def test_a_report_dated_in_the_future_is_counted_as_of_when_it_was_read(
         assert later.sources == [] and later.tls_failures == []
     finally:
         await store.aclose()
+
+
+def _from(reporter: str, domain: str, report_id: str, count: int = 1) -> MessageReports:
+    xml = aggregate_xml(report_id=report_id, reporter=reporter, domain=domain,
+                        records=[("192.0.2.1", count, "none", "pass", "pass")])  # fmt: skip
+    return parse_message(report_mail([("r.xml", "text/xml", xml)]))
+
+
+def _memory_tx() -> tuple[sqlite3.Connection, Tx]:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.executescript(storage._SCHEMA)
+    return conn, Tx(conn)
+
+
+def test_label_values_from_report_mail_are_capped() -> None:
+    """Anyone can mail the rua address: a thousand made-up org_names (or subdomains) became a
+    thousand sets of series. Past the caps, a new reporter counts as "other" and a new domain
+    is not counted (and says so)."""
+    conn, tx = _memory_tx()
+    caps = rs.LabelCaps(reporters=3, domains=2)
+    outcomes = [
+        rs.record_reports(tx, _from(f"Org {i}", "example.test", f"r{i}"), lambda d: True, END, caps)
+        for i in range(5)
+    ]
+    assert [o.dmarc for o in outcomes] == [1] * 5
+    reporters = {lb["reporter"] for lb, v in tx.counters(rs.DMARC_MESSAGES) if v}
+    assert reporters == {"Org 0", "Org 1", "Org 2", "other"}
+    assert sum(v for _, v in tx.counters(rs.DMARC_MESSAGES)) == 5  # nothing lost
+    again = rs.record_reports(tx, _from("Org 1", "example.test", "r9"), lambda d: True, END, caps)
+    assert again.dmarc == 1 and again.capped == 0
+    rs.record_reports(tx, _from("Org 0", "b.example.test", "r10"), lambda d: True, END, caps)
+    third = rs.record_reports(tx, _from("Org 0", "c.example.test", "r11"), lambda d: True, END,
+                              caps)  # fmt: skip
+    assert (third.dmarc, third.capped) == (0, 1)
+    assert {lb["domain"] for lb, _ in tx.counters(rs.DMARC_MESSAGES)} == {
+        "example.test", "b.example.test"}  # fmt: skip
+    tls = rs.record_reports(tx, _tls("t-cap"), lambda d: True, END, rs.LabelCaps(domains=0))
+    assert (tls.tlsrpt, tls.capped) == (0, 1)
+    conn.close()
+
+
+def test_series_counted_before_the_caps_keep_their_names() -> None:
+    conn, tx = _memory_tx()
+    for i in range(4):  # what an earlier version counted: four reporters, no label table
+        tx.add(rs.DMARC_MESSAGES, {"domain": "example.test", "reporter": f"Org {i}",
+                                   "dmarc": "pass", "disposition": "none"}, 1)  # fmt: skip
+    caps = rs.LabelCaps(reporters=3, domains=5)
+    rs.record_reports(tx, _from("Org 3", "example.test", "x1"), lambda d: True, END, caps)
+    rs.record_reports(tx, _from("Org 9", "example.test", "x2"), lambda d: True, END, caps)
+    values = {lb["reporter"]: v for lb, v in tx.counters(rs.DMARC_MESSAGES) if v}
+    assert values == {"Org 0": 1, "Org 1": 1, "Org 2": 1, "Org 3": 2, "other": 1}
+    conn.close()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 4)), max_size=25),
+       st.integers(0, 4), st.integers(0, 3))  # fmt: skip
+def test_caps_hold_whatever_arrives(
+    reports: list[tuple[int, int]], max_reporters: int, max_domains: int
+) -> None:
+    conn, tx = _memory_tx()
+    caps = rs.LabelCaps(reporters=max_reporters, domains=max_domains)
+    counted = 0
+    for n, (reporter, domain) in enumerate(reports):
+        found = _from(f"Org {reporter}", f"d{domain}.example.test", f"r{n}")
+        counted += rs.record_reports(tx, found, lambda d: True, END, caps).dmarc
+    series = [lb for lb, v in tx.counters(rs.DMARC_MESSAGES) if v]
+    domains = {lb["domain"] for lb in series}
+    assert len(domains) <= max_domains
+    for d in domains:
+        assert len({lb["reporter"] for lb in series if lb["domain"] == d}) <= max_reporters + 1
+    assert sum(v for _, v in tx.counters(rs.DMARC_MESSAGES)) == counted
+    conn.close()
+
+
+async def test_day_rows_older_than_the_window_are_pruned(tmp_path: Path) -> None:
+    """Per-source and TLS day rows were kept forever (a row per domain, source IP and day: a
+    big sender's 5,000 sources a day are 1.8 million rows a year) though only the last 7 days
+    are ever read. First-seen dates stay."""
+    now = 1_760_000_000.0
+    store = await Store.open(tmp_path)
+    try:
+        old_end = int(now - 40 * DAY)
+        await _record(store, _dmarc("old", end=old_end), now=now)
+        tls_raw = tlsrpt_json("old-t", failures={"certificate-expired": 2})
+        tls_old = tls_raw.replace(b"2024-09-03", b"2025-08-30")
+        await _record(store, parse_message(report_mail([("t.json", "application/tlsrpt+json",
+                                                         tls_old)])), now=now)  # fmt: skip
+        await _record(store, _dmarc("new", end=int(now - DAY)), now=now)
+        snap = await store.transact(lambda tx: rs.snapshot(tx, now))
+        assert [s.messages for s in snap.sources] == [3]
+
+        def rows(tx: Tx) -> tuple[int, int, list[float]]:
+            ((days,),) = tx.execute("SELECT count(*) FROM report_source_days")
+            ((tls,),) = tx.execute("SELECT count(*) FROM report_tls_days")
+            firsts = [r[0] for r in tx.execute("SELECT first_seen FROM report_sources")]
+            return days, tls, firsts
+
+        days, tls, firsts = await store.transact(rows)
+        assert (days, tls) == (1, 0)
+        assert firsts == [old_end - DAY]  # the source was first listed 40 days ago, still
+    finally:
+        await store.aclose()

@@ -225,6 +225,38 @@ async def test_unicode_addresses_are_scrubbed_and_idn_domains_are_a_labels(lab: 
         assert local not in page, local
 
 
+async def test_parsing_a_batch_does_not_hold_the_event_loop(lab: Lab) -> None:
+    """Messages were parsed on the event loop: ten of 1 MB (1,000 recipients, long diagnostics
+    full of addresses) held it about 1.6 s, scrapes and every other probe waiting."""
+    bounce = doc("event-bounce")
+    first = bounce["bounce"]["bouncedRecipients"][0]
+    for n in range(10):
+        bounce["mail"]["messageId"] = f"big-{n}"
+        bounce["bounce"]["bouncedRecipients"] = [
+            dict(first, emailAddress=f"r{i}@example.org", diagnosticCode="a@b " * 225)
+            for i in range(1000)
+        ]
+        lab.send(json.dumps(bounce))
+    gaps: list[float] = []
+
+    async def ticker() -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    tick = asyncio.create_task(ticker())
+    try:
+        rec = await lab.run()
+    finally:
+        tick.cancel()
+    assert rec.success, rec.result.error
+    assert counters(rec)[("ses_events_total", "Bounce")] == 10_000
+    assert max(gaps) < 0.5, f"the event loop stalled {max(gaps):.2f} s"
+
+
 async def test_custom_domains_by_their_mx(lab: Lab) -> None:
     lab.dns.add("workspace.example", "MX", "1 aspmx.l.google.com.")
     lab.dns.add("tenant.example", "MX", "0 tenant-example.mail.protection.outlook.com.")

@@ -174,6 +174,16 @@ def test_records_without_usable_source_or_count_are_skipped_and_counted() -> Non
     assert [r.count for r in report.records] == [2]
 
 
+def test_a_fractional_count_is_skipped_not_truncated() -> None:
+    """``12.5`` messages is not a count: it was read as 12 without a word."""
+    xml = _report(_record(count="12.5") + _record(count="7.000") + _record(count="0.9"))
+    report = parse_aggregate(xml.encode())
+    assert [r.count for r in report.records] == [7]
+    assert report.skipped_records == 2
+    meta = "<report_id>x</report_id><date_range><begin>100.25</begin><end>200.5</end></date_range>"
+    assert parse_aggregate(_report(_record(), metadata=meta).encode()).end == 200  # a time may
+
+
 @pytest.mark.parametrize(
     ("quirk", "transform"),
     [

@@ -290,3 +290,19 @@ def test_a_message_past_its_parse_deadline_holds_no_report() -> None:
     hurried = parse_message(raw, Limits(parse_seconds=0.0))
     assert hurried.empty
     assert hurried.problems == ("a.xml: parsing took over 0.0 s",)
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("r.zip", zipped({"inner.xml.gz": gzip_bomb()})),
+        ("r.xml.gz", gz(zip_bomb())),
+        ("r.zip", zipped({"inner.zip": zipped({"r.xml": XML})})),
+    ],
+)
+def test_nested_archives_are_not_opened(name: str, data: bytes) -> None:
+    """One level is inflated (within its caps); an archive inside is a problem, never inflated:
+    a bomb inside a small archive stays a few kilobytes."""
+    found = extract(report_mail([(name, "application/octet-stream", data)]))
+    assert found.documents == ()
+    assert len(found.problems) == 1 and "neither XML nor JSON" in found.problems[0]

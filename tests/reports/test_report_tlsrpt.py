@@ -171,3 +171,11 @@ def test_internationalised_domains_are_kept_as_a_labels() -> None:
     assert p.domain == "xn--bcher-kva.de"
     assert p.mx_hosts == ("mx.xn--bcher-kva.de", "*.xn--bcher-kva.de")
     assert p.failures[0].receiving_mx_hostname == "mx.xn--bcher-kva.de"
+
+
+def test_a_report_that_is_not_utf8_is_read_as_latin1() -> None:
+    """RFC 8259 wants UTF-8; one Latin-1 byte in a free-text field refused the whole report."""
+    raw = sample("rfc8460.json").replace(b"Company-X", "Société X".encode("latin-1"))
+    report = parse_tlsrpt(raw)
+    assert report.reporter == "Société X"
+    assert report.policies[0].successful == 5326
