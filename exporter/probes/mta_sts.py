@@ -68,6 +68,8 @@ def _budget(timeout: float) -> float:
 
 
 MAX_NAME = 253
+MAX_TLSA_HOSTS = 16
+"""MX hosts, most preferred first, asked whether they publish TLSA (for ``tlsrpt_missing``)."""
 
 
 async def _texts(ctx: MtaStsContext, name: str) -> list[str]:
@@ -286,7 +288,9 @@ async def _dane_in_use(
     """
     if mx is None or mx.null:
         return None
-    names = [f"_25._tcp.{host}" for _, host in mx.hosts]
+    # The most preferred hosts only, as the tls probe's mx_of (a domain of 1,500 MX records
+    # would ask 1,500 questions at once for one info).
+    names = [f"_25._tcp.{host}" for _, host in mx.hosts[:MAX_TLSA_HOSTS]]
     try:
         async with asyncio.timeout_at(deadline):
             answers = await asyncio.gather(*(ctx.dns.query(n, "TLSA") for n in names))

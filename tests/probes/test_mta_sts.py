@@ -492,6 +492,22 @@ async def test_tlsrpt_missing_with_dane(dns: DnsServer) -> None:
     assert "_25._tcp.in.mail.example.test" in result.details["dane"]
 
 
+async def test_dane_is_asked_of_the_most_preferred_mx_hosts_only(dns: DnsServer) -> None:
+    """40 MX records: TLSA is asked of the 16 most preferred (as the tls probe's mx_of), not of
+    all 40 at once; a TLSA record at the 40th is not seen."""
+    dns.remove(f"_mta-sts.{DOMAIN}")
+    dns.remove(f"_smtp._tls.{DOMAIN}")
+    dns.set_records(DOMAIN, [("MX", f"{i} mx{i:02d}.example.test.") for i in range(40)])
+    dns.add("_25._tcp.mx39.example.test", "TLSA", "3 1 1 " + "ab" * 32)
+    result = await probe(dns, None)
+    assert result.error is None and result.findings == []
+    asked = sorted(q[0].rstrip(".") for q in dns.queries if q[1] == "TLSA")
+    assert asked == [f"_25._tcp.mx{i:02d}.example.test" for i in range(16)]
+    dns.add("_25._tcp.mx15.example.test", "TLSA", "3 1 1 " + "ab" * 32)
+    result = await probe(dns, None)
+    assert [f.code for f in result.findings] == ["tlsrpt_missing"]
+
+
 async def test_tlsrpt_not_needed_without_mta_sts_or_dane(dns: DnsServer) -> None:
     dns.remove(f"_mta-sts.{DOMAIN}")
     dns.remove(f"_smtp._tls.{DOMAIN}")
