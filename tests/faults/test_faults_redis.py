@@ -20,12 +20,11 @@ from typing import Any
 
 import pytest
 import redis
-import rq
 from faults.leakcheck import repeat_flat, settle
 from faults.redisfault import Answer, Cut, FakeRedis, array, bulk, error, integer
 from hypothesis import given
 from hypothesis import strategies as st
-from redisdb import fresh_db, lab_redis
+from redisdb import enqueue, fresh_db, lab_redis
 
 from exporter.config import parse_config
 from exporter.lab.redis import LabRedis
@@ -178,11 +177,6 @@ def server() -> Iterator[LabRedis]:
 @pytest.fixture
 def url(server: LabRedis) -> str:
     return fresh_db(server)
-
-
-def enqueue(url: str, queue: str, n: int = 1) -> list[rq.job.Job]:
-    q = rq.Queue(queue, connection=redis.Redis.from_url(url))
-    return [q.enqueue("os.getcwd") for _ in range(n)]
 
 
 async def test_rq_worker_set_of_another_type_is_no_proof_of_no_worker(url: str) -> None:

@@ -22,7 +22,7 @@ import trustme
 from celery import Celery
 from hypothesis import given
 from hypothesis import strategies as st
-from redisdb import fresh_db, lab_redis
+from redisdb import enqueue, fresh_db, lab_redis
 
 from exporter.config import parse_config
 from exporter.lab.redis import LabRedis
@@ -48,11 +48,6 @@ def url(server: LabRedis) -> str:
 
 def conn(url: str) -> redis.Redis:
     return redis.Redis.from_url(url)
-
-
-def enqueue(url: str, queue: str, n: int = 1, **kwargs: Any) -> list[rq.job.Job]:
-    q = rq.Queue(queue, connection=conn(url))
-    return [q.enqueue("os.getcwd", **kwargs) for _ in range(n)]
 
 
 def celery_send(
