@@ -157,6 +157,18 @@ class DnsClient:
             canonical_name="" if canonical == name else canonical,
         )
 
+    def answers(self) -> list[DnsAnswer] | None:
+        """The answer to every question this client was asked, in the order first asked (each
+        answer names its question: ``name``, ``rdtype``); None when one of them could not tell
+        (a :class:`DnsTempError`), was cancelled or is still in flight: then the answers do not
+        say all that the run saw."""
+        out: list[DnsAnswer] = []
+        for fut in self._cache.values():
+            if not fut.done() or fut.cancelled() or fut.exception() is not None:
+                return None
+            out.append(fut.result())
+        return out
+
     async def resolve_host(self, host: str) -> HostAddresses:
         """The A and AAAA records of ``host`` (both asked at once); an IP literal (also in
         brackets) is its own answer. Never raises :class:`DnsTempError`: a lookup that could

@@ -5,22 +5,30 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections.abc import Awaitable, Iterable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from exporter.dnssec import Validator
 from exporter.net.dnsmodel import DnsTempError
 from exporter.probes.base import ProbeContext
 from exporter.results import ProbeResult, Sample, sample
 
+if TYPE_CHECKING:
+    from exporter.probes.dns.replay import Replays
+
 T = TypeVar("T")
+A = TypeVar("A")
+B = TypeVar("B")
 
 
 class DnsResources:
     """What the ``dns`` probe keeps across the runs of one config (made by the runtime): the
-    DNSSEC validator with its zone cache (None with ``global.dnssec: false``)."""
+    DNSSEC validator with its zone cache (None with ``global.dnssec: false``) and the memory of
+    each domain's last run (:mod:`exporter.probes.dns.replay`)."""
 
-    def __init__(self, dnssec: Validator | None = None) -> None:
+    def __init__(self, dnssec: Validator | None = None, replays: Replays | None = None) -> None:
         self.dnssec = dnssec
+        self.replays = replays
+        """None: every run is a full one (contexts made by hand in tests)."""
 
     async def aclose(self) -> None:
         if self.dnssec is not None:
@@ -92,6 +100,12 @@ async def gather(*aws: Awaitable[T]) -> list[T]:
                 task.exception()  # retrieved: raised by the await above or not wanted
         raise
     return out
+
+
+async def both(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
+    """:func:`gather` of two awaitables of different types."""
+    a, b = await gather(first, second)
+    return cast(A, a), cast(B, b)
 
 
 async def gather_merged(parts: Iterable[Awaitable[ProbeResult]]) -> ProbeResult:
