@@ -97,6 +97,22 @@ async def _measure(kind: Any, targets: list[Any], deps: Runtime, control: Path) 
     }
 
 
+async def _repeat(
+    kind: Any, targets: list[Any], deps: Runtime, control: Path, n: int, forget: Any
+) -> list[dict[str, Any]]:
+    """``n`` more cycles, each after forgetting the shared DNS answers and, when ``forget`` is
+    the ``dns`` probe's memory of its last runs, that too."""
+    runs = []
+    for _ in range(n):
+        deps.net.shared.forget()
+        if forget is not None:
+            forget.clear()
+        run = await _measure(kind, targets, deps, control)
+        del run["records"], run["from_start_s"], run["from_module_s"]
+        runs.append(run)
+    return runs
+
+
 async def _cycle(
     config_path: Path, control: Path, kinds: list[str], steady: int, steady_kinds: list[str]
 ) -> dict[str, Any]:
@@ -115,20 +131,12 @@ async def _cycle(
         records += first.pop("records")
         if out["kinds"]:  # only the first kind measured is timed from process start
             del first["from_start_s"], first["from_module_s"]
-        runs = []
-        for _ in range(steady if name in steady_kinds else 0):
-            deps.net.shared.forget()
-            run = await _measure(kind, targets, deps, control)
-            del run["records"], run["from_start_s"], run["from_module_s"]
-            runs.append(run)
-        judged = []
         replays = getattr(deps.resources_for(kind), "replays", None)
-        for _ in range(steady if name in steady_kinds and replays is not None else 0):
-            deps.net.shared.forget()
-            replays.clear()
-            run = await _measure(kind, targets, deps, control)
-            del run["records"], run["from_start_s"], run["from_module_s"]
-            judged.append(run)
+        repeat = steady if name in steady_kinds else 0
+        runs = await _repeat(kind, targets, deps, control, repeat, forget=None)
+        judged = await _repeat(
+            kind, targets, deps, control, repeat if replays is not None else 0, replays
+        )
         for key, measured in (("steady", runs), ("judged", judged)):
             if measured:
                 first[key] = {

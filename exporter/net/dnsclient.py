@@ -19,9 +19,8 @@ A thin layer over dnspython's async resolver that gives probes what they need an
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import dns.asyncresolver
 import dns.exception
@@ -201,19 +200,20 @@ class DnsClient:
         for the second, and none when the second is already known (``bench/README.md``)."""
         known = self._known(name, second)
         if known is not None:
-            return await self._try(self.query(name, first)), known
-        other = asyncio.ensure_future(self._try(self.query(name, second)))
+            return await self.attempt(name, first), known
+        other = asyncio.ensure_future(self.attempt(name, second))
         try:
-            answer = await self._try(self.query(name, first))
+            answer = await self.attempt(name, first)
         except BaseException:
             other.cancel()
             raise
         return answer, await other
 
-    @staticmethod
-    async def _try(lookup: Coroutine[Any, Any, DnsAnswer]) -> DnsAnswer | DnsTempError:
+    async def attempt(self, name: str, rdtype: str) -> DnsAnswer | DnsTempError:
+        """:meth:`query`, with the :class:`DnsTempError` returned rather than raised (for
+        lookups made side by side, each of which may fail on its own)."""
         try:
-            return await lookup
+            return await self.query(name, rdtype)
         except DnsTempError as exc:
             return exc
 

@@ -40,11 +40,8 @@ async def _forward(ctx: DnsContext, name: str, rdtype: str) -> list[str] | DnsTe
     the others' lookups did."""
     if name == ".":  # a PTR to the root has no address records to follow
         return []
-    try:
-        answer = await ctx.dns.query(name, rdtype)
-    except DnsTempError as exc:
-        return exc
-    return answer.addresses()
+    answer = await ctx.dns.attempt(name, rdtype)
+    return answer if isinstance(answer, DnsTempError) else answer.addresses()
 
 
 async def _ip(domain: str, ip: str, ctx: DnsContext) -> ProbeResult:
